@@ -1,0 +1,81 @@
+//! Visit counter: counts visits per hospital in the plugin's kv store.
+//!
+//! - `POST /visits` records a visit and returns the new count. The count is updated with
+//!   compare-and-swap ([`kv::update_json`]), so concurrent visits are never lost.
+//! - `GET /visits` returns the count.
+//! - `GET /visits/history?limit=N` returns the most recent visits, newest first (default 20,
+//!   at most 100).
+//!
+//! The kv store belongs to one (hospital, plugin) pair, so every hospital has its own count.
+use serde::{Deserialize, Serialize};
+use vtelehealth_plugin_sdk::{
+    Error, Plugin, Request, Response, clock, export_plugin, identity, json, kv, log,
+};
+
+const COUNT_KEY: &str = "visits/count";
+const HISTORY_PREFIX: &str = "visits/history/";
+const DEFAULT_HISTORY: u32 = 20;
+const MAX_HISTORY: u32 = 100;
+
+#[derive(Serialize, Deserialize)]
+struct Visit {
+    /// The visit's number.
+    number: u64,
+    /// When it was recorded, in milliseconds since the Unix epoch.
+    at_millis: u64,
+}
+
+struct VisitCounter;
+
+impl Plugin for VisitCounter {
+    fn handle(req: Request) -> Result<Response, Error> {
+        match (req.method(), req.segments().as_slice()) {
+            ("POST", ["visits"]) => record_visit(),
+            ("GET", ["visits"]) => {
+                let count = kv::get_json::<u64>(COUNT_KEY)?.unwrap_or(0);
+                Ok(Response::ok_json(&counter(count)))
+            }
+            ("GET", ["visits", "history"]) => history(&req),
+            (_, ["visits"]) | (_, ["visits", "history"]) => Err(Error::method_not_allowed(format!(
+                "{} is not allowed on {}",
+                req.method(),
+                req.path()
+            ))),
+            _ => Err(Error::not_found(format!("no route for {} {}", req.method(), req.path()))),
+        }
+    }
+}
+
+fn record_visit() -> Result<Response, Error> {
+    let number = kv::update_json(COUNT_KEY, |count: Option<u64>| Ok(count.unwrap_or(0) + 1))?;
+    let at_millis = clock::now_millis();
+    // Newest first in byte order: the key holds the time counted down from u64::MAX.
+    let key = format!("{HISTORY_PREFIX}{:020}-{number:020}", u64::MAX - at_millis);
+    kv::set_json(&key, &Visit { number, at_millis })?;
+    log::info!("visit {number} recorded");
+    Ok(Response::ok_json(&counter(number)))
+}
+
+fn history(req: &Request) -> Result<Response, Error> {
+    let limit = match req.query_param("limit") {
+        None => DEFAULT_HISTORY,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY).contains(n))
+            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_HISTORY}")))?,
+    };
+    let mut visits = Vec::new();
+    for key in kv::list_keys_page(HISTORY_PREFIX, None, limit)? {
+        if let Some(visit) = kv::get_json::<Visit>(&key)? {
+            visits.push(visit);
+        }
+    }
+    Ok(Response::ok_json(&json!({ "visits": visits })))
+}
+
+fn counter(count: u64) -> vtelehealth_plugin_sdk::serde_json::Value {
+    json!({ "hospital": identity::current().hospital.id, "visits": count })
+}
+
+export_plugin!(VisitCounter);

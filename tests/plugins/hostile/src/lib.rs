@@ -1,0 +1,106 @@
+//! TEST ONLY: a plugin whose routes misbehave on purpose, so the end-to-end tests can check
+//! that the runtime contains each failure to the one call. Not a reference plugin.
+//!
+//! | route | behaviour |
+//! | --- | --- |
+//! | `GET /ok` | answers `{"ok":true}` at once |
+//! | `/loop` | spins forever in guest code (the epoch deadline must stop it) |
+//! | `/oom` | allocates and touches 1 MiB blocks until memory growth is refused |
+//! | `/recurse` | recurses without bound until the stack overflows |
+//! | `/panic` | panics with the message `hostile plugin panics on purpose` |
+//! | `/big-response` | returns a 9 MiB body (above the 8 MiB response limit) |
+//! | `/kv-flood` | writes 64 KiB values under new keys until kv refuses, then returns that error (507 for quota) |
+//! | `/host-loop` | calls `kv::get` forever, so the time is spent inside host calls |
+//! | `/echo` | echoes the request body and its content type |
+use std::hint::black_box;
+
+use vtelehealth_plugin_sdk::{Error, Plugin, Request, Response, clock, export_plugin, json, kv};
+
+/// The message `/panic` panics with.
+pub const PANIC_MESSAGE: &str = "hostile plugin panics on purpose";
+
+struct Hostile;
+
+impl Plugin for Hostile {
+    fn handle(req: Request) -> Result<Response, Error> {
+        match req.segments().as_slice() {
+            ["ok"] => Ok(Response::ok_json(&json!({ "ok": true }))),
+            ["loop"] => spin(),
+            ["oom"] => exhaust_memory(),
+            ["recurse"] => Ok(Response::ok_json(&json!({ "depth": recurse(0) }))),
+            ["panic"] => panic!("{PANIC_MESSAGE}"),
+            ["big-response"] => Ok(Response::bytes(
+                200,
+                "application/octet-stream",
+                vec![b'x'; 9 << 20],
+            )),
+            ["kv-flood"] => kv_flood(),
+            ["host-loop"] => host_loop(),
+            ["echo"] => {
+                let content_type = req
+                    .header("content-type")
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                Ok(Response::bytes(200, &content_type, req.body))
+            }
+            _ => Err(Error::not_found(format!("no route for {} {}", req.method(), req.path()))),
+        }
+    }
+}
+
+/// An infinite loop the optimizer cannot remove: `black_box` is opaque to it.
+fn spin() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter).wrapping_add(1);
+    }
+}
+
+/// Grow a list of 1 MiB blocks, each written through (so the pages are really touched),
+/// until the allocator's memory growth is refused and the allocation-error handler aborts.
+fn exhaust_memory() -> Result<Response, Error> {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for i in 0..4096u32 {
+        let block = vec![(i % 251) as u8 + 1; 1 << 20];
+        blocks.push(black_box(block));
+    }
+    // Only reached when the sandbox allows 4 GiB, which it must not.
+    Ok(Response::ok_json(&json!({ "allocated_mib": black_box(blocks).len() })))
+}
+
+/// Unbounded, non-tail recursion: the result of the inner call is used after it returns, and
+/// `black_box` hides both the condition and the values, so it cannot become a loop. Each
+/// frame also keeps a buffer in linear memory (the shadow stack), so whichever stack is
+/// smaller overflows first.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 128];
+    frame[(depth % 128) as usize] = depth as u8;
+    black_box(&mut frame);
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    let below = recurse(depth + 1);
+    black_box(below).wrapping_add(frame[(below % 128) as usize] as u64)
+}
+
+/// Write 64 KiB values under fresh keys until kv refuses; return that refusal.
+fn kv_flood() -> Result<Response, Error> {
+    let value = vec![0xa5u8; 64 << 10];
+    let run = clock::now_millis();
+    let mut written: u64 = 0;
+    loop {
+        let key = format!("flood/{run}/{written:010}");
+        kv::set(&key, &value)?;
+        written += 1;
+    }
+}
+
+/// Call the host forever: the time goes to host calls, not guest code.
+fn host_loop() -> ! {
+    loop {
+        let _ = black_box(kv::get(black_box("host-loop")));
+    }
+}
+
+export_plugin!(Hostile);
