@@ -1,0 +1,226 @@
+//! `/hospitals/{hospital}/plugins/{plugin}/{*path}`: a call into a plugin.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::{ApiError, RequestId};
+use crate::Runtime;
+use crate::bindings::{Header, Request as PluginRequest};
+use crate::capabilities::identity::CallContext;
+use crate::metrics::{CallLabels, PluginLabels};
+use crate::plugins::PluginEntry;
+use crate::sandbox::{CallError, call_http};
+
+/// Headers never forwarded to a plugin: credentials stay with the host.
+const WITHHELD_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+/// Headers a plugin may not set: the host frames the response.
+const HOST_HEADERS: [&str; 4] = ["content-length", "transfer-encoding", "connection", "x-request-id"];
+
+pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let target = Target::parse(parts.uri.path())?;
+    let hospital = rt
+        .hospitals
+        .get(&target.hospital)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown hospital `{}`", target.hospital)))?;
+    let plugin = match rt.plugins.get(&target.plugin).as_deref() {
+        None => return Err(ApiError::NotFound(format!("unknown plugin `{}`", target.plugin))),
+        Some(PluginEntry::Failed { reason }) => {
+            return Err(ApiError::Unavailable(format!(
+                "plugin `{}` is not available: {reason}",
+                target.plugin
+            )));
+        }
+        Some(PluginEntry::Ready(p)) => p.clone(),
+    };
+    let body = read_body(&parts.headers, body, rt.limits.max_request_bytes).await?;
+
+    let request = PluginRequest {
+        method: parts.method.as_str().to_owned(),
+        path: target.path,
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: forwarded_headers(&parts.headers),
+        body: body.to_vec(),
+    };
+    let kv = rt.kv.scope(&hospital.id, &plugin.manifest.id, &rt.limits);
+    let ctx = Arc::new(CallContext {
+        hospital,
+        plugin_id: plugin.manifest.id.clone(),
+        request_id,
+        principal: None,
+        started: Instant::now(),
+    });
+    let span = tracing::info_span!("plugin_call", plugin = %plugin.manifest.id, version = %plugin.manifest.version,
+        hospital = %ctx.hospital.id, outcome = tracing::field::Empty);
+    let started = ctx.started;
+    let hospital_id = ctx.hospital.id.clone();
+
+    // Wait for a free instance slot, but not past the call's deadline.
+    let slot = tokio::time::timeout(rt.limits.deadline, rt.call_slots.clone().acquire_owned()).await;
+    let result = match slot {
+        Ok(Ok(_permit)) => {
+            call_http(&plugin.pre, &rt.limits, ctx, kv, request)
+                .instrument(span.clone())
+                .await
+        }
+        _ => Err(CallError::Busy(rt.limits.max_concurrent_calls)),
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    span.record("outcome", outcome);
+    rt.metrics
+        .plugin_calls
+        .get_or_create(&CallLabels {
+            plugin: plugin.manifest.id.clone(),
+            hospital: hospital_id,
+            outcome: outcome.to_owned(),
+        })
+        .inc();
+    rt.metrics
+        .plugin_call_seconds
+        .get_or_create(&PluginLabels {
+            plugin: plugin.manifest.id.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(response) => into_http(response),
+        Err(e) => {
+            tracing::warn!(error = %e, "plugin call failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// The parts of a plugin URL.
+#[derive(Debug, PartialEq)]
+struct Target {
+    hospital: String,
+    plugin: String,
+    /// Path below the plugin's mount point, still percent-encoded.
+    path: String,
+}
+
+impl Target {
+    fn parse(raw_path: &str) -> Result<Self, ApiError> {
+        let rest = raw_path.strip_prefix("/hospitals/").unwrap_or(raw_path);
+        let mut segments = rest.splitn(4, '/');
+        let hospital = segments.next().unwrap_or_default();
+        let keyword = segments.next().unwrap_or_default();
+        let plugin = segments.next().unwrap_or_default();
+        if hospital.is_empty() || keyword != "plugins" || plugin.is_empty() {
+            return Err(ApiError::NotFound(
+                "plugin routes are /hospitals/{hospital}/plugins/{plugin}/{path}".into(),
+            ));
+        }
+        let path = format!("/{}", segments.next().unwrap_or_default());
+        percent_decode_utf8(&path)?;
+        Ok(Self {
+            hospital: percent_decode_utf8(hospital)?,
+            plugin: percent_decode_utf8(plugin)?,
+            path,
+        })
+    }
+}
+
+/// Decode `%XX` escapes; the result must be UTF-8.
+fn percent_decode_utf8(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ApiError::BadRequest("malformed percent-escape in the path".into()))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::BadRequest("the path is not valid UTF-8".into()))
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadRequest(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+fn forwarded_headers(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|(name, _)| !WITHHELD_HEADERS.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            Some(Header {
+                name: name.as_str().to_owned(),
+                value: value.to_str().ok()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn into_http(response: crate::bindings::Response) -> Result<Response, ApiError> {
+    let invalid = |what: String| ApiError::Call(CallError::Trap(format!("the plugin returned {what}")));
+    let status = StatusCode::from_u16(response.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .ok_or_else(|| invalid(format!("an invalid HTTP status {}", response.status)))?;
+    let mut http = Response::new(Body::from(response.body));
+    *http.status_mut() = status;
+    for Header { name, value } in response.headers {
+        let lower = name.to_ascii_lowercase();
+        if HOST_HEADERS.contains(&lower.as_str()) {
+            continue;
+        }
+        let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| invalid(format!("an invalid header name `{name}`")))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| invalid(format!("an invalid value for header `{name}`")))?;
+        http.headers_mut().append(name, value);
+    }
+    Ok(http)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plugin_targets() {
+        let t = Target::parse("/hospitals/bach-mai/plugins/hello/a/b%20c").unwrap();
+        assert_eq!((t.hospital.as_str(), t.plugin.as_str(), t.path.as_str()), ("bach-mai", "hello", "/a/b%20c"));
+        let t = Target::parse("/hospitals/bach-mai/plugins/hello").unwrap();
+        assert_eq!(t.path, "/");
+        assert!(matches!(Target::parse("/hospitals/x/other/hello"), Err(ApiError::NotFound(_))));
+        assert!(matches!(Target::parse("/hospitals/x/plugins/h/%FF%FE"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(Target::parse("/hospitals/x/plugins/h/%G1"), Err(ApiError::BadRequest(_))));
+    }
+}

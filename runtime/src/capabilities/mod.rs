@@ -1,0 +1,164 @@
+//! Host capabilities offered to plugins, one module per WIT interface.
+//!
+//! Each module implements its generated `Host` trait for [`CallState`] and
+//! is added to a plugin's linker only when the plugin is granted it.
+
+pub mod clock;
+pub mod identity;
+pub mod kv;
+pub mod log;
+pub mod random;
+
+use std::fmt;
+use std::str::FromStr;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::vtelehealth::platform;
+use crate::sandbox::CallState;
+
+/// The platform package every interface belongs to.
+pub const PACKAGE: &str = "vtelehealth:platform";
+/// The package version this runtime implements. Plugins built against an
+/// older patch release of the same minor version keep working.
+pub const PACKAGE_VERSION: &str = "0.1.0";
+
+/// A capability a plugin can be granted: one imported WIT interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    Log,
+    Clock,
+    Random,
+    Kv,
+    Identity,
+}
+
+impl Capability {
+    /// Every capability this runtime implements.
+    pub const ALL: [Capability; 5] = [Self::Log, Self::Clock, Self::Random, Self::Kv, Self::Identity];
+
+    /// The WIT interface name, e.g. `kv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Clock => "clock",
+            Self::Random => "random",
+            Self::Kv => "kv",
+            Self::Identity => "identity",
+        }
+    }
+
+    /// What the capability lets a plugin do, in plain words for reviewers.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Log => "write log lines tagged with its hospital and request",
+            Self::Clock => "read the current time",
+            Self::Random => "draw secure random numbers",
+            Self::Kv => "store its own data for each hospital (private key-value storage with a quota)",
+            Self::Identity => "know which hospital it serves and who is calling",
+        }
+    }
+
+    /// Add this capability's host functions to `linker`.
+    pub fn add_to_linker(self, linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        match self {
+            Self::Log => platform::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Clock => platform::clock::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Random => platform::random::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Kv => platform::kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Identity => platform::identity::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Capability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown capability `{s}` (known: log, clock, random, kv, identity)"))
+    }
+}
+
+/// An import of a component, resolved against the platform package.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ImportKind {
+    /// A capability interface.
+    Capability(Capability),
+    /// An interface that only declares types (always allowed).
+    TypesOnly,
+}
+
+/// Resolve a component import name such as `vtelehealth:platform/kv@0.1.0`.
+pub fn resolve_import(name: &str) -> Result<ImportKind, String> {
+    let (path, version) = name.split_once('@').unwrap_or((name, ""));
+    let Some((package, interface)) = path.split_once('/') else {
+        return Err(format!("imports `{name}`, which is not a platform interface"));
+    };
+    if package != PACKAGE {
+        return Err(format!(
+            "imports `{name}`, which the platform does not provide (plugins get only {PACKAGE} interfaces; no WASI)"
+        ));
+    }
+    if !version_compatible(version) {
+        return Err(format!(
+            "imports `{name}`, built against {PACKAGE}@{version}, which this runtime ({PACKAGE}@{PACKAGE_VERSION}) does not support"
+        ));
+    }
+    if interface == "types" {
+        return Ok(ImportKind::TypesOnly);
+    }
+    interface
+        .parse()
+        .map(ImportKind::Capability)
+        .map_err(|_| format!("imports `{name}`, an interface this runtime does not implement"))
+}
+
+/// Semver compatibility for 0.x packages: same minor, patch not newer.
+fn version_compatible(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    match (parse(version), parse(PACKAGE_VERSION)) {
+        (Some((0, minor, patch)), Some((0, our_minor, our_patch))) => minor == our_minor && patch <= our_patch,
+        (Some((major, minor, _)), Some((our_major, our_minor, _))) => major == our_major && minor <= our_minor,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_platform_imports() {
+        assert_eq!(
+            resolve_import("vtelehealth:platform/kv@0.1.0"),
+            Ok(ImportKind::Capability(Capability::Kv))
+        );
+        assert_eq!(resolve_import("vtelehealth:platform/types@0.1.0"), Ok(ImportKind::TypesOnly));
+    }
+
+    #[test]
+    fn refuses_foreign_and_incompatible_imports() {
+        assert!(resolve_import("wasi:filesystem/types@0.2.0").unwrap_err().contains("no WASI"));
+        assert!(resolve_import("vtelehealth:platform/kv@0.2.0").unwrap_err().contains("does not support"));
+        assert!(resolve_import("vtelehealth:platform/kv@0.1.9").is_err());
+        assert!(resolve_import("vtelehealth:platform/teleport@0.1.0").is_err());
+    }
+
+    #[test]
+    fn capability_names_round_trip() {
+        for c in Capability::ALL {
+            assert_eq!(c.name().parse::<Capability>(), Ok(c));
+        }
+    }
+}

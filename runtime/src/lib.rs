@@ -1,0 +1,120 @@
+//! VTelehealth host runtime: runs sandboxed Wasm plugins and offers them the
+//! platform's capabilities (see `wit/`), nothing else.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use vtelehealth_runtime::{Runtime, RuntimeOptions};
+//! let runtime = Runtime::start(RuntimeOptions {
+//!     database_url: "sqlite://data/vtelehealth.db".into(),
+//!     plugin_dir: Some("target/plugins".into()),
+//!     ..RuntimeOptions::default()
+//! })
+//! .await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, vtelehealth_runtime::api::app(runtime)).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod bindings;
+pub mod capabilities;
+pub mod config;
+pub mod db;
+pub mod directory;
+pub mod engine;
+pub mod metrics;
+pub mod plugins;
+pub mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::capabilities::kv::KvStore;
+use crate::config::Limits;
+use crate::db::Database;
+use crate::directory::HospitalDirectory;
+use crate::engine::PluginEngine;
+use crate::metrics::Metrics;
+use crate::plugins::PluginRegistry;
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Plugins(#[from] plugins::LoadError),
+}
+
+/// How to start a runtime node.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Directory of `<id>.wasm` + `<id>.toml` plugins to load.
+    pub plugin_dir: Option<PathBuf>,
+    /// Where compiled components are cached; `None` compiles every start.
+    pub cache_dir: Option<PathBuf>,
+    pub limits: Limits,
+    /// Seed the demo hospitals.
+    pub demo: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://data/vtelehealth.db".into(),
+            plugin_dir: None,
+            cache_dir: None,
+            limits: Limits::default(),
+            demo: false,
+        }
+    }
+}
+
+/// One runtime node: engine, plugins, capabilities' state, database.
+pub struct Runtime {
+    pub engine: Arc<PluginEngine>,
+    pub plugins: PluginRegistry,
+    pub hospitals: HospitalDirectory,
+    pub kv: Arc<KvStore>,
+    pub limits: Limits,
+    pub db: Database,
+    pub metrics: Metrics,
+    /// One permit per pooled instance slot.
+    pub call_slots: Arc<Semaphore>,
+}
+
+impl Runtime {
+    /// Open the database, build the engine and load the plugins.
+    pub async fn start(options: RuntimeOptions) -> Result<Arc<Self>, StartError> {
+        let db = Database::connect(&options.database_url).await?;
+        let hospitals = HospitalDirectory::load(db.pool.clone()).await?;
+        if options.demo {
+            for h in directory::demo_hospitals() {
+                hospitals.upsert(h).await?;
+            }
+        }
+        let engine = Arc::new(PluginEngine::new(&options.limits, options.cache_dir.clone())?);
+        let plugins = PluginRegistry::default();
+        if let Some(dir) = &options.plugin_dir {
+            plugins.load_dir(&engine, dir).await?;
+        }
+        Ok(Arc::new(Self {
+            engine,
+            plugins,
+            hospitals,
+            kv: Arc::new(KvStore::new(db.pool.clone())),
+            call_slots: Arc::new(Semaphore::new(options.limits.max_concurrent_calls as usize)),
+            limits: options.limits,
+            db,
+            metrics: Metrics::default(),
+        }))
+    }
+}

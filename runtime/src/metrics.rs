@@ -1,0 +1,76 @@
+//! Prometheus metrics served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of one plugin call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub plugin: String,
+    pub hospital: String,
+    pub outcome: String,
+}
+
+/// Labels of a plugin's latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
+}
+
+/// Labels of an HTTP response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub status: u16,
+}
+
+type HistogramFamily = Family<PluginLabels, Histogram, fn() -> Histogram>;
+
+/// The runtime's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Plugin calls by plugin, hospital and outcome (`ok` or an error code).
+    pub plugin_calls: Family<CallLabels, Counter>,
+    /// Plugin call latency in seconds, instantiation included.
+    pub plugin_call_seconds: HistogramFamily,
+    /// HTTP responses by status.
+    pub http_responses: Family<HttpLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("vtelehealth");
+        let plugin_calls = Family::<CallLabels, Counter>::default();
+        let plugin_call_seconds: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let http_responses = Family::<HttpLabels, Counter>::default();
+        registry.register("plugin_calls", "Plugin calls by outcome", plugin_calls.clone());
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Plugin call latency, instantiation included",
+            plugin_call_seconds.clone(),
+        );
+        registry.register("http_responses", "HTTP responses by status", http_responses.clone());
+        Self {
+            registry,
+            plugin_calls,
+            plugin_call_seconds,
+            http_responses,
+        }
+    }
+}
+
+impl Metrics {
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,210 @@
+//! One plugin call: a fresh instance in a store that carries the call's
+//! context and limits, and the mapping of every way it can fail.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{ResourceLimiter, Store, StoreContextMut, Trap, UpdateDeadline};
+
+use crate::bindings::{Plugin, PluginPre, Request, Response};
+use crate::capabilities::identity::CallContext;
+use crate::capabilities::kv::KvScope;
+use crate::config::Limits;
+
+/// Everything a capability may read during one call.
+pub struct CallState {
+    /// Who is calling, for which hospital and plugin.
+    pub ctx: Arc<CallContext>,
+    /// The (hospital, plugin) key-value scope.
+    pub kv: KvScope,
+    /// Enforces memory and table limits; records refusals.
+    pub limiter: CallLimiter,
+    /// When the call must be over.
+    pub deadline: tokio::time::Instant,
+}
+
+/// Memory and table limits of one store; remembers that it refused a
+/// growth, because a guest that cannot allocate traps as `unreachable`,
+/// exactly like a panic.
+#[derive(Debug)]
+pub struct CallLimiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    core_instances: usize,
+    /// Size of the refused memory growth, if any.
+    pub memory_refused: Option<usize>,
+    /// A table growth was refused.
+    pub table_refused: bool,
+}
+
+impl CallLimiter {
+    /// A limiter enforcing `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            memory_bytes: limits.memory_bytes,
+            table_elements: limits.table_elements,
+            core_instances: limits.core_instances,
+            memory_refused: None,
+            table_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.table_refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.core_instances
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// How a plugin call failed. Each variant names the limit or fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the plugin did not finish within its {limit_ms} ms deadline")]
+    Deadline { limit_ms: u128 },
+    #[error("the plugin exceeded its memory limit of {limit_bytes} bytes")]
+    Memory { limit_bytes: usize },
+    #[error("the plugin exhausted its call stack")]
+    StackOverflow,
+    #[error("the plugin exceeded its table limit of {limit} elements")]
+    Table { limit: usize },
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("the plugin's response of {size} bytes exceeds the {limit} byte limit")]
+    ResponseTooLarge { size: usize, limit: usize },
+    #[error("the runtime is at its limit of {0} concurrent plugin calls")]
+    Busy(u32),
+    #[error("the plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl CallError {
+    /// Stable machine-readable code for API responses and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Deadline { .. } => "deadline_exceeded",
+            Self::Memory { .. } => "memory_limit_exceeded",
+            Self::StackOverflow => "stack_overflow",
+            Self::Table { .. } => "table_limit_exceeded",
+            Self::Trap(_) => "plugin_trapped",
+            Self::ResponseTooLarge { .. } => "response_too_large",
+            Self::Busy(_) => "runtime_busy",
+            Self::Instantiate(_) => "instantiation_failed",
+        }
+    }
+}
+
+/// Marker error raised by the epoch callback and host calls when the
+/// call's deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+pub struct DeadlineExceeded;
+
+/// Run one HTTP request through a fresh instance of `pre`.
+pub async fn call_http(
+    pre: &PluginPre<CallState>,
+    limits: &Limits,
+    ctx: Arc<CallContext>,
+    kv: KvScope,
+    request: Request,
+) -> Result<Response, CallError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::from_std(started + limits.deadline);
+    let state = CallState {
+        ctx,
+        kv,
+        limiter: CallLimiter::new(limits),
+        deadline,
+    };
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    // Guest code yields to the executor every tick, so a spinning plugin
+    // never starves other calls, and traps once the deadline has passed.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx: StoreContextMut<'_, CallState>| {
+        if tokio::time::Instant::now() >= ctx.data().deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+
+    let limit_ms = limits.deadline.as_millis();
+    let run = async {
+        let plugin: Plugin = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        plugin
+            .vtelehealth_platform_http_handler()
+            .call_handle(&mut store, &request)
+            .await
+            .map_err(|e| classify(e, store.data(), limits))
+    };
+    // The outer timeout also covers time spent awaiting host calls, which
+    // epochs cannot interrupt.
+    let response = match tokio::time::timeout_at(deadline, run).await {
+        Ok(result) => result?,
+        Err(_) => return Err(CallError::Deadline { limit_ms }),
+    };
+    if response.body.len() > limits.max_response_bytes {
+        return Err(CallError::ResponseTooLarge {
+            size: response.body.len(),
+            limit: limits.max_response_bytes,
+        });
+    }
+    Ok(response)
+}
+
+/// Turn a wasmtime error into the limit or fault that caused it.
+fn classify(err: wasmtime::Error, state: &CallState, limits: &Limits) -> CallError {
+    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+        return CallError::Deadline {
+            limit_ms: limits.deadline.as_millis(),
+        };
+    }
+    if state.limiter.memory_refused.is_some() {
+        return CallError::Memory {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    if state.limiter.table_refused {
+        return CallError::Table {
+            limit: limits.table_elements,
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => CallError::StackOverflow,
+        Some(Trap::Interrupt) => CallError::Deadline {
+            limit_ms: limits.deadline.as_millis(),
+        },
+        Some(Trap::UnreachableCodeReached) => {
+            CallError::Trap("wasm `unreachable` executed (usually a panic in the plugin; see the runtime log)".into())
+        }
+        Some(trap) => CallError::Trap(trap.to_string()),
+        None => CallError::Trap(format!("{err:#}")),
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: one binary, one module per topic.
+
+mod bad_input;
+mod docs;
+mod plugins;
+mod sandbox;

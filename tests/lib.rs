@@ -1,0 +1,137 @@
+//! Shared helpers for the end-to-end tests: a real server on loopback with
+//! real plugin components built by `cargo xtask build-plugins`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use vtelehealth_runtime::capabilities::identity::{Hospital, Tier};
+use vtelehealth_runtime::config::Limits;
+use vtelehealth_runtime::{Runtime, RuntimeOptions, api};
+
+/// Root of the repository.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Directory of the reference plugins' components.
+pub fn plugin_dir() -> PathBuf {
+    built_dir("plugins")
+}
+
+/// Directory of the test-only (hostile) components.
+pub fn test_plugin_dir() -> PathBuf {
+    built_dir("test-plugins")
+}
+
+fn built_dir(name: &str) -> PathBuf {
+    let dir = repo_root().join("target").join(name);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: build the plugins first with `cargo xtask build-plugins` (or run `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
+/// The component and manifest of one built plugin.
+pub fn component(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
+    let wasm = dir.join(format!("{id}.wasm"));
+    assert!(wasm.is_file(), "{} is missing: run `cargo xtask build-plugins`", wasm.display());
+    (wasm, dir.join(format!("{id}.toml")))
+}
+
+/// Copy the named plugins from `from` into a fresh directory.
+pub fn plugin_set(from: &Path, ids: &[&str]) -> TempDir {
+    let dir = TempDir::new().expect("temp dir");
+    for id in ids {
+        let (wasm, toml) = component(from, id);
+        std::fs::copy(&wasm, dir.path().join(format!("{id}.wasm"))).expect("copy component");
+        std::fs::copy(&toml, dir.path().join(format!("{id}.toml"))).expect("copy manifest");
+    }
+    dir
+}
+
+/// Two hospitals every test can use.
+pub fn test_hospitals() -> [Hospital; 2] {
+    [
+        Hospital {
+            id: "bv-a".into(),
+            name: "Bệnh viện A".into(),
+            tier: Tier::Central,
+            province: "Hà Nội".into(),
+        },
+        Hospital {
+            id: "bv-b".into(),
+            name: "Bệnh viện B".into(),
+            tier: Tier::District,
+            province: "Thái Bình".into(),
+        },
+    ]
+}
+
+/// A runtime serving on a loopback port, with its own SQLite file.
+pub struct TestServer {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub runtime: Arc<Runtime>,
+    pub client: reqwest::Client,
+    _data: TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Start with the plugins in `plugin_dir` and `limits`.
+    pub async fn start(plugin_dir: &Path, limits: Limits) -> Self {
+        let data = TempDir::new().expect("temp dir");
+        let options = RuntimeOptions {
+            database_url: format!("sqlite://{}", data.path().join("test.db").display()),
+            plugin_dir: Some(plugin_dir.to_path_buf()),
+            cache_dir: Some(data.path().join("cache")),
+            limits,
+            demo: false,
+        };
+        Self::start_with(options, data).await
+    }
+
+    /// Start with explicit options; `data` lives as long as the server.
+    pub async fn start_with(options: RuntimeOptions, data: TempDir) -> Self {
+        let runtime = Runtime::start(options).await.expect("runtime starts");
+        for h in test_hospitals() {
+            runtime.hospitals.upsert(h).await.expect("seed hospital");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let app = api::app(runtime.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            addr,
+            runtime,
+            client: reqwest::Client::new(),
+            _data: data,
+            server,
+        }
+    }
+
+    /// URL of a plugin path at a hospital.
+    pub fn plugin_url(&self, hospital: &str, plugin: &str, path: &str) -> String {
+        format!("{}/hospitals/{hospital}/plugins/{plugin}{path}", self.base)
+    }
+
+    /// GET a URL, returning status and JSON body (`Null` when not JSON).
+    pub async fn get_json(&self, url: &str) -> (u16, serde_json::Value) {
+        let resp = self.client.get(url).send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
