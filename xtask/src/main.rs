@@ -1,0 +1,170 @@
+//! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! - `build-plugins`: build the guest workspace for `wasm32-unknown-unknown` and turn every
+//!   plugin into a Wasm component with its manifest, under `target/plugins/` (reference
+//!   plugins) and `target/test-plugins/` (test-only plugins).
+//! - `test`: build the plugins, then `cargo test --workspace` (extra arguments forwarded).
+//! - `run`: build the plugins, then start the server on them with demo data.
+
+mod manifest;
+mod plugins;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "VTelehealth project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the guest workspace for wasm32 and write the plugin components and manifests
+    /// to target/plugins/ and target/test-plugins/.
+    BuildPlugins(toolchain::Options),
+    /// Build the plugins, then run `cargo test --workspace [ARGS]`.
+    Test {
+        #[command(flatten)]
+        toolchain: toolchain::Options,
+        /// Extra arguments for `cargo test` (put them after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the plugins, then run the server on them with demo data.
+    Run {
+        #[command(flatten)]
+        toolchain: toolchain::Options,
+        /// Extra arguments for `runtime serve` (put them after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// How `cargo xtask run` starts the server; the one place to adjust when the runtime's CLI
+/// changes. Paths are relative to the repository root.
+const RUNTIME_PACKAGE: &str = "vtelehealth-runtime";
+const RUNTIME_BIN: &str = "runtime";
+const RUNTIME_SERVE_ARGS: &[&str] = &[
+    "serve",
+    "--plugins",
+    "target/plugins",
+    "--db",
+    "data/vtelehealth.db",
+    "--demo",
+];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::BuildPlugins(options) => plugins::build(&repo_root(), &options),
+        Cmd::Test { toolchain, args } => test(&toolchain, &args),
+        Cmd::Run { toolchain, args } => run(&toolchain, &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root: the parent of this crate's directory.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// One step of a composite command (`test`, `run`), printed as `==> [i/n] name`.
+struct Step<'a> {
+    name: &'static str,
+    run: Box<dyn FnOnce() -> Result<()> + 'a>,
+}
+
+fn run_steps(steps: Vec<Step<'_>>) -> Result<()> {
+    let total = steps.len();
+    for (i, step) in steps.into_iter().enumerate() {
+        println!("==> [{}/{total}] {}", i + 1, step.name);
+        (step.run)().with_context(|| format!("step `{}` failed", step.name))?;
+    }
+    Ok(())
+}
+
+fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
+    let root = repo_root();
+    // Later: PostgreSQL and Chromium set-up steps go here, before the test run.
+    run_steps(vec![
+        Step {
+            name: "build plugins",
+            run: Box::new(|| plugins::build(&root, options)),
+        },
+        Step {
+            name: "cargo test --workspace",
+            run: Box::new(|| {
+                let mut cmd = Command::new(cargo());
+                cmd.current_dir(&root)
+                    .args(["test", "--workspace"])
+                    .args(args);
+                run_command(cmd)
+            }),
+        },
+    ])
+}
+
+fn run(options: &toolchain::Options, args: &[String]) -> Result<()> {
+    let root = repo_root();
+    run_steps(vec![
+        Step {
+            name: "build plugins",
+            run: Box::new(|| plugins::build(&root, options)),
+        },
+        Step {
+            name: "run the server",
+            run: Box::new(|| {
+                std::fs::create_dir_all(root.join("data")).context("creating data/")?;
+                let mut cmd = Command::new(cargo());
+                cmd.current_dir(&root)
+                    .args(["run", "-p", RUNTIME_PACKAGE, "--bin", RUNTIME_BIN, "--"])
+                    .args(RUNTIME_SERVE_ARGS)
+                    .args(args);
+                run_command(cmd)
+            }),
+        },
+    ])
+}
+
+/// The cargo that runs this xtask (set by cargo), else `cargo` from PATH.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Print the command as `$ ...`, run it, and fail when it fails.
+pub(crate) fn run_command(mut cmd: Command) -> Result<()> {
+    println!("$ {}", describe(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", cmd.get_program().display()))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", describe(&cmd));
+    }
+    Ok(())
+}
+
+/// A command as a shell-like line, with the environment it sets.
+pub(crate) fn describe(cmd: &Command) -> String {
+    let mut parts: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.display(), v?.display())))
+        .collect();
+    parts.push(cmd.get_program().display().to_string());
+    parts.extend(cmd.get_args().map(|a| a.display().to_string()));
+    parts.join(" ")
+}
