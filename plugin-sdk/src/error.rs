@@ -10,14 +10,14 @@ use crate::bindings::vtelehealth::platform::types;
 ///
 /// | variant | status | code |
 /// | --- | --- | --- |
-/// | `BadRequest` | 400 | `bad-request` |
+/// | `BadRequest` | 400 | `bad_request` |
 /// | `Forbidden` | 403 | `forbidden` |
-/// | `NotFound` | 404 | `not-found` |
-/// | `MethodNotAllowed` | 405 | `method-not-allowed` |
+/// | `NotFound` | 404 | `not_found` |
+/// | `MethodNotAllowed` | 405 | `method_not_allowed` |
 /// | `Conflict` | 409 | `conflict` |
 /// | `Internal` | 500 | `internal` |
 /// | `Unavailable` | 503 | `unavailable` |
-/// | `Quota` | 507 | `quota-exceeded` |
+/// | `Quota` | 507 | `quota_exceeded` |
 ///
 /// Host refusals ([`types::Error`], returned by `kv` and other capability calls) convert with
 /// `?`: `denied` → 403, `invalid` → 400, `not-found` → 404, `quota` → 507,
@@ -93,14 +93,14 @@ impl Error {
     /// The machine-readable code in the JSON body.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "bad-request",
+            Self::BadRequest(_) => "bad_request",
             Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not-found",
-            Self::MethodNotAllowed(_) => "method-not-allowed",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::Internal(_) => "internal",
             Self::Unavailable(_) => "unavailable",
-            Self::Quota(_) => "quota-exceeded",
+            Self::Quota(_) => "quota_exceeded",
         }
     }
 

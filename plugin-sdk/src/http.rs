@@ -119,7 +119,10 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => match (bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
+            b'%' => match (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 2;
@@ -160,7 +163,9 @@ impl Response {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => Self::bytes(status, "application/json", body),
-            Err(e) => Error::internal(format!("cannot serialize the response: {e}")).into_response(),
+            Err(e) => {
+                Error::internal(format!("cannot serialize the response: {e}")).into_response()
+            }
         }
     }
 
@@ -171,7 +176,11 @@ impl Response {
 
     /// A text response with `content-type: text/plain; charset=utf-8`.
     pub fn text(status: u16, text: impl Into<String>) -> Self {
-        Self::bytes(status, "text/plain; charset=utf-8", text.into().into_bytes())
+        Self::bytes(
+            status,
+            "text/plain; charset=utf-8",
+            text.into().into_bytes(),
+        )
     }
 
     /// A 200 text response.

@@ -122,8 +122,11 @@ where
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::internal(format!("kv value under {key:?} is not the expected JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::internal(format!(
+            "kv value under {key:?} is not the expected JSON: {e}"
+        ))
+    })
 }
 
 fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>, Error> {

@@ -49,7 +49,7 @@
 //! and must list it in its manifest's `capabilities`.
 //!
 //! A returned [`Error`] becomes a JSON error response
-//! (`{"error":{"code":"not-found","message":"..."}}`) with the matching HTTP status.
+//! (`{"error":{"code":"not_found","message":"..."}}`) with the matching HTTP status.
 //!
 //! ## Capabilities
 //! The modules [`log`], [`clock`], [`random`], [`kv`] and [`identity`] wrap the WIT

@@ -6,8 +6,8 @@ use crate::bindings::vtelehealth::platform::random as raw;
 /// The most bytes the host returns from one [`bytes`] call.
 pub const MAX_BYTES_PER_CALL: u32 = 4096;
 
-/// `len` random bytes (at most [`MAX_BYTES_PER_CALL`] per host call; this asks as often as
-/// needed).
+/// `len` random bytes. The host returns at most [`MAX_BYTES_PER_CALL`] per call; this asks
+/// as often as needed.
 pub fn bytes(len: usize) -> Vec<u8> {
     let mut out = vec![0; len];
     fill(&mut out);
@@ -16,9 +16,14 @@ pub fn bytes(len: usize) -> Vec<u8> {
 
 /// Fill `buf` with random bytes.
 pub fn fill(buf: &mut [u8]) {
-    for chunk in buf.chunks_mut(MAX_BYTES_PER_CALL as usize) {
-        let got = raw::bytes(chunk.len() as u32);
-        chunk.copy_from_slice(&got[..chunk.len()]);
+    let mut filled = 0;
+    while filled < buf.len() {
+        let want = (buf.len() - filled).min(MAX_BYTES_PER_CALL as usize);
+        let got = raw::bytes(want as u32);
+        let n = got.len().min(want);
+        assert!(n > 0, "the host returned no random bytes");
+        buf[filled..filled + n].copy_from_slice(&got[..n]);
+        filled += n;
     }
 }
 

@@ -14,7 +14,7 @@ impl Plugin for Hello {
                     "en": format!("Hello from {}!", hospital.name),
                 })))
             }
-            _ => Err(Error::not_found(format!("no route for {} {}", req.method(), req.path()))),
+            _ => Err(Error::not_found(format!("no page {}", req.path()))),
         }
     }
 }

@@ -36,12 +36,14 @@ impl Plugin for VisitCounter {
                 Ok(Response::ok_json(&counter(count)))
             }
             ("GET", ["visits", "history"]) => history(&req),
-            (_, ["visits"]) | (_, ["visits", "history"]) => Err(Error::method_not_allowed(format!(
-                "{} is not allowed on {}",
+            (_, ["visits"]) | (_, ["visits", "history"]) => Err(Error::method_not_allowed(
+                format!("{} is not allowed on {}", req.method(), req.path()),
+            )),
+            _ => Err(Error::not_found(format!(
+                "no route for {} {}",
                 req.method(),
                 req.path()
             ))),
-            _ => Err(Error::not_found(format!("no route for {} {}", req.method(), req.path()))),
         }
     }
 }

@@ -43,7 +43,11 @@ impl Plugin for Hostile {
                     .to_owned();
                 Ok(Response::bytes(200, &content_type, req.body))
             }
-            _ => Err(Error::not_found(format!("no route for {} {}", req.method(), req.path()))),
+            _ => Err(Error::not_found(format!(
+                "no route for {} {}",
+                req.method(),
+                req.path()
+            ))),
         }
     }
 }
@@ -65,23 +69,26 @@ fn exhaust_memory() -> Result<Response, Error> {
         blocks.push(black_box(block));
     }
     // Only reached when the sandbox allows 4 GiB, which it must not.
-    Ok(Response::ok_json(&json!({ "allocated_mib": black_box(blocks).len() })))
+    Ok(Response::ok_json(
+        &json!({ "allocated_mib": black_box(blocks).len() }),
+    ))
 }
 
-/// Unbounded, non-tail recursion: the result of the inner call is used after it returns, and
-/// `black_box` hides both the condition and the values, so it cannot become a loop. Each
-/// frame also keeps a buffer in linear memory (the shadow stack), so whichever stack is
-/// smaller overflows first.
+/// Read with a volatile load, so the optimizer cannot know the recursion never ends.
+static RECURSION_LIMIT: u64 = u64::MAX;
+
+/// Unbounded, non-tail recursion on the Wasm stack (the engine's stack limit must stop it):
+/// the inner call's result is used after it returns (multiply, then xor: no accumulator
+/// form the optimizer could turn into a loop), and the stop condition is a volatile load.
+/// No locals live in linear memory, so the shadow stack is not what overflows.
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
-    let mut frame = [0u8; 128];
-    frame[(depth % 128) as usize] = depth as u8;
-    black_box(&mut frame);
-    if black_box(depth) == u64::MAX {
+    // SAFETY: a read of a plain `u64` static.
+    let limit = unsafe { core::ptr::read_volatile(&RECURSION_LIMIT) };
+    if depth >= limit {
         return depth;
     }
-    let below = recurse(depth + 1);
-    black_box(below).wrapping_add(frame[(below % 128) as usize] as u64)
+    recurse(depth + 1).wrapping_mul(31) ^ depth
 }
 
 /// Write 64 KiB values under fresh keys until kv refuses; return that refusal.
