@@ -181,7 +181,14 @@ pub mod __private {
         static HOOK: std::sync::Once = std::sync::Once::new();
         HOOK.call_once(|| {
             std::panic::set_hook(Box::new(|info| {
-                crate::log::error(&format!("plugin {info}"));
+                let message = info
+                    .payload_as_str()
+                    .unwrap_or("(a non-string panic payload)");
+                let line = match info.location() {
+                    Some(at) => format!("plugin panicked at {at}: {message}"),
+                    None => format!("plugin panicked: {message}"),
+                };
+                crate::log::error(&line);
             }));
         });
     }
