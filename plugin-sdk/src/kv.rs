@@ -5,7 +5,9 @@
 //! a quota (100 MiB by default). Host refusals come back as [`Error`] (`quota` → 507,
 //! `invalid` → 400, ...), so `?` works in [`Plugin::handle`](crate::Plugin::handle).
 //!
-//! The `*_json` helpers store values as JSON documents.
+//! The `*_json` helpers store values as JSON documents. For counters use [`increment`]
+//! (atomic in the host); for other read-modify-write updates, [`update_json`]
+//! (compare-and-swap with retries).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,6 +35,13 @@ pub fn set(key: &str, value: &[u8]) -> Result<(), Error> {
 /// Remove `key`; `true` when it existed.
 pub fn delete(key: &str) -> Result<bool, Error> {
     Ok(raw::delete(key)?)
+}
+
+/// Atomically add `delta` to the integer under `key` (absent counts as 0) and return the new
+/// value. Prefer it to [`update`] for counters: racing calls never retry or lose an update.
+/// The value is stored as decimal text, so [`get_json`] reads it as a number.
+pub fn increment(key: &str, delta: i64) -> Result<i64, Error> {
+    Ok(raw::increment(key, delta)?)
 }
 
 /// Set `key` to `new` only if its current value equals `expected` (`None`: the key must be

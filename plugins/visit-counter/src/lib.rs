@@ -1,7 +1,7 @@
 //! Visit counter: counts visits per hospital in the plugin's kv store.
 //!
-//! - `POST /visits` records a visit and returns the new count. The count is updated with
-//!   compare-and-swap ([`kv::update_json`]), so concurrent visits are never lost.
+//! - `POST /visits` records a visit and returns the new count. The count is an atomic
+//!   [`kv::increment`], so concurrent visits are never lost.
 //! - `GET /visits` returns the count.
 //! - `GET /visits/history?limit=N` returns the most recent visits, newest first (default 20,
 //!   at most 100).
@@ -32,8 +32,8 @@ impl Plugin for VisitCounter {
         match (req.method(), req.segments().as_slice()) {
             ("POST", ["visits"]) => record_visit(),
             ("GET", ["visits"]) => {
-                let count = kv::get_json::<u64>(COUNT_KEY)?.unwrap_or(0);
-                Ok(Response::ok_json(&counter(count)))
+                let hospital = identity::current().hospital.id;
+                Ok(Response::ok_json(&counter(&hospital, total()?)))
             }
             ("GET", ["visits", "history"]) => history(&req),
             (_, ["visits"]) | (_, ["visits", "history"]) => Err(Error::method_not_allowed(
@@ -49,13 +49,14 @@ impl Plugin for VisitCounter {
 }
 
 fn record_visit() -> Result<Response, Error> {
-    let number = kv::update_json(COUNT_KEY, |count: Option<u64>| Ok(count.unwrap_or(0) + 1))?;
+    let ctx = identity::current();
+    let number = kv::increment(COUNT_KEY, 1)?.max(0) as u64;
     let at_millis = clock::now_millis();
     // Newest first in byte order: the key holds the time counted down from u64::MAX.
     let key = format!("{HISTORY_PREFIX}{:020}-{number:020}", u64::MAX - at_millis);
     kv::set_json(&key, &Visit { number, at_millis })?;
     log::info!("visit {number} recorded");
-    Ok(Response::ok_json(&counter(number)))
+    Ok(Response::ok_json(&counter(&ctx.hospital.id, number)))
 }
 
 fn history(req: &Request) -> Result<Response, Error> {
@@ -76,8 +77,13 @@ fn history(req: &Request) -> Result<Response, Error> {
     Ok(Response::ok_json(&json!({ "visits": visits })))
 }
 
-fn counter(count: u64) -> vtelehealth_plugin_sdk::serde_json::Value {
-    json!({ "hospital": identity::current().hospital.id, "visits": count })
+/// The count: `kv::increment` stores decimal text, which reads back as a JSON number.
+fn total() -> Result<u64, Error> {
+    Ok(kv::get_json::<u64>(COUNT_KEY)?.unwrap_or(0))
+}
+
+fn counter(hospital: &str, count: u64) -> vtelehealth_plugin_sdk::serde_json::Value {
+    json!({ "hospital": hospital, "visits": count })
 }
 
 export_plugin!(VisitCounter);
