@@ -12,7 +12,10 @@ use vtelehealth_runtime::{Runtime, RuntimeOptions, api};
 
 /// Root of the repository.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Directory of the reference plugins' components.
@@ -38,7 +41,11 @@ fn built_dir(name: &str) -> PathBuf {
 /// The component and manifest of one built plugin.
 pub fn component(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
     let wasm = dir.join(format!("{id}.wasm"));
-    assert!(wasm.is_file(), "{} is missing: run `cargo xtask build-plugins`", wasm.display());
+    assert!(
+        wasm.is_file(),
+        "{} is missing: run `cargo xtask build-plugins`",
+        wasm.display()
+    );
     (wasm, dir.join(format!("{id}.toml")))
 }
 
@@ -71,14 +78,16 @@ pub fn test_hospitals() -> [Hospital; 2] {
     ]
 }
 
-/// A runtime serving on a loopback port, with its own SQLite file.
+/// A runtime serving on a loopback port, with its own SQLite file. The
+/// server runs on its own two-worker runtime, as `runtime serve` does, so a
+/// test's client never shares a thread with the plugins it calls.
 pub struct TestServer {
     pub base: String,
     pub addr: SocketAddr,
     pub runtime: Arc<Runtime>,
     pub client: reqwest::Client,
     _data: TempDir,
-    server: tokio::task::JoinHandle<()>,
+    server_rt: Option<tokio::runtime::Runtime>,
 }
 
 impl TestServer {
@@ -97,23 +106,36 @@ impl TestServer {
 
     /// Start with explicit options; `data` lives as long as the server.
     pub async fn start_with(options: RuntimeOptions, data: TempDir) -> Self {
-        let runtime = Runtime::start(options).await.expect("runtime starts");
-        for h in test_hospitals() {
-            runtime.hospitals.upsert(h).await.expect("seed hospital");
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let app = api::app(runtime.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let (runtime, addr) = server_rt
+            .spawn(async move {
+                let runtime = Runtime::start(options).await.expect("runtime starts");
+                for h in test_hospitals() {
+                    runtime.hospitals.upsert(h).await.expect("seed hospital");
+                }
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind loopback");
+                let addr = listener.local_addr().expect("local addr");
+                let app = api::app(runtime.clone());
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+                (runtime, addr)
+            })
+            .await
+            .expect("server task");
         Self {
             base: format!("http://{addr}"),
             addr,
             runtime,
             client: reqwest::Client::new(),
             _data: data,
-            server,
+            server_rt: Some(server_rt),
         }
     }
 
@@ -132,6 +154,8 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(rt) = self.server_rt.take() {
+            rt.shutdown_background();
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Database pools and migrations for SQLite (default) and PostgreSQL.
 
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
@@ -48,6 +48,10 @@ impl FromStr for Backend {
 pub struct Database {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite allows one writer at a time; writers that queue here instead
+    /// of in SQLite's busy handler (which sleeps up to 100 ms per retry)
+    /// keep write latency flat under contention. `None` for PostgreSQL.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Database {
@@ -85,6 +89,35 @@ impl Database {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
+    }
+
+    /// Begin a write transaction, first queueing behind other writers when
+    /// the database is SQLite.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let guard = match &self.writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+}
+
+/// A write transaction holding the SQLite writer slot until it ends.
+pub struct WriteTx {
+    pub tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commit the transaction and release the writer slot.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
     }
 }

@@ -48,12 +48,22 @@ impl HospitalDirectory {
 
     /// The hospital with this id.
     pub fn get(&self, id: &str) -> Option<Hospital> {
-        self.cache.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Every hospital, sorted by id.
     pub fn list(&self) -> Vec<Hospital> {
-        let mut all: Vec<_> = self.cache.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut all: Vec<_> = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
@@ -62,7 +72,9 @@ impl HospitalDirectory {
     pub async fn upsert(&self, hospital: Hospital) -> Result<(), DirectoryError> {
         validate_id(&hospital.id)?;
         if hospital.name.trim().is_empty() || hospital.province.trim().is_empty() {
-            return Err(DirectoryError::Invalid("name and province are required".into()));
+            return Err(DirectoryError::Invalid(
+                "name and province are required".into(),
+            ));
         }
         sqlx::query(
             "INSERT INTO hospitals (id, name, tier, province) VALUES ($1, $2, $3, $4) \
@@ -86,7 +98,9 @@ impl HospitalDirectory {
 pub fn validate_id(id: &str) -> Result<(), DirectoryError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-');
     if ok {
         Ok(())
@@ -107,8 +121,23 @@ pub fn demo_hospitals() -> Vec<Hospital> {
     };
     vec![
         h("bach-mai", "Bệnh viện Bạch Mai", Tier::Central, "Hà Nội"),
-        h("bvdk-thai-binh", "Bệnh viện Đa khoa tỉnh Thái Bình", Tier::Provincial, "Thái Bình"),
-        h("ttyt-vu-thu", "Trung tâm Y tế huyện Vũ Thư", Tier::District, "Thái Bình"),
-        h("tyt-xa-tam-quang", "Trạm Y tế xã Tam Quang", Tier::Commune, "Thái Bình"),
+        h(
+            "bvdk-thai-binh",
+            "Bệnh viện Đa khoa tỉnh Thái Bình",
+            Tier::Provincial,
+            "Thái Bình",
+        ),
+        h(
+            "ttyt-vu-thu",
+            "Trung tâm Y tế huyện Vũ Thư",
+            Tier::District,
+            "Thái Bình",
+        ),
+        h(
+            "tyt-xa-tam-quang",
+            "Trạm Y tế xã Tam Quang",
+            Tier::Commune,
+            "Thái Bình",
+        ),
     ]
 }

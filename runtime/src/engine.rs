@@ -39,6 +39,20 @@ impl PluginEngine {
     /// Build an engine enforcing `limits`, caching compiled components in
     /// `cache_dir` when given.
     pub fn new(limits: &Limits, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        Self::build(limits, cache_dir, true)
+    }
+
+    /// An engine without the pooling allocator: the baseline the benchmarks
+    /// compare pooling with. Not for serving.
+    pub fn on_demand(limits: &Limits) -> Result<Self, EngineError> {
+        Self::build(limits, None, false)
+    }
+
+    fn build(
+        limits: &Limits,
+        cache_dir: Option<PathBuf>,
+        pooling: bool,
+    ) -> Result<Self, EngineError> {
         let mut pool = PoolingAllocationConfig::new();
         let slots = limits.max_concurrent_calls;
         let per_component = limits.core_instances as u32;
@@ -54,8 +68,10 @@ impl PluginEngine {
             .table_elements(limits.table_elements);
 
         let mut config = Config::new();
+        if pooling {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
             .max_wasm_stack(limits.max_wasm_stack)
             .memory_init_cow(true)
@@ -71,7 +87,10 @@ impl PluginEngine {
                 source,
             })?;
         }
-        let ticker = Some(EpochTicker::start(engine.clone()));
+        let ticker = Some(
+            EpochTicker::start(engine.clone())
+                .map_err(|e| EngineError::Config(format!("epoch ticker: {e}")))?,
+        );
         Ok(Self {
             engine,
             cache_dir,
@@ -104,7 +123,8 @@ impl PluginEngine {
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Component, EngineError> {
-        Component::new(&self.engine, bytes).map_err(|e| EngineError::InvalidComponent(format!("{e:#}")))
+        Component::new(&self.engine, bytes)
+            .map_err(|e| EngineError::InvalidComponent(format!("{e:#}")))
     }
 
     fn load_cached(&self, artifact: &Path, checksum: &Path) -> Option<Component> {
@@ -128,17 +148,20 @@ impl PluginEngine {
         }
     }
 
-    fn store_cached(&self, component: &Component, artifact: &Path, checksum: &Path) -> Result<(), EngineError> {
+    fn store_cached(
+        &self,
+        component: &Component,
+        artifact: &Path,
+        checksum: &Path,
+    ) -> Result<(), EngineError> {
         let cache_err = |source| EngineError::Cache {
             path: artifact.to_path_buf(),
             source,
         };
-        let bytes = component
-            .serialize()
-            .map_err(|e| EngineError::Cache {
-                path: artifact.to_path_buf(),
-                source: std::io::Error::other(format!("{e:#}")),
-            })?;
+        let bytes = component.serialize().map_err(|e| EngineError::Cache {
+            path: artifact.to_path_buf(),
+            source: std::io::Error::other(format!("{e:#}")),
+        })?;
         // Write to a temporary name and rename, so a crash never leaves a
         // half-written artifact under the final name.
         let tmp = artifact.with_extension("cwasm.tmp");
@@ -165,7 +188,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Self {
+    fn start(engine: Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
@@ -175,9 +198,8 @@ impl EpochTicker {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
-            })
-            .expect("spawning the epoch ticker thread");
-        Self { stop, handle }
+            })?;
+        Ok(Self { stop, handle })
     }
 
     fn stop(self) {

@@ -101,7 +101,10 @@ impl Runtime {
                 hospitals.upsert(h).await?;
             }
         }
-        let engine = Arc::new(PluginEngine::new(&options.limits, options.cache_dir.clone())?);
+        let engine = Arc::new(PluginEngine::new(
+            &options.limits,
+            options.cache_dir.clone(),
+        )?);
         let plugins = PluginRegistry::default();
         if let Some(dir) = &options.plugin_dir {
             plugins.load_dir(&engine, dir).await?;
@@ -110,7 +113,7 @@ impl Runtime {
             engine,
             plugins,
             hospitals,
-            kv: Arc::new(KvStore::new(db.pool.clone())),
+            kv: Arc::new(KvStore::new(db.clone())),
             call_slots: Arc::new(Semaphore::new(options.limits.max_concurrent_calls as usize)),
             limits: options.limits,
             db,

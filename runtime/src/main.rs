@@ -51,7 +51,8 @@ fn database_url(db: &str) -> anyhow::Result<String> {
     }
     let path = PathBuf::from(db);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     Ok(format!("sqlite://{db}"))
 }
@@ -62,7 +63,10 @@ async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if cli.json_logs {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -111,9 +115,19 @@ fn print_banner(runtime: &Runtime, listen: SocketAddr) {
     let hospital = runtime.hospitals.list().into_iter().next();
     for status in runtime.plugins.statuses() {
         match (&hospital, status.status) {
-            (Some(h), "ready") => println!("  plugin {:<14} curl {base}/hospitals/{}/plugins/{}/", status.id, h.id, status.id),
-            (_, "ready") => println!("  plugin {:<14} ready (no hospital yet: start with --demo)", status.id),
-            _ => println!("  plugin {:<14} FAILED: {}", status.id, status.error.unwrap_or_default()),
+            (Some(h), "ready") => println!(
+                "  plugin {:<14} curl {base}/hospitals/{}/plugins/{}/",
+                status.id, h.id, status.id
+            ),
+            (_, "ready") => println!(
+                "  plugin {:<14} ready (no hospital yet: start with --demo)",
+                status.id
+            ),
+            _ => println!(
+                "  plugin {:<14} FAILED: {}",
+                status.id,
+                status.error.unwrap_or_default()
+            ),
         }
     }
     println!();

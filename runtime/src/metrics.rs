@@ -49,13 +49,21 @@ impl Default for Metrics {
         let plugin_calls = Family::<CallLabels, Counter>::default();
         let plugin_call_seconds: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let http_responses = Family::<HttpLabels, Counter>::default();
-        registry.register("plugin_calls", "Plugin calls by outcome", plugin_calls.clone());
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by outcome",
+            plugin_calls.clone(),
+        );
         registry.register(
             "plugin_call_duration_seconds",
             "Plugin call latency, instantiation included",
             plugin_call_seconds.clone(),
         );
-        registry.register("http_responses", "HTTP responses by status", http_responses.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses by status",
+            http_responses.clone(),
+        );
         Self {
             registry,
             plugin_calls,

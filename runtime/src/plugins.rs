@@ -67,7 +67,9 @@ pub enum LoadError {
     Engine(#[from] crate::engine::EngineError),
     #[error("plugin {0}")]
     Import(String),
-    #[error("plugin `{plugin}` imports `{import}`, which is not granted to it (granted: {granted})")]
+    #[error(
+        "plugin `{plugin}` imports `{import}`, which is not granted to it (granted: {granted})"
+    )]
     NotGranted {
         plugin: String,
         import: String,
@@ -86,10 +88,14 @@ impl Manifest {
             path: path.to_path_buf(),
             message,
         };
-        let manifest: Manifest = toml::from_str(text).map_err(|e| invalid(e.message().to_owned()))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| invalid(e.message().to_owned()))?;
         validate_id(&manifest.id).map_err(|e| invalid(e.to_string()))?;
         if !is_semver(&manifest.version) {
-            return Err(invalid(format!("version `{}` is not MAJOR.MINOR.PATCH", manifest.version)));
+            return Err(invalid(format!(
+                "version `{}` is not MAJOR.MINOR.PATCH",
+                manifest.version
+            )));
         }
         manifest.grants().map_err(invalid)?;
         Ok(manifest)
@@ -104,7 +110,10 @@ impl Manifest {
 fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<_> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A plugin ready to serve calls.
@@ -145,7 +154,11 @@ pub struct PluginRegistry {
 impl PluginRegistry {
     /// The entry for `id`.
     pub fn get(&self, id: &str) -> Option<Arc<PluginEntry>> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Record the outcome of loading `id`.
@@ -186,7 +199,11 @@ impl PluginRegistry {
 
     /// Load every `*.wasm` in `dir` (with its `.toml` manifest). A plugin that
     /// fails is recorded as failed with its reason; the others still load.
-    pub async fn load_dir(&self, engine: &Arc<PluginEngine>, dir: &Path) -> Result<usize, LoadError> {
+    pub async fn load_dir(
+        &self,
+        engine: &Arc<PluginEngine>,
+        dir: &Path,
+    ) -> Result<usize, LoadError> {
         let io = |source| LoadError::Io {
             path: dir.to_path_buf(),
             source,
@@ -201,7 +218,10 @@ impl PluginRegistry {
         wasm_files.sort();
         let mut ready = 0;
         for path in wasm_files {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let engine = engine.clone();
             let load_path = path.clone();
             let outcome = tokio::task::spawn_blocking(move || load_plugin(&engine, &load_path))
@@ -212,11 +232,19 @@ impl PluginRegistry {
                     tracing::info!(plugin = %plugin.manifest.id, version = %plugin.manifest.version,
                         digest = %&plugin.digest[..12], "plugin loaded");
                     ready += 1;
-                    self.insert(plugin.manifest.id.clone(), PluginEntry::Ready(Arc::new(plugin)));
+                    self.insert(
+                        plugin.manifest.id.clone(),
+                        PluginEntry::Ready(Arc::new(plugin)),
+                    );
                 }
                 Err(e) => {
                     tracing::error!(plugin = %stem, path = %path.display(), error = %e, "plugin failed to load");
-                    self.insert(stem, PluginEntry::Failed { reason: e.to_string() });
+                    self.insert(
+                        stem,
+                        PluginEntry::Failed {
+                            reason: e.to_string(),
+                        },
+                    );
                 }
             }
         }
@@ -250,14 +278,20 @@ pub fn load_plugin(engine: &PluginEngine, path: &Path) -> Result<LoadedPlugin, L
 
 /// Compile (or load from cache) a component, check its imports against the
 /// manifest's grant and link exactly the granted capabilities.
-pub fn prepare(engine: &PluginEngine, manifest: Manifest, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+pub fn prepare(
+    engine: &PluginEngine,
+    manifest: Manifest,
+    bytes: &[u8],
+) -> Result<LoadedPlugin, LoadError> {
     let digest = digest(bytes);
     let component = engine.load_component(bytes, &digest)?;
     let granted = manifest.grants().map_err(LoadError::Import)?;
     let wasm_engine = engine.engine();
     for (name, item) in component.component_type().imports(wasm_engine) {
         if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
-            return Err(LoadError::Import(format!("imports `{name}`, which is not an interface")));
+            return Err(LoadError::Import(format!(
+                "imports `{name}`, which is not an interface"
+            )));
         }
         match resolve_import(name).map_err(LoadError::Import)? {
             ImportKind::TypesOnly => {}
@@ -266,7 +300,11 @@ pub fn prepare(engine: &PluginEngine, manifest: Manifest, bytes: &[u8]) -> Resul
                 return Err(LoadError::NotGranted {
                     plugin: manifest.id.clone(),
                     import: name.to_owned(),
-                    granted: granted.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
+                    granted: granted
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }

@@ -2,7 +2,6 @@
 //! context and limits, and the mapping of every way it can fail.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use wasmtime::{ResourceLimiter, Store, StoreContextMut, Trap, UpdateDeadline};
 
@@ -51,7 +50,12 @@ impl CallLimiter {
 }
 
 impl ResourceLimiter for CallLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_refused = Some(desired);
             return Ok(false);
@@ -59,7 +63,12 @@ impl ResourceLimiter for CallLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
             self.table_refused = true;
             return Ok(false);
@@ -123,23 +132,21 @@ impl CallError {
 #[error("deadline exceeded")]
 pub struct DeadlineExceeded;
 
-/// Run one HTTP request through a fresh instance of `pre`.
-pub async fn call_http(
-    pre: &PluginPre<CallState>,
+/// A store for one call: the call's context, its limits and its deadline.
+pub fn new_store(
+    engine: &wasmtime::Engine,
     limits: &Limits,
     ctx: Arc<CallContext>,
     kv: KvScope,
-    request: Request,
-) -> Result<Response, CallError> {
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + limits.deadline);
+) -> Store<CallState> {
+    let deadline = tokio::time::Instant::from_std(ctx.started + limits.deadline);
     let state = CallState {
         ctx,
         kv,
         limiter: CallLimiter::new(limits),
         deadline,
     };
-    let mut store = Store::new(pre.engine(), state);
+    let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     // Guest code yields to the executor every tick, so a spinning plugin
     // never starves other calls, and traps once the deadline has passed.
@@ -151,7 +158,20 @@ pub async fn call_http(
             Ok(UpdateDeadline::Yield(1))
         }
     });
+    store
+}
 
+/// Run one HTTP request through a fresh instance of `pre`. The deadline
+/// runs from `ctx.started`.
+pub async fn call_http(
+    pre: &PluginPre<CallState>,
+    limits: &Limits,
+    ctx: Arc<CallContext>,
+    kv: KvScope,
+    request: Request,
+) -> Result<Response, CallError> {
+    let mut store = new_store(pre.engine(), limits, ctx, kv);
+    let deadline = store.data().deadline;
     let limit_ms = limits.deadline.as_millis();
     let run = async {
         let plugin: Plugin = pre
@@ -201,9 +221,10 @@ fn classify(err: wasmtime::Error, state: &CallState, limits: &Limits) -> CallErr
         Some(Trap::Interrupt) => CallError::Deadline {
             limit_ms: limits.deadline.as_millis(),
         },
-        Some(Trap::UnreachableCodeReached) => {
-            CallError::Trap("wasm `unreachable` executed (usually a panic in the plugin; see the runtime log)".into())
-        }
+        Some(Trap::UnreachableCodeReached) => CallError::Trap(
+            "wasm `unreachable` executed (usually a panic in the plugin; see the runtime log)"
+                .into(),
+        ),
         Some(trap) => CallError::Trap(trap.to_string()),
         None => CallError::Trap(format!("{err:#}")),
     }

@@ -9,32 +9,73 @@ async fn a_malformed_component_fails_to_load_and_others_still_serve() {
     let (_, manifest) = component(&plugin_dir(), "hello");
     let text = std::fs::read_to_string(manifest).expect("manifest");
     std::fs::write(dir.path().join("broken.wasm"), b"\0asm garbage").expect("write");
-    std::fs::write(dir.path().join("broken.toml"), text.replace("id = \"hello\"", "id = \"broken\"")).expect("write");
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        text.replace("id = \"hello\"", "id = \"broken\""),
+    )
+    .expect("write");
     // A component with no manifest.
     std::fs::write(dir.path().join("orphan.wasm"), b"\0asm").expect("write");
     let server = TestServer::start(dir.path(), Limits::default()).await;
 
-    let (status, body) = server.get_json(&server.plugin_url("bv-a", "broken", "/")).await;
+    let (status, body) = server
+        .get_json(&server.plugin_url("bv-a", "broken", "/"))
+        .await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("not a valid wasm component"), "{body}");
-    let (status, body) = server.get_json(&server.plugin_url("bv-a", "orphan", "/")).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a valid wasm component"),
+        "{body}"
+    );
+    let (status, body) = server
+        .get_json(&server.plugin_url("bv-a", "orphan", "/"))
+        .await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("orphan.toml"), "{body}");
-    let (status, _) = server.get_json(&server.plugin_url("bv-a", "hello", "/")).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("orphan.toml"),
+        "{body}"
+    );
+    let (status, _) = server
+        .get_json(&server.plugin_url("bv-a", "hello", "/"))
+        .await;
     assert_eq!(status, 200);
 }
 
 #[tokio::test]
 async fn unknown_plugin_hospital_and_route_are_404_with_a_reason() {
     let server = TestServer::start(&plugin_dir(), Limits::default()).await;
-    let (status, body) = server.get_json(&server.plugin_url("bv-a", "no-such-plugin", "/")).await;
+    let (status, body) = server
+        .get_json(&server.plugin_url("bv-a", "no-such-plugin", "/"))
+        .await;
     assert_eq!(status, 404);
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("unknown plugin"), "{body}");
-    let (status, body) = server.get_json(&server.plugin_url("no-such-hospital", "hello", "/")).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown plugin"),
+        "{body}"
+    );
+    let (status, body) = server
+        .get_json(&server.plugin_url("no-such-hospital", "hello", "/"))
+        .await;
     assert_eq!(status, 404);
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("unknown hospital"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown hospital"),
+        "{body}"
+    );
     let (status, body) = server.get_json(&format!("{}/nowhere", server.base)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
 }
 
 #[tokio::test]
@@ -45,7 +86,13 @@ async fn a_body_over_the_limit_is_refused_before_the_plugin_runs() {
     };
     let server = TestServer::start(&plugin_dir(), limits).await;
     let url = server.plugin_url("bv-a", "visit-counter", "/visits");
-    let resp = server.client.post(&url).body(vec![b'x'; 4096]).send().await.expect("sent");
+    let resp = server
+        .client
+        .post(&url)
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status(), 413);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["limit"]["request_bytes"], 1024);
@@ -61,15 +108,23 @@ async fn a_body_over_the_limit_is_refused_before_the_plugin_runs() {
     assert_eq!(resp.status(), 413);
     // Nothing was written.
     let (_, body) = server.get_json(&url).await;
-    assert_eq!(body["count"], 0, "{body}");
+    assert_eq!(body["visits"], 0, "{body}");
 }
 
 #[tokio::test]
 async fn a_non_utf8_path_is_a_bad_request() {
     let server = TestServer::start(&plugin_dir(), Limits::default()).await;
-    let (status, body) = server.get_json(&server.plugin_url("bv-a", "hello", "/%FF%FE")).await;
+    let (status, body) = server
+        .get_json(&server.plugin_url("bv-a", "hello", "/%FF%FE"))
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("UTF-8"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("UTF-8"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

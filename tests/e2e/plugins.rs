@@ -8,13 +8,23 @@ use vtelehealth_tests::{TestServer, plugin_dir};
 #[tokio::test]
 async fn hello_greets_the_calling_hospital() {
     let server = TestServer::start(&plugin_dir(), Limits::default()).await;
-    let (status, body) = server.get_json(&server.plugin_url("bv-a", "hello", "/")).await;
+    let (status, body) = server
+        .get_json(&server.plugin_url("bv-a", "hello", "/"))
+        .await;
     assert_eq!(status, 200, "{body}");
     let text = body.to_string();
-    assert!(text.contains("Bệnh viện A"), "greeting names the hospital: {text}");
-    assert!(text.contains("Xin chào"), "greeting is in Vietnamese: {text}");
+    assert!(
+        text.contains("Bệnh viện A"),
+        "greeting names the hospital: {text}"
+    );
+    assert!(
+        text.contains("Xin chào"),
+        "greeting is in Vietnamese: {text}"
+    );
 
-    let (status, _) = server.get_json(&server.plugin_url("bv-a", "hello", "/no-such-page")).await;
+    let (status, _) = server
+        .get_json(&server.plugin_url("bv-a", "hello", "/no-such-page"))
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -29,12 +39,20 @@ async fn visit_counter_counts_concurrent_visits_per_hospital() {
     }
     let (status, body) = server.get_json(&url_a).await;
     assert_eq!(status, 200);
-    assert_eq!(count_of(&body), 40, "no visit lost under concurrency: {body}");
+    assert_eq!(
+        count_of(&body),
+        40,
+        "no visit lost under concurrency: {body}"
+    );
 
     // Hospital B has its own data.
     let url_b = server.plugin_url("bv-b", "visit-counter", "/visits");
     let (_, body) = server.get_json(&url_b).await;
-    assert_eq!(count_of(&body), 0, "hospital B sees none of A's visits: {body}");
+    assert_eq!(
+        count_of(&body),
+        0,
+        "hospital B sees none of A's visits: {body}"
+    );
 }
 
 fn count_of(body: &Value) -> i64 {
@@ -50,13 +68,20 @@ async fn plugin_list_health_and_metrics() {
     let (status, body) = server.get_json(&format!("{}/healthz", server.base)).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
 
-    let (_, body) = server.get_json(&format!("{}/api/v1/plugins", server.base)).await;
+    let (_, body) = server
+        .get_json(&format!("{}/api/v1/plugins", server.base))
+        .await;
     let plugins = body["plugins"].as_array().expect("plugin list");
     let ids: Vec<_> = plugins.iter().filter_map(|p| p["id"].as_str()).collect();
-    assert!(ids.contains(&"hello") && ids.contains(&"visit-counter"), "{body}");
+    assert!(
+        ids.contains(&"hello") && ids.contains(&"visit-counter"),
+        "{body}"
+    );
     assert!(plugins.iter().all(|p| p["status"] == "ready"), "{body}");
 
-    server.get_json(&server.plugin_url("bv-a", "hello", "/")).await;
+    server
+        .get_json(&server.plugin_url("bv-a", "hello", "/"))
+        .await;
     let metrics = server
         .client
         .get(format!("{}/metrics", server.base))
@@ -67,10 +92,15 @@ async fn plugin_list_health_and_metrics() {
         .await
         .expect("metrics text");
     assert!(
-        metrics.contains(r#"vtelehealth_plugin_calls_total{plugin="hello",hospital="bv-a",outcome="ok"} 1"#),
+        metrics.contains(
+            r#"vtelehealth_plugin_calls_total{plugin="hello",hospital="bv-a",outcome="ok"} 1"#
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains("vtelehealth_plugin_call_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("vtelehealth_plugin_call_duration_seconds_bucket"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -83,20 +113,33 @@ async fn compiled_components_are_cached_by_digest() {
         cache_dir: Some(cache.clone()),
         ..Default::default()
     };
-    let first = vtelehealth_runtime::Runtime::start(options()).await.expect("first start");
+    let first = vtelehealth_runtime::Runtime::start(options())
+        .await
+        .expect("first start");
     let artifacts: Vec<_> = std::fs::read_dir(&cache)
         .expect("cache dir")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
         .collect();
-    assert!(artifacts.len() >= 2, "one artifact per plugin: {artifacts:?}");
+    assert!(
+        artifacts.len() >= 2,
+        "one artifact per plugin: {artifacts:?}"
+    );
     drop(first);
 
     // Corrupt one artifact: the runtime must notice, recompile and still serve.
     let victim = artifacts[0].path();
     std::fs::write(&victim, b"not a compiled component").expect("corrupt");
-    let second = vtelehealth_runtime::Runtime::start(options()).await.expect("second start");
-    assert!(second.plugins.statuses().iter().all(|p| p.status == "ready"));
+    let second = vtelehealth_runtime::Runtime::start(options())
+        .await
+        .expect("second start");
+    assert!(
+        second
+            .plugins
+            .statuses()
+            .iter()
+            .all(|p| p.status == "ready")
+    );
     let repaired = std::fs::read(&victim).expect("artifact rewritten");
     assert_ne!(repaired, b"not a compiled component");
 }

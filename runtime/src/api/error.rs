@@ -57,7 +57,9 @@ impl IntoResponse for ApiError {
                 CallError::Deadline { limit_ms } => Some(json!({ "deadline_ms": limit_ms })),
                 CallError::Memory { limit_bytes } => Some(json!({ "memory_bytes": limit_bytes })),
                 CallError::Table { limit } => Some(json!({ "table_elements": limit })),
-                CallError::ResponseTooLarge { limit, .. } => Some(json!({ "response_bytes": limit })),
+                CallError::ResponseTooLarge { limit, .. } => {
+                    Some(json!({ "response_bytes": limit }))
+                }
                 CallError::Busy(n) => Some(json!({ "concurrent_calls": n })),
                 _ => None,
             };

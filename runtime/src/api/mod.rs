@@ -33,7 +33,10 @@ pub fn app(runtime: Arc<Runtime>) -> Router {
         .route("/api/v1/hospitals", get(list_hospitals))
         .route("/hospitals/{*rest}", any(plugin_route::call))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(runtime.clone(), request_context))
+        .layer(middleware::from_fn_with_state(
+            runtime.clone(),
+            request_context,
+        ))
         .with_state(runtime)
 }
 
@@ -43,7 +46,10 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn metrics(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         rt.metrics.encode(),
     )
 }
@@ -77,7 +83,10 @@ async fn request_context(State(rt): State<Arc<Runtime>>, mut req: Request, next:
     let status = response.status().as_u16();
     span.record("status", status);
     span.record("ms", started.elapsed().as_secs_f64() * 1e3);
-    rt.metrics.http_responses.get_or_create(&HttpLabels { status }).inc();
+    rt.metrics
+        .http_responses
+        .get_or_create(&HttpLabels { status })
+        .inc();
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }

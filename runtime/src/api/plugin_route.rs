@@ -20,7 +20,12 @@ use crate::sandbox::{CallError, call_http};
 /// Headers never forwarded to a plugin: credentials stay with the host.
 const WITHHELD_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 /// Headers a plugin may not set: the host frames the response.
-const HOST_HEADERS: [&str; 4] = ["content-length", "transfer-encoding", "connection", "x-request-id"];
+const HOST_HEADERS: [&str; 4] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "x-request-id",
+];
 
 pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
@@ -35,7 +40,12 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         .get(&target.hospital)
         .ok_or_else(|| ApiError::NotFound(format!("unknown hospital `{}`", target.hospital)))?;
     let plugin = match rt.plugins.get(&target.plugin).as_deref() {
-        None => return Err(ApiError::NotFound(format!("unknown plugin `{}`", target.plugin))),
+        None => {
+            return Err(ApiError::NotFound(format!(
+                "unknown plugin `{}`",
+                target.plugin
+            )));
+        }
         Some(PluginEntry::Failed { reason }) => {
             return Err(ApiError::Unavailable(format!(
                 "plugin `{}` is not available: {reason}",
@@ -67,7 +77,8 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
     let hospital_id = ctx.hospital.id.clone();
 
     // Wait for a free instance slot, but not past the call's deadline.
-    let slot = tokio::time::timeout(rt.limits.deadline, rt.call_slots.clone().acquire_owned()).await;
+    let slot =
+        tokio::time::timeout(rt.limits.deadline, rt.call_slots.clone().acquire_owned()).await;
     let result = match slot {
         Ok(Ok(_permit)) => {
             call_http(&plugin.pre, &rt.limits, ctx, kv, request)
@@ -146,7 +157,9 @@ fn percent_decode_utf8(s: &str) -> Result<String, ApiError> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ApiError::BadRequest("malformed percent-escape in the path".into()))?;
+                .ok_or_else(|| {
+                    ApiError::BadRequest("malformed percent-escape in the path".into())
+                })?;
             out.push(hex);
             i += 3;
         } else {
@@ -190,7 +203,8 @@ fn forwarded_headers(headers: &HeaderMap) -> Vec<Header> {
 }
 
 fn into_http(response: crate::bindings::Response) -> Result<Response, ApiError> {
-    let invalid = |what: String| ApiError::Call(CallError::Trap(format!("the plugin returned {what}")));
+    let invalid =
+        |what: String| ApiError::Call(CallError::Trap(format!("the plugin returned {what}")));
     let status = StatusCode::from_u16(response.status)
         .ok()
         .filter(|s| (200..=599).contains(&s.as_u16()))
@@ -202,8 +216,10 @@ fn into_http(response: crate::bindings::Response) -> Result<Response, ApiError> 
         if HOST_HEADERS.contains(&lower.as_str()) {
             continue;
         }
-        let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| invalid(format!("an invalid header name `{name}`")))?;
-        let value = HeaderValue::from_str(&value).map_err(|_| invalid(format!("an invalid value for header `{name}`")))?;
+        let name = HeaderName::from_bytes(lower.as_bytes())
+            .map_err(|_| invalid(format!("an invalid header name `{name}`")))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| invalid(format!("an invalid value for header `{name}`")))?;
         http.headers_mut().append(name, value);
     }
     Ok(http)
@@ -216,11 +232,23 @@ mod tests {
     #[test]
     fn parses_plugin_targets() {
         let t = Target::parse("/hospitals/bach-mai/plugins/hello/a/b%20c").unwrap();
-        assert_eq!((t.hospital.as_str(), t.plugin.as_str(), t.path.as_str()), ("bach-mai", "hello", "/a/b%20c"));
+        assert_eq!(
+            (t.hospital.as_str(), t.plugin.as_str(), t.path.as_str()),
+            ("bach-mai", "hello", "/a/b%20c")
+        );
         let t = Target::parse("/hospitals/bach-mai/plugins/hello").unwrap();
         assert_eq!(t.path, "/");
-        assert!(matches!(Target::parse("/hospitals/x/other/hello"), Err(ApiError::NotFound(_))));
-        assert!(matches!(Target::parse("/hospitals/x/plugins/h/%FF%FE"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(Target::parse("/hospitals/x/plugins/h/%G1"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            Target::parse("/hospitals/x/other/hello"),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            Target::parse("/hospitals/x/plugins/h/%FF%FE"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            Target::parse("/hospitals/x/plugins/h/%G1"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

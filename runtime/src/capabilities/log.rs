@@ -12,11 +12,21 @@ impl Host for CallState {
         let ctx = &self.ctx;
         let (plugin, hospital, request) = (&ctx.plugin_id, &ctx.hospital.id, &ctx.request_id);
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", %plugin, %hospital, %request, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", %plugin, %hospital, %request, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", %plugin, %hospital, %request, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", %plugin, %hospital, %request, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", %plugin, %hospital, %request, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "plugin", %plugin, %hospital, %request, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "plugin", %plugin, %hospital, %request, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "plugin", %plugin, %hospital, %request, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "plugin", %plugin, %hospital, %request, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "plugin", %plugin, %hospital, %request, "{message}")
+            }
         }
         Ok(())
     }

@@ -35,7 +35,13 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability this runtime implements.
-    pub const ALL: [Capability; 5] = [Self::Log, Self::Clock, Self::Random, Self::Kv, Self::Identity];
+    pub const ALL: [Capability; 5] = [
+        Self::Log,
+        Self::Clock,
+        Self::Random,
+        Self::Kv,
+        Self::Identity,
+    ];
 
     /// The WIT interface name, e.g. `kv`.
     pub fn name(self) -> &'static str {
@@ -54,7 +60,9 @@ impl Capability {
             Self::Log => "write log lines tagged with its hospital and request",
             Self::Clock => "read the current time",
             Self::Random => "draw secure random numbers",
-            Self::Kv => "store its own data for each hospital (private key-value storage with a quota)",
+            Self::Kv => {
+                "store its own data for each hospital (private key-value storage with a quota)"
+            }
             Self::Identity => "know which hospital it serves and who is calling",
         }
     }
@@ -83,7 +91,9 @@ impl FromStr for Capability {
         Self::ALL
             .into_iter()
             .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown capability `{s}` (known: log, clock, random, kv, identity)"))
+            .ok_or_else(|| {
+                format!("unknown capability `{s}` (known: log, clock, random, kv, identity)")
+            })
     }
 }
 
@@ -100,7 +110,9 @@ pub enum ImportKind {
 pub fn resolve_import(name: &str) -> Result<ImportKind, String> {
     let (path, version) = name.split_once('@').unwrap_or((name, ""));
     let Some((package, interface)) = path.split_once('/') else {
-        return Err(format!("imports `{name}`, which is not a platform interface"));
+        return Err(format!(
+            "imports `{name}`, which is not a platform interface"
+        ));
     };
     if package != PACKAGE {
         return Err(format!(
@@ -128,8 +140,12 @@ fn version_compatible(version: &str) -> bool {
         Some((it.next()??, it.next()??, it.next()??))
     };
     match (parse(version), parse(PACKAGE_VERSION)) {
-        (Some((0, minor, patch)), Some((0, our_minor, our_patch))) => minor == our_minor && patch <= our_patch,
-        (Some((major, minor, _)), Some((our_major, our_minor, _))) => major == our_major && minor <= our_minor,
+        (Some((0, minor, patch)), Some((0, our_minor, our_patch))) => {
+            minor == our_minor && patch <= our_patch
+        }
+        (Some((major, minor, _)), Some((our_major, our_minor, _))) => {
+            major == our_major && minor <= our_minor
+        }
         _ => false,
     }
 }
@@ -144,13 +160,24 @@ mod tests {
             resolve_import("vtelehealth:platform/kv@0.1.0"),
             Ok(ImportKind::Capability(Capability::Kv))
         );
-        assert_eq!(resolve_import("vtelehealth:platform/types@0.1.0"), Ok(ImportKind::TypesOnly));
+        assert_eq!(
+            resolve_import("vtelehealth:platform/types@0.1.0"),
+            Ok(ImportKind::TypesOnly)
+        );
     }
 
     #[test]
     fn refuses_foreign_and_incompatible_imports() {
-        assert!(resolve_import("wasi:filesystem/types@0.2.0").unwrap_err().contains("no WASI"));
-        assert!(resolve_import("vtelehealth:platform/kv@0.2.0").unwrap_err().contains("does not support"));
+        assert!(
+            resolve_import("wasi:filesystem/types@0.2.0")
+                .unwrap_err()
+                .contains("no WASI")
+        );
+        assert!(
+            resolve_import("vtelehealth:platform/kv@0.2.0")
+                .unwrap_err()
+                .contains("does not support")
+        );
         assert!(resolve_import("vtelehealth:platform/kv@0.1.9").is_err());
         assert!(resolve_import("vtelehealth:platform/teleport@0.1.0").is_err());
     }
