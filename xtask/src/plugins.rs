@@ -106,27 +106,28 @@ pub fn build(root: &Path, options: &toolchain::Options) -> Result<()> {
             let out_toml = out_dir.join(format!("{}.toml", manifest.id));
             let label = format!("{} {}", manifest.id, manifest.version);
 
-            let bytes = if newer_than(&[&out_wasm, &out_toml], &[&module, manifest_path])? {
+            if newer_than(&[&out_wasm, &out_toml], &[&module, manifest_path])? {
                 println!("      {label}: up to date");
-                std::fs::read(&out_wasm)
-                    .with_context(|| format!("reading {}", out_wasm.display()))?
-            } else {
-                if component.is_none() {
-                    component = Some(componentize(&module)?);
-                }
-                let bytes = component.clone().expect("set above");
-                std::fs::write(&out_wasm, &bytes)
-                    .with_context(|| format!("writing {}", out_wasm.display()))?;
-                std::fs::write(&out_toml, &text)
-                    .with_context(|| format!("writing {}", out_toml.display()))?;
-                println!(
-                    "      {label}: {} ({} KiB)",
-                    relative(root, &out_wasm),
-                    bytes.len().div_ceil(1024)
-                );
-                bytes
-            };
-            check_imports(&bytes, &manifest, plugin.kind, &label)?;
+                let bytes = std::fs::read(&out_wasm)
+                    .with_context(|| format!("reading {}", out_wasm.display()))?;
+                check_imports(&bytes, &manifest, plugin.kind, &label)?;
+                continue;
+            }
+            if component.is_none() {
+                component = Some(componentize(&module)?);
+            }
+            let bytes = component.as_deref().expect("set above");
+            // Check before writing, so a refused plugin leaves no output behind.
+            check_imports(bytes, &manifest, plugin.kind, &label)?;
+            std::fs::write(&out_wasm, bytes)
+                .with_context(|| format!("writing {}", out_wasm.display()))?;
+            std::fs::write(&out_toml, &text)
+                .with_context(|| format!("writing {}", out_toml.display()))?;
+            println!(
+                "      {label}: wrote {} ({} KiB)",
+                relative(root, &out_wasm),
+                bytes.len().div_ceil(1024)
+            );
         }
     }
     println!(
