@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::{Runtime, RuntimeOptions, api, db::Database};
 
 #[derive(Parser)]
@@ -36,12 +38,60 @@ enum Command {
         /// Seed demo hospitals.
         #[arg(long)]
         demo: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
     },
+}
+
+/// Sandbox limits per plugin call (defaults from DESIGN.md §7).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Wall-clock deadline of one plugin call, host calls included.
+    #[arg(long, default_value_t = 2000, env = "VTH_DEADLINE_MS")]
+    deadline_ms: u64,
+    /// Linear memory of one plugin instance.
+    #[arg(long, default_value_t = 64, env = "VTH_MEMORY_MIB")]
+    memory_mib: usize,
+    /// Largest response body a plugin may return.
+    #[arg(long, default_value_t = 8, env = "VTH_MAX_RESPONSE_MIB")]
+    max_response_mib: usize,
+    /// Largest request body forwarded to a plugin.
+    #[arg(long, default_value_t = 8, env = "VTH_MAX_REQUEST_MIB")]
+    max_request_mib: usize,
+    /// Key-value quota of each (hospital, plugin) pair.
+    #[arg(long, default_value_t = 100, env = "VTH_KV_QUOTA_MIB")]
+    kv_quota_mib: u64,
+    /// Plugin calls running at once on this node (pooled instance slots).
+    #[arg(long, default_value_t = 256, env = "VTH_MAX_CONCURRENT_CALLS")]
+    max_concurrent_calls: u32,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        anyhow::ensure!(self.deadline_ms > 0, "--deadline-ms must be positive");
+        anyhow::ensure!(
+            (1..=4096).contains(&self.memory_mib),
+            "--memory-mib must be 1 to 4096"
+        );
+        anyhow::ensure!(
+            self.max_concurrent_calls > 0,
+            "--max-concurrent-calls must be positive"
+        );
+        Ok(Limits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            memory_bytes: self.memory_mib << 20,
+            max_response_bytes: self.max_response_mib << 20,
+            max_request_bytes: self.max_request_mib << 20,
+            kv_quota_bytes: self.kv_quota_mib << 20,
+            max_concurrent_calls: self.max_concurrent_calls,
+            ..Limits::default()
+        })
+    }
 }
 
 /// Accept a bare SQLite path as well as a URL.
@@ -81,13 +131,14 @@ async fn main() -> anyhow::Result<()> {
             plugins,
             cache_dir,
             demo,
+            limits,
         } => {
             let runtime = Runtime::start(RuntimeOptions {
                 database_url: database_url(&db)?,
                 plugin_dir: Some(plugins.clone()),
                 cache_dir: Some(cache_dir),
                 demo,
-                ..RuntimeOptions::default()
+                limits: limits.limits()?,
             })
             .await
             .context("starting the runtime")?;
