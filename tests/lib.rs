@@ -100,12 +100,15 @@ impl TestServer {
             cache_dir: Some(data.path().join("cache")),
             limits,
             demo: false,
+            identity: Default::default(),
         };
         Self::start_with(options, data).await
     }
 
     /// Start with explicit options; `data` lives as long as the server.
-    pub async fn start_with(options: RuntimeOptions, data: TempDir) -> Self {
+    /// Without an explicit issuer, the built-in identity provider's issuer
+    /// is the server's own URL.
+    pub async fn start_with(mut options: RuntimeOptions, data: TempDir) -> Self {
         let server_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -113,14 +116,17 @@ impl TestServer {
             .expect("server runtime");
         let (runtime, addr) = server_rt
             .spawn(async move {
-                let runtime = Runtime::start(options).await.expect("runtime starts");
-                for h in test_hospitals() {
-                    runtime.hospitals.upsert(h).await.expect("seed hospital");
-                }
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
                     .expect("bind loopback");
                 let addr = listener.local_addr().expect("local addr");
+                if options.identity.issuer.is_none() {
+                    options.identity.issuer = Some(format!("http://{addr}"));
+                }
+                let runtime = Runtime::start(options).await.expect("runtime starts");
+                for h in test_hospitals() {
+                    runtime.hospitals.upsert(h).await.expect("seed hospital");
+                }
                 let app = api::app(runtime.clone());
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, app).await;

@@ -335,6 +335,7 @@ fn main() {
             cache_dir: None,
             limits: limits.clone(),
             demo: false,
+            identity: Default::default(),
         })
         .await
         .expect("runtime");

@@ -22,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod directory;
 pub mod engine;
+pub mod identity;
 pub mod metrics;
 pub mod plugins;
 pub mod sandbox;
@@ -36,6 +37,7 @@ use crate::config::Limits;
 use crate::db::Database;
 use crate::directory::HospitalDirectory;
 use crate::engine::PluginEngine;
+use crate::identity::{IdentityOptions, IdentityService};
 use crate::metrics::Metrics;
 use crate::plugins::PluginRegistry;
 
@@ -50,6 +52,8 @@ pub enum StartError {
     Engine(#[from] engine::EngineError),
     #[error(transparent)]
     Plugins(#[from] plugins::LoadError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
 }
 
 /// How to start a runtime node.
@@ -62,8 +66,10 @@ pub struct RuntimeOptions {
     /// Where compiled components are cached; `None` compiles every start.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
-    /// Seed the demo hospitals.
+    /// Seed the demo hospitals and accounts.
     pub demo: bool,
+    /// The built-in provider and the trusted external issuers.
+    pub identity: IdentityOptions,
 }
 
 impl Default for RuntimeOptions {
@@ -74,6 +80,7 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             limits: Limits::default(),
             demo: false,
+            identity: IdentityOptions::default(),
         }
     }
 }
@@ -84,6 +91,8 @@ pub struct Runtime {
     pub plugins: PluginRegistry,
     pub hospitals: HospitalDirectory,
     pub kv: Arc<KvStore>,
+    /// Identity provider, directory of people, token validation.
+    pub identity: Arc<IdentityService>,
     pub limits: Limits,
     pub db: Database,
     pub metrics: Metrics,
@@ -101,6 +110,10 @@ impl Runtime {
                 hospitals.upsert(h).await?;
             }
         }
+        let identity = Arc::new(IdentityService::new(db.clone(), options.identity.clone()).await?);
+        if options.demo {
+            identity.seed_demo().await?;
+        }
         let engine = Arc::new(PluginEngine::new(
             &options.limits,
             options.cache_dir.clone(),
@@ -114,6 +127,7 @@ impl Runtime {
             plugins,
             hospitals,
             kv: Arc::new(KvStore::new(db.clone())),
+            identity,
             call_slots: Arc::new(Semaphore::new(options.limits.max_concurrent_calls as usize)),
             limits: options.limits,
             db,

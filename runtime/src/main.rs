@@ -35,11 +35,18 @@ enum Command {
         /// Directory for compiled components.
         #[arg(long, default_value = "data/cache", env = "VTH_CACHE_DIR")]
         cache_dir: PathBuf,
-        /// Seed demo hospitals.
+        /// Seed demo hospitals and accounts.
         #[arg(long)]
         demo: bool,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Public base URL of this node: the `iss` of its tokens
+        /// (default: http://LISTEN).
+        #[arg(long, env = "VTH_ISSUER")]
+        issuer: Option<String>,
+        /// JSON file listing trusted external token issuers (docs/identity.md).
+        #[arg(long, env = "VTH_TRUSTED_ISSUERS")]
+        trusted_issuers: Option<PathBuf>,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -132,13 +139,29 @@ async fn main() -> anyhow::Result<()> {
             cache_dir,
             demo,
             limits,
+            issuer,
+            trusted_issuers,
         } => {
+            let trusted_issuers = match trusted_issuers {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?
+                }
+                None => Vec::new(),
+            };
             let runtime = Runtime::start(RuntimeOptions {
                 database_url: database_url(&db)?,
                 plugin_dir: Some(plugins.clone()),
                 cache_dir: Some(cache_dir),
                 demo,
                 limits: limits.limits()?,
+                identity: vtelehealth_runtime::identity::IdentityOptions {
+                    issuer: Some(issuer.unwrap_or_else(|| format!("http://{listen}"))),
+                    trusted_issuers,
+                    ..Default::default()
+                },
             })
             .await
             .context("starting the runtime")?;
@@ -163,6 +186,25 @@ fn print_banner(runtime: &Runtime, listen: SocketAddr) {
     println!("  metrics:   curl {base}/metrics");
     println!("  plugins:   curl {base}/api/v1/plugins");
     println!("  hospitals: curl {base}/api/v1/hospitals");
+    println!("  identity:  curl {base}/.well-known/openid-configuration");
+    if runtime.hospitals.get("bach-mai").is_some() {
+        use vtelehealth_runtime::identity::{DEMO_SERVICE_CLIENT, demo_accounts};
+        let (client, secret, _) = DEMO_SERVICE_CLIENT;
+        println!("  demo token (HIS service of bach-mai):");
+        println!(
+            "    curl -u {client}:{secret} -d grant_type=client_credentials {base}/oidc/token"
+        );
+        println!("  demo accounts (browser login at /oidc/authorize; see docs/identity.md):");
+        for a in demo_accounts() {
+            println!(
+                "    {:<16} {:<16} {:<15} {}",
+                a.username,
+                a.password,
+                a.role.as_str(),
+                a.hospital_id.or(a.vendor_id).unwrap_or("")
+            );
+        }
+    }
     let hospital = runtime.hospitals.list().into_iter().next();
     for status in runtime.plugins.statuses() {
         match (&hospital, status.status) {

@@ -2,5 +2,6 @@
 
 mod bad_input;
 mod docs;
+mod identity;
 mod plugins;
 mod sandbox;

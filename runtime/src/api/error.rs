@@ -14,6 +14,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// No valid credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("request body exceeds the {limit} byte limit")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -29,6 +35,8 @@ impl ApiError {
         match self {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin_unavailable"),
             Self::Call(e) => {
@@ -70,6 +78,13 @@ impl IntoResponse for ApiError {
         if let Self::PayloadTooLarge { limit } = &self {
             error["limit"] = json!({ "request_bytes": limit });
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

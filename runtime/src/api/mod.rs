@@ -32,6 +32,7 @@ pub fn app(runtime: Arc<Runtime>) -> Router {
         .route("/api/v1/plugins", get(list_plugins))
         .route("/api/v1/hospitals", get(list_hospitals))
         .route("/hospitals/{*rest}", any(plugin_route::call))
+        .merge(crate::identity::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

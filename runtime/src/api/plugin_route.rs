@@ -35,6 +35,8 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let target = Target::parse(parts.uri.path())?;
+    // Bearer token present: it must be valid; absent: anonymous.
+    let principal = crate::identity::principal_from_headers(&rt, &parts.headers).await?;
     let hospital = rt
         .hospitals
         .get(&target.hospital)
@@ -68,7 +70,7 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         hospital,
         plugin_id: plugin.manifest.id.clone(),
         request_id,
-        principal: None,
+        principal,
         started: Instant::now(),
     });
     let span = tracing::info_span!("plugin_call", plugin = %plugin.manifest.id, version = %plugin.manifest.version,

@@ -51,13 +51,7 @@ pub struct Hospital {
     pub province: String,
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Principal {
-    pub subject: String,
-    pub name: String,
-    pub roles: Vec<String>,
-}
+pub use crate::identity::Principal;
 
 /// The context of one plugin call.
 #[derive(Debug, Clone)]
@@ -96,7 +90,7 @@ impl Host for CallState {
             principal: ctx.principal.as_ref().map(|p| wit::Principal {
                 subject: p.subject.clone(),
                 name: p.name.clone(),
-                roles: p.roles.clone(),
+                roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             }),
         })
     }

@@ -1,0 +1,79 @@
+//! Axum extractors: the caller's [`Principal`] from `Authorization: Bearer`.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+use super::Principal;
+use crate::Runtime;
+use crate::api::ApiError;
+
+/// An authenticated caller; rejects with 401 when the bearer token is
+/// missing or invalid.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Principal);
+
+/// The caller when a bearer token is present; `None` without one. An
+/// invalid token is still rejected with 401.
+#[derive(Debug, Clone)]
+pub struct MaybeAuthenticated(pub Option<Principal>);
+
+/// The bearer token of a request: `Ok(None)` without an `Authorization`
+/// header, an error when it is not a bearer token.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "expected `Authorization: Bearer <token>`".into(),
+        ));
+    }
+    Ok(Some(token.trim()))
+}
+
+/// The principal of a request's bearer token, if any.
+pub async fn principal_from_headers(
+    rt: &Runtime,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    match bearer_token(headers)? {
+        None => Ok(None),
+        Some(token) => Ok(Some(rt.identity.validate(token).await?)),
+    }
+}
+
+impl FromRequestParts<Arc<Runtime>> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        rt: &Arc<Runtime>,
+    ) -> Result<Self, Self::Rejection> {
+        principal_from_headers(rt, &parts.headers)
+            .await
+            .map(MaybeAuthenticated)
+    }
+}
+
+impl FromRequestParts<Arc<Runtime>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        rt: &Arc<Runtime>,
+    ) -> Result<Self, Self::Rejection> {
+        principal_from_headers(rt, &parts.headers)
+            .await?
+            .map(Authenticated)
+            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))
+    }
+}
