@@ -125,7 +125,13 @@ async fn instantiation(table: &mut Table, limits: &Limits, runtime: &Runtime) {
         let plugin = load_plugin(engine, &plugin_path("hello")).expect("hello loads");
         let kv = runtime.kv.scope("bv-a", "hello", limits);
         let s = bench!(2000, 10, {
-            let mut store = new_store(plugin.pre.engine(), limits, ctx("hello"), kv.clone());
+            let mut store = new_store(
+                plugin.pre.engine(),
+                limits,
+                ctx("hello"),
+                kv.clone(),
+                plugin.granted.clone(),
+            );
             let _p: Plugin = plugin
                 .pre
                 .instantiate_async(&mut store)
@@ -149,7 +155,13 @@ async fn export_calls(table: &mut Table, limits: &Limits, runtime: &Runtime, hel
     .expect("noop component");
     let linker = Linker::new(engine.engine());
     let kv = runtime.kv.scope("bv-a", "hello", limits);
-    let mut store = new_store(engine.engine(), limits, ctx("noop"), kv.clone());
+    let mut store = new_store(
+        engine.engine(),
+        limits,
+        ctx("noop"),
+        kv.clone(),
+        Default::default(),
+    );
     let instance = linker
         .instantiate_async(&mut store, &noop)
         .await
@@ -164,7 +176,13 @@ async fn export_calls(table: &mut Table, limits: &Limits, runtime: &Runtime, hel
     );
     table.row("export call", "empty export, no payload (floor)", &s);
 
-    let mut store = new_store(hello.pre.engine(), limits, ctx("hello"), kv);
+    let mut store = new_store(
+        hello.pre.engine(),
+        limits,
+        ctx("hello"),
+        kv,
+        hello.granted.clone(),
+    );
     let plugin: Plugin = hello
         .pre
         .instantiate_async(&mut store)
@@ -204,7 +222,7 @@ async fn kv_through_plugin(
     };
     let s = bench!(300, 1, {
         let r = call_http(
-            &counter.pre,
+            counter,
             limits,
             ctx("visit-counter"),
             kv.clone(),

@@ -22,10 +22,12 @@ pub mod config;
 pub mod db;
 pub mod directory;
 pub mod engine;
+pub mod governance;
 pub mod identity;
 pub mod metrics;
 pub mod plugins;
 pub mod sandbox;
+pub mod secrets;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use vtelehealth_runtime::config::Limits;
+use vtelehealth_runtime::governance::cli::{KeysCommand, PluginCommand};
 use vtelehealth_runtime::{Runtime, RuntimeOptions, api, db::Database};
 
 #[derive(Parser)]
@@ -47,6 +48,16 @@ enum Command {
         /// JSON file listing trusted external token issuers (docs/identity.md).
         #[arg(long, env = "VTH_TRUSTED_ISSUERS")]
         trusted_issuers: Option<PathBuf>,
+    },
+    /// Vendor signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Build, sign, check and publish plugin bundles.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -128,6 +139,10 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     match cli.command {
+        Command::Keys { command } => vtelehealth_runtime::governance::cli::run_keys(command)?,
+        Command::Plugin { command } => {
+            vtelehealth_runtime::governance::cli::run_plugin(command).await?
+        }
         Command::Migrate { db } => {
             Database::connect(&database_url(&db)?).await?;
             println!("database schema is up to date");

@@ -8,48 +8,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasmtime::component::Linker;
 use wasmtime::component::types::ComponentItem;
 
 use crate::bindings::PluginPre;
 use crate::capabilities::{Capability, ImportKind, resolve_import};
-use crate::directory::validate_id;
 use crate::engine::{PluginEngine, digest};
+pub use crate::governance::manifest::{Description, Manifest, PluginKind};
 use crate::sandbox::CallState;
 
 /// Largest component file accepted.
 pub const MAX_COMPONENT_BYTES: u64 = 32 << 20;
-
-/// What a plugin is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PluginKind {
-    Workflow,
-    Commerce,
-    HisAdapter,
-}
-
-/// Description in Vietnamese and English.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Description {
-    pub vi: String,
-    pub en: String,
-}
-
-/// A plugin's manifest (`plugin.toml`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub id: String,
-    pub version: String,
-    pub vendor: String,
-    pub kind: PluginKind,
-    pub description: Description,
-    /// Capability names, e.g. `["log", "kv"]`.
-    pub capabilities: Vec<String>,
-}
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -79,41 +49,6 @@ pub enum LoadError {
     Link(String),
     #[error("the plugin does not export the platform's `plugin` world: {0}")]
     Exports(String),
-}
-
-impl Manifest {
-    /// Parse and validate a manifest.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, LoadError> {
-        let invalid = |message: String| LoadError::Manifest {
-            path: path.to_path_buf(),
-            message,
-        };
-        let manifest: Manifest =
-            toml::from_str(text).map_err(|e| invalid(e.message().to_owned()))?;
-        validate_id(&manifest.id).map_err(|e| invalid(e.to_string()))?;
-        if !is_semver(&manifest.version) {
-            return Err(invalid(format!(
-                "version `{}` is not MAJOR.MINOR.PATCH",
-                manifest.version
-            )));
-        }
-        manifest.grants().map_err(invalid)?;
-        Ok(manifest)
-    }
-
-    /// The capabilities named in the manifest.
-    pub fn grants(&self) -> Result<BTreeSet<Capability>, String> {
-        self.capabilities.iter().map(|c| c.parse()).collect()
-    }
-}
-
-fn is_semver(v: &str) -> bool {
-    let core = v.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<_> = core.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A plugin ready to serve calls.
@@ -259,7 +194,10 @@ pub fn load_plugin(engine: &PluginEngine, path: &Path) -> Result<LoadedPlugin, L
         path: manifest_path.clone(),
         source,
     })?;
-    let manifest = Manifest::parse(&text, &manifest_path)?;
+    let manifest = Manifest::parse(&text).map_err(|e| LoadError::Manifest {
+        path: manifest_path.clone(),
+        message: e.to_string(),
+    })?;
     let size = std::fs::metadata(path)
         .map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
@@ -283,9 +221,22 @@ pub fn prepare(
     manifest: Manifest,
     bytes: &[u8],
 ) -> Result<LoadedPlugin, LoadError> {
+    let granted = manifest.requested();
+    prepare_granted(engine, manifest, bytes, granted)
+}
+
+/// Like [`prepare`], for a reviewed version: every import must have been
+/// requested; the requested interfaces are linked, and calls into one that
+/// the review did not grant are refused at call time (`denied`).
+pub fn prepare_granted(
+    engine: &PluginEngine,
+    manifest: Manifest,
+    bytes: &[u8],
+    granted: BTreeSet<Capability>,
+) -> Result<LoadedPlugin, LoadError> {
     let digest = digest(bytes);
     let component = engine.load_component(bytes, &digest)?;
-    let granted = manifest.grants().map_err(LoadError::Import)?;
+    let requested = manifest.requested();
     let wasm_engine = engine.engine();
     for (name, item) in component.component_type().imports(wasm_engine) {
         if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
@@ -295,12 +246,12 @@ pub fn prepare(
         }
         match resolve_import(name).map_err(LoadError::Import)? {
             ImportKind::TypesOnly => {}
-            ImportKind::Capability(c) if granted.contains(&c) => {}
+            ImportKind::Capability(c) if requested.contains(&c) => {}
             ImportKind::Capability(_) => {
                 return Err(LoadError::NotGranted {
                     plugin: manifest.id.clone(),
                     import: name.to_owned(),
-                    granted: granted
+                    granted: requested
                         .iter()
                         .map(|c| c.name())
                         .collect::<Vec<_>>()
@@ -310,7 +261,7 @@ pub fn prepare(
         }
     }
     let mut linker = Linker::<CallState>::new(wasm_engine);
-    for capability in &granted {
+    for capability in &requested {
         capability
             .add_to_linker(&mut linker)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;

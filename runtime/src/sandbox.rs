@@ -5,10 +5,14 @@ use std::sync::Arc;
 
 use wasmtime::{ResourceLimiter, Store, StoreContextMut, Trap, UpdateDeadline};
 
-use crate::bindings::{Plugin, PluginPre, Request, Response};
+use std::collections::BTreeSet;
+
+use crate::bindings::{Plugin, Request, Response};
+use crate::capabilities::Capability;
 use crate::capabilities::identity::CallContext;
 use crate::capabilities::kv::KvScope;
 use crate::config::Limits;
+use crate::plugins::LoadedPlugin;
 
 /// Everything a capability may read during one call.
 pub struct CallState {
@@ -20,7 +24,25 @@ pub struct CallState {
     pub limiter: CallLimiter,
     /// When the call must be over.
     pub deadline: tokio::time::Instant,
+    /// Capabilities the review granted; linked but ungranted ones refuse.
+    pub granted: BTreeSet<Capability>,
 }
+
+impl CallState {
+    /// Refuse a call into `capability` unless it was granted.
+    pub fn require(&self, capability: Capability) -> Result<(), CapabilityDenied> {
+        if self.granted.contains(&capability) {
+            Ok(())
+        } else {
+            Err(CapabilityDenied(capability))
+        }
+    }
+}
+
+/// A plugin called a capability it requested but was not granted.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin was not granted the `{0}` capability")]
+pub struct CapabilityDenied(pub Capability);
 
 /// Memory and table limits of one store; remembers that it refused a
 /// growth, because a guest that cannot allocate traps as `unreachable`,
@@ -108,6 +130,8 @@ pub enum CallError {
     Busy(u32),
     #[error("the plugin could not be instantiated: {0}")]
     Instantiate(String),
+    #[error("permission denied: the plugin was not granted the `{0}` capability")]
+    Denied(Capability),
 }
 
 impl CallError {
@@ -122,6 +146,7 @@ impl CallError {
             Self::ResponseTooLarge { .. } => "response_too_large",
             Self::Busy(_) => "runtime_busy",
             Self::Instantiate(_) => "instantiation_failed",
+            Self::Denied(_) => "capability_denied",
         }
     }
 }
@@ -138,6 +163,7 @@ pub fn new_store(
     limits: &Limits,
     ctx: Arc<CallContext>,
     kv: KvScope,
+    granted: BTreeSet<Capability>,
 ) -> Store<CallState> {
     let deadline = tokio::time::Instant::from_std(ctx.started + limits.deadline);
     let state = CallState {
@@ -145,6 +171,7 @@ pub fn new_store(
         kv,
         limiter: CallLimiter::new(limits),
         deadline,
+        granted,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -164,13 +191,14 @@ pub fn new_store(
 /// Run one HTTP request through a fresh instance of `pre`. The deadline
 /// runs from `ctx.started`.
 pub async fn call_http(
-    pre: &PluginPre<CallState>,
+    plugin: &LoadedPlugin,
     limits: &Limits,
     ctx: Arc<CallContext>,
     kv: KvScope,
     request: Request,
 ) -> Result<Response, CallError> {
-    let mut store = new_store(pre.engine(), limits, ctx, kv);
+    let pre = &plugin.pre;
+    let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
     let deadline = store.data().deadline;
     let limit_ms = limits.deadline.as_millis();
     let run = async {
@@ -199,8 +227,42 @@ pub async fn call_http(
     Ok(response)
 }
 
+/// Run the plugin's activation hook with `config` (a JSON document) in a
+/// fresh instance. `Ok(Err(message))` is the plugin refusing the config.
+pub async fn call_activate(
+    plugin: &LoadedPlugin,
+    limits: &Limits,
+    ctx: Arc<CallContext>,
+    kv: KvScope,
+    config: String,
+) -> Result<Result<(), String>, CallError> {
+    let pre = &plugin.pre;
+    let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
+    let deadline = store.data().deadline;
+    let run = async {
+        let instance: Plugin = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        instance
+            .vtelehealth_platform_lifecycle()
+            .call_on_activate(&mut store, &config)
+            .await
+            .map_err(|e| classify(e, store.data(), limits))
+    };
+    match tokio::time::timeout_at(deadline, run).await {
+        Ok(result) => result,
+        Err(_) => Err(CallError::Deadline {
+            limit_ms: limits.deadline.as_millis(),
+        }),
+    }
+}
+
 /// Turn a wasmtime error into the limit or fault that caused it.
 fn classify(err: wasmtime::Error, state: &CallState, limits: &Limits) -> CallError {
+    if let Some(denied) = err.downcast_ref::<CapabilityDenied>() {
+        return CallError::Denied(denied.0);
+    }
     if err.downcast_ref::<DeadlineExceeded>().is_some() {
         return CallError::Deadline {
             limit_ms: limits.deadline.as_millis(),

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per topic.
 
 mod bad_input;
+mod bundles;
 mod docs;
 mod identity;
 mod plugins;

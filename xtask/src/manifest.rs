@@ -3,16 +3,17 @@
 //! ```toml
 //! id = "hello"
 //! version = "0.1.0"
-//! vendor = "VTelehealth reference plugins"
+//! vendor = "vtelehealth"             # the vendor's registered id
 //! kind = "workflow"                  # workflow | commerce | his-adapter
-//! capabilities = ["log", "identity"] # WIT interfaces the host links for this plugin
+//! capabilities = ["log", "kv:visits"] # WIT interfaces, optionally `name:scope`
 //!
 //! [description]
 //! vi = "..."
 //! en = "..."
 //! ```
 //!
-//! Fields not listed here are left to the runtime, which owns the full schema.
+//! Fields not listed here (events, routes, config) are left to the runtime, which owns the
+//! full schema (`docs/bundle-format.md`).
 
 use std::path::Path;
 
@@ -31,6 +32,7 @@ pub struct Manifest {
     pub vendor: String,
     pub kind: String,
     pub description: Description,
+    /// Entries as written: `kv` or `kv:scope`.
     #[serde(default)]
     pub capabilities: Vec<String>,
 }
@@ -73,8 +75,11 @@ impl Manifest {
                 self.version
             );
         }
-        if self.vendor.trim().is_empty() {
-            bail!("vendor is empty");
+        if !is_id(&self.vendor) {
+            bail!(
+                "vendor {:?}: use the vendor's registered id (a-z, 0-9 and '-')",
+                self.vendor
+            );
         }
         if !KINDS.contains(&self.kind.as_str()) {
             bail!("kind {:?}: expected one of {}", self.kind, KINDS.join(", "));
@@ -82,19 +87,46 @@ impl Manifest {
         if self.description.vi.trim().is_empty() || self.description.en.trim().is_empty() {
             bail!("description.vi and description.en are both required");
         }
-        for (i, capability) in self.capabilities.iter().enumerate() {
-            if !CAPABILITIES.contains(&capability.as_str()) {
+        for (i, entry) in self.capabilities.iter().enumerate() {
+            let name = capability_name(entry);
+            if !CAPABILITIES.contains(&name) {
                 bail!(
-                    "capability {capability:?} is unknown: expected some of {}",
+                    "capability {entry:?} is unknown: expected some of {}",
                     CAPABILITIES.join(", ")
                 );
             }
-            if self.capabilities[..i].contains(capability) {
-                bail!("capability {capability:?} is listed twice");
+            if self.capabilities[..i].contains(entry) {
+                bail!("capability {entry:?} is listed twice");
             }
         }
         Ok(())
     }
+
+    /// The capability names requested, scopes dropped, each once.
+    pub fn capability_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for entry in &self.capabilities {
+            let name = capability_name(entry);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+/// `kv` of `kv` or `kv:scope`.
+fn capability_name(entry: &str) -> &str {
+    entry.split_once(':').map_or(entry, |(name, _)| name)
+}
+
+/// A platform id: 1-64 characters a-z, 0-9 and '-', not starting with '-'.
+fn is_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && !id.starts_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// `MAJOR.MINOR.PATCH` with optional `-pre` and `+build` parts, numbers without leading zeros.

@@ -187,12 +187,11 @@ fn check_imports(component: &[u8], manifest: &Manifest, kind: Kind, label: &str)
     let not_granted: Vec<&str> = used
         .iter()
         .copied()
-        .filter(|i| !manifest.capabilities.iter().any(|c| c == i))
+        .filter(|i| !manifest.capability_names().contains(i))
         .collect();
     let unused: Vec<&str> = manifest
-        .capabilities
-        .iter()
-        .map(String::as_str)
+        .capability_names()
+        .into_iter()
         .filter(|c| !used.contains(c))
         .collect();
     println!("      {label}: imports {}", used.join(", "));

@@ -83,7 +83,7 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         tokio::time::timeout(rt.limits.deadline, rt.call_slots.clone().acquire_owned()).await;
     let result = match slot {
         Ok(Ok(_permit)) => {
-            call_http(&plugin.pre, &rt.limits, ctx, kv, request)
+            call_http(&plugin, &rt.limits, ctx, kv, request)
                 .instrument(span.clone())
                 .await
         }

@@ -7,6 +7,7 @@ use crate::sandbox::CallState;
 
 impl Host for CallState {
     async fn now_millis(&mut self) -> wasmtime::Result<u64> {
+        self.require(crate::capabilities::Capability::Clock)?;
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -14,6 +15,7 @@ impl Host for CallState {
     }
 
     async fn monotonic_nanos(&mut self) -> wasmtime::Result<u64> {
+        self.require(crate::capabilities::Capability::Clock)?;
         let elapsed = self.ctx.started.elapsed();
         Ok(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
     }

@@ -77,6 +77,7 @@ impl From<Tier> for wit::Tier {
 
 impl Host for CallState {
     async fn current(&mut self) -> wasmtime::Result<wit::CallContext> {
+        self.require(crate::capabilities::Capability::Identity)?;
         let ctx = &self.ctx;
         Ok(wit::CallContext {
             hospital: wit::Hospital {

@@ -282,19 +282,36 @@ fn to_wit<T>(r: Result<T, KvError>) -> wasmtime::Result<Result<T, WitError>> {
     Ok(r.map_err(WitError::from))
 }
 
+impl CallState {
+    /// `denied` unless the review granted kv.
+    fn kv_granted(&self) -> Result<(), WitError> {
+        self.require(crate::capabilities::Capability::Kv)
+            .map_err(|e| WitError::Denied(e.to_string()))
+    }
+}
+
 impl Host for CallState {
     #[instrument(level = "debug", skip_all, fields(plugin = %self.kv.plugin, hospital = %self.kv.hospital))]
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, WitError>> {
+        if let Err(denied) = self.kv_granted() {
+            return Ok(Err(denied));
+        }
         to_wit(self.kv.get(&key).await)
     }
 
     #[instrument(level = "debug", skip_all, fields(plugin = %self.kv.plugin, hospital = %self.kv.hospital, bytes = value.len()))]
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), WitError>> {
+        if let Err(denied) = self.kv_granted() {
+            return Ok(Err(denied));
+        }
         to_wit(self.kv.put(&key, &value, None).await.map(|_| ()))
     }
 
     #[instrument(level = "debug", skip_all, fields(plugin = %self.kv.plugin, hospital = %self.kv.hospital))]
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, WitError>> {
+        if let Err(denied) = self.kv_granted() {
+            return Ok(Err(denied));
+        }
         to_wit(self.kv.delete(&key).await)
     }
 
@@ -305,6 +322,9 @@ impl Host for CallState {
         start_after: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
+        if let Err(denied) = self.kv_granted() {
+            return Ok(Err(denied));
+        }
         to_wit(
             self.kv
                 .list_keys(&prefix, start_after.as_deref(), limit)
@@ -318,6 +338,9 @@ impl Host for CallState {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, WitError>> {
+        if let Err(denied) = self.kv_granted() {
+            return Ok(Err(denied));
+        }
         to_wit(self.kv.increment(&key, delta).await)
     }
 
@@ -328,6 +351,9 @@ impl Host for CallState {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, WitError>> {
+        if let Err(denied) = self.kv_granted() {
+            return Ok(Err(denied));
+        }
         to_wit(self.kv.put(&key, &new, Some(expected.as_deref())).await)
     }
 }

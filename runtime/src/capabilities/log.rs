@@ -8,6 +8,7 @@ const MAX_MESSAGE: usize = 4096;
 
 impl Host for CallState {
     async fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.require(crate::capabilities::Capability::Log)?;
         let message = truncate(&message, MAX_MESSAGE);
         let ctx = &self.ctx;
         let (plugin, hospital, request) = (&ctx.plugin_id, &ctx.hospital.id, &ctx.request_id);

@@ -133,8 +133,9 @@ pub fn resolve_import(name: &str) -> Result<ImportKind, String> {
         .map_err(|_| format!("imports `{name}`, an interface this runtime does not implement"))
 }
 
-/// Semver compatibility for 0.x packages: same minor, patch not newer.
-fn version_compatible(version: &str) -> bool {
+/// Whether a plugin built against `version` of the platform package runs
+/// here. Semver compatibility for 0.x packages: same minor, patch not newer.
+pub fn version_compatible(version: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64, u64)> {
         let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
         Some((it.next()??, it.next()??, it.next()??))

@@ -10,6 +10,7 @@ const MAX_BYTES: u32 = 4096;
 
 impl Host for CallState {
     async fn bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        self.require(crate::capabilities::Capability::Random)?;
         let mut buf = vec![0u8; len.min(MAX_BYTES) as usize];
         rand::rng().fill_bytes(&mut buf);
         Ok(buf)

@@ -1,0 +1,604 @@
+//! The plugin manifest, `plugin.toml`: who made the plugin, what it is for and
+//! what it asks of the platform. Documented in `docs/bundle-format.md`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::capabilities::Capability;
+use crate::directory::validate_id;
+
+/// Largest manifest accepted, in bytes.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
+
+/// Why a manifest was refused. The message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is {size} bytes, over the {MAX_MANIFEST_BYTES} byte limit")]
+    TooLarge { size: usize },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{field}: {message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
+    #[error("config: {0}")]
+    Config(String),
+}
+
+fn field(field: &'static str, message: impl Into<String>) -> ManifestError {
+    ManifestError::Field {
+        field,
+        message: message.into(),
+    }
+}
+
+/// What a plugin is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    Workflow,
+    Commerce,
+    HisAdapter,
+}
+
+impl PluginKind {
+    /// The manifest spelling, e.g. `his-adapter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Workflow => "workflow",
+            Self::Commerce => "commerce",
+            Self::HisAdapter => "his-adapter",
+        }
+    }
+}
+
+/// Description in Vietnamese and English.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Description {
+    pub vi: String,
+    pub en: String,
+}
+
+/// One capability a plugin asks for, with the scopes it asks for within it.
+/// No scopes means the whole capability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityRequest {
+    #[serde(with = "capability_name")]
+    pub capability: Capability,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+impl CapabilityRequest {
+    /// What granting this request lets the plugin do, in plain words for reviewers.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{}: {}", self.capability, self.capability.describe());
+        if !self.scopes.is_empty() {
+            text.push_str(&format!(" (only: {})", self.scopes.join(", ")));
+        }
+        text
+    }
+}
+
+impl fmt::Display for CapabilityRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scopes.is_empty() {
+            return f.write_str(self.capability.name());
+        }
+        let entries: Vec<String> = self
+            .scopes
+            .iter()
+            .map(|s| format!("{}:{s}", self.capability))
+            .collect();
+        f.write_str(&entries.join(", "))
+    }
+}
+
+/// Serde for a capability as its WIT interface name.
+mod capability_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::capabilities::Capability;
+
+    pub fn serialize<S: Serializer>(c: &Capability, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Capability, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Events the plugin wants delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+/// An HTTP route the plugin serves. Informative for reviewers: the runtime
+/// does not enforce routes yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub path: String,
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The plugin's configuration: a JSON Schema for a hospital's configuration
+/// document and the defaults a national rollout activates it with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Value>,
+}
+
+/// A plugin's manifest (`plugin.toml`), parsed and checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Manifest {
+    pub id: String,
+    pub version: String,
+    /// The vendor's id, as registered with the ministry.
+    pub vendor: String,
+    pub kind: PluginKind,
+    pub description: Description,
+    pub capabilities: Vec<CapabilityRequest>,
+    pub events: Events,
+    pub routes: Vec<Route>,
+    pub config: ConfigSpec,
+}
+
+/// The manifest as written, before its fields are checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    id: String,
+    version: String,
+    vendor: String,
+    kind: PluginKind,
+    description: Description,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    events: Events,
+    #[serde(default)]
+    routes: Vec<Route>,
+    #[serde(default)]
+    config: Option<RawConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    schema: Option<toml::Value>,
+    defaults: Option<toml::Value>,
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+impl Manifest {
+    /// Parse and check a manifest, its configuration schema included.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let manifest = Self::parse_structure(text)?;
+        manifest.check_config()?;
+        Ok(manifest)
+    }
+
+    /// Parse and check every field except whether the configuration schema
+    /// compiles (see [`Manifest::check_config`]), so submission checks can
+    /// report the two apart.
+    pub fn parse_structure(text: &str) -> Result<Self, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge { size: text.len() });
+        }
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.message().to_owned()))?;
+        validate_id(&raw.id).map_err(|e| field("id", e.to_string()))?;
+        if !is_semver(&raw.version) {
+            return Err(field(
+                "version",
+                format!(
+                    "`{}` is not a semantic version (MAJOR.MINOR.PATCH)",
+                    raw.version
+                ),
+            ));
+        }
+        validate_id(&raw.vendor).map_err(|e| {
+            field(
+                "vendor",
+                format!("the vendor's registered id is expected: {e}"),
+            )
+        })?;
+        if raw.description.vi.trim().is_empty() {
+            return Err(field(
+                "description.vi",
+                "the Vietnamese description is empty",
+            ));
+        }
+        if raw.description.en.trim().is_empty() {
+            return Err(field("description.en", "the English description is empty"));
+        }
+        let capabilities = parse_capabilities(&raw.capabilities)?;
+        for event in &raw.events.subscribe {
+            if !is_event_name(event) {
+                return Err(field(
+                    "events.subscribe",
+                    format!("`{event}` is not an event name (a-z, 0-9, '.', '-', '_')"),
+                ));
+            }
+        }
+        for route in &raw.routes {
+            check_route(route)?;
+        }
+        let config = match raw.config {
+            None => ConfigSpec::default(),
+            Some(c) => ConfigSpec {
+                schema: c.schema.map(to_json).transpose()?,
+                defaults: c.defaults.map(to_json).transpose()?,
+            },
+        };
+        Ok(Self {
+            id: raw.id,
+            version: raw.version,
+            vendor: raw.vendor,
+            kind: raw.kind,
+            description: raw.description,
+            capabilities,
+            events: raw.events,
+            routes: raw.routes,
+            config,
+        })
+    }
+
+    /// Check that the configuration schema compiles as a JSON Schema and
+    /// that the defaults satisfy it.
+    pub fn check_config(&self) -> Result<(), ManifestError> {
+        let Some(schema) = &self.config.schema else {
+            if self.config.defaults.is_some() {
+                return Err(ManifestError::Config(
+                    "defaults are given without a schema to check them".into(),
+                ));
+            }
+            return Ok(());
+        };
+        let validator = compile_schema(schema).map_err(ManifestError::Config)?;
+        if let Some(defaults) = &self.config.defaults
+            && let Err(e) = validator.validate(defaults)
+        {
+            return Err(ManifestError::Config(format!(
+                "defaults do not satisfy the schema: {e} (at `{}`)",
+                e.instance_path()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The capabilities asked for, without their scopes.
+    pub fn requested(&self) -> BTreeSet<Capability> {
+        self.capabilities.iter().map(|r| r.capability).collect()
+    }
+
+    /// One plain-words line per requested capability, for reviewers.
+    pub fn describe_capabilities(&self) -> Vec<String> {
+        self.capabilities
+            .iter()
+            .map(CapabilityRequest::describe)
+            .collect()
+    }
+}
+
+/// Compile a configuration schema, refusing what is not a JSON Schema for
+/// an object document.
+pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+    if !schema.is_object() {
+        return Err("schema must be a table (a JSON Schema object)".into());
+    }
+    jsonschema::meta::validate(schema)
+        .map_err(|e| format!("schema is not a valid JSON Schema: {e}"))?;
+    jsonschema::validator_for(schema).map_err(|e| format!("schema does not compile: {e}"))
+}
+
+/// `"kv"` or `"kv:scope"` entries, merged by capability.
+fn parse_capabilities(entries: &[String]) -> Result<Vec<CapabilityRequest>, ManifestError> {
+    let mut out: Vec<CapabilityRequest> = Vec::new();
+    for entry in entries {
+        let (name, scope) = match entry.split_once(':') {
+            Some((name, scope)) => (name, Some(scope)),
+            None => (entry.as_str(), None),
+        };
+        let capability: Capability = name.parse().map_err(|e: String| field("capabilities", e))?;
+        if let Some(scope) = scope
+            && !is_scope(scope)
+        {
+            return Err(field(
+                "capabilities",
+                format!(
+                    "`{entry}`: a scope is 1-128 printable characters without spaces or commas"
+                ),
+            ));
+        }
+        let existing = out.iter_mut().find(|r| r.capability == capability);
+        match (existing, scope) {
+            (None, scope) => out.push(CapabilityRequest {
+                capability,
+                scopes: scope.map(str::to_owned).into_iter().collect(),
+            }),
+            // A bare name asks for everything; mixing it with scopes is ambiguous.
+            (Some(_), None) => {
+                return Err(field(
+                    "capabilities",
+                    format!("`{name}` is listed twice, or both with and without a scope"),
+                ));
+            }
+            (Some(r), Some(scope)) => {
+                if r.scopes.is_empty() {
+                    return Err(field(
+                        "capabilities",
+                        format!("`{name}` is listed both with and without a scope"),
+                    ));
+                }
+                if r.scopes.iter().any(|s| s == scope) {
+                    return Err(field("capabilities", format!("`{entry}` is listed twice")));
+                }
+                r.scopes.push(scope.to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_scope(scope: &str) -> bool {
+    (1..=128).contains(&scope.len()) && scope.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
+fn is_event_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+}
+
+fn check_route(route: &Route) -> Result<(), ManifestError> {
+    if !route.path.starts_with('/') || route.path.chars().any(char::is_whitespace) {
+        return Err(field(
+            "routes.path",
+            format!("`{}` must start with '/' and have no spaces", route.path),
+        ));
+    }
+    if route.methods.is_empty() {
+        return Err(field(
+            "routes.methods",
+            format!("route `{}` lists no method", route.path),
+        ));
+    }
+    if let Some(m) = route
+        .methods
+        .iter()
+        .find(|m| !METHODS.contains(&m.as_str()))
+    {
+        return Err(field(
+            "routes.methods",
+            format!("`{m}` is not one of {}", METHODS.join(", ")),
+        ));
+    }
+    if let Some(r) = route.roles.iter().find(|r| validate_id(r).is_err()) {
+        return Err(field(
+            "routes.roles",
+            format!("`{r}` is not a role name (a-z, 0-9, '-')"),
+        ));
+    }
+    Ok(())
+}
+
+fn to_json(value: toml::Value) -> Result<Value, ManifestError> {
+    // TOML dates have no JSON equivalent; a configuration schema never needs one.
+    fn has_datetime(v: &toml::Value) -> bool {
+        match v {
+            toml::Value::Datetime(_) => true,
+            toml::Value::Array(a) => a.iter().any(has_datetime),
+            toml::Value::Table(t) => t.values().any(has_datetime),
+            _ => false,
+        }
+    }
+    if has_datetime(&value) {
+        return Err(ManifestError::Config(
+            "TOML dates are not allowed in the configuration; write them as strings".into(),
+        ));
+    }
+    serde_json::to_value(value).map_err(|e| ManifestError::Config(e.to_string()))
+}
+
+/// `MAJOR.MINOR.PATCH` with optional `-pre` and `+build` parts, numbers
+/// without leading zeros.
+pub fn is_semver(version: &str) -> bool {
+    let version = match version.split_once('+') {
+        Some((_, "")) => return false,
+        Some((v, _)) => v,
+        None => version,
+    };
+    let core = match version.split_once('-') {
+        Some((_, "")) => return false,
+        Some((core, _)) => core,
+        None => version,
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = r#"
+id = "visit-counter"
+version = "1.2.0"
+vendor = "acme"
+kind = "workflow"
+"#;
+    const DESCRIPTION: &str = r#"
+[description]
+vi = "Đếm lượt khám."
+en = "Counts visits."
+"#;
+
+    fn parse(middle: &str, tail: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(&format!("{HEAD}{middle}\n{DESCRIPTION}\n{tail}"))
+    }
+
+    #[test]
+    fn parses_a_minimal_manifest_with_the_plain_list() {
+        let m = parse(r#"capabilities = ["log", "kv"]"#, "").expect("valid");
+        assert_eq!(m.id, "visit-counter");
+        assert_eq!(m.kind, PluginKind::Workflow);
+        assert_eq!(m.requested(), [Capability::Log, Capability::Kv].into());
+        assert!(m.capabilities.iter().all(|r| r.scopes.is_empty()));
+        assert!(m.routes.is_empty() && m.events.subscribe.is_empty());
+        assert_eq!(m.config, ConfigSpec::default());
+    }
+
+    #[test]
+    fn parses_every_section() {
+        let m = parse(
+            r#"capabilities = ["log", "kv:visits", "kv:settings", "identity"]
+events = { subscribe = ["visit.created"] }"#,
+            r#"
+[[routes]]
+path = "/visits"
+methods = ["GET", "POST"]
+roles = ["practitioner"]
+
+[config.schema]
+type = "object"
+required = ["greeting"]
+properties = { greeting = { type = "string", minLength = 1 }, limit = { type = "integer" } }
+
+[config.defaults]
+greeting = "Xin chào"
+"#,
+        )
+        .expect("valid");
+        let kv = &m.capabilities[1];
+        assert_eq!(kv.capability, Capability::Kv);
+        assert_eq!(kv.scopes, ["visits", "settings"]);
+        assert_eq!(kv.to_string(), "kv:visits, kv:settings");
+        assert!(kv.describe().contains("only: visits, settings"));
+        assert_eq!(m.events.subscribe, ["visit.created"]);
+        assert_eq!(m.routes[0].roles, ["practitioner"]);
+        assert_eq!(
+            m.config.defaults,
+            Some(serde_json::json!({"greeting": "Xin chào"}))
+        );
+        assert_eq!(m.describe_capabilities().len(), 3);
+    }
+
+    #[test]
+    fn refuses_bad_manifests() {
+        let cases: &[(&str, &str, &str)] = &[
+            (r#"capabilities = ["teleport"]"#, "", "unknown capability"),
+            (
+                r#"capabilities = ["records:patient/Observation.rs"]"#,
+                "",
+                "unknown capability",
+            ),
+            (r#"capabilities = ["kv", "kv"]"#, "", "listed twice"),
+            (r#"capabilities = ["kv", "kv:a"]"#, "", "with and without"),
+            (r#"capabilities = ["kv:a b"]"#, "", "scope"),
+            (
+                r#"events = { subscribe = ["Bad Event"] }"#,
+                "",
+                "event name",
+            ),
+            (
+                r#"routes = [{ path = "visits", methods = ["GET"] }]"#,
+                "",
+                "start with '/'",
+            ),
+            (
+                r#"routes = [{ path = "/v", methods = ["FETCH"] }]"#,
+                "",
+                "FETCH",
+            ),
+            (
+                r#"routes = [{ path = "/v", methods = [] }]"#,
+                "",
+                "no method",
+            ),
+            (r#"colour = "blue""#, "", "unknown field"),
+            (
+                "",
+                "[config]\nschema = { type = 12 }",
+                "not a valid JSON Schema",
+            ),
+            ("", "[config]\nschema = \"object\"", "must be a table"),
+            (
+                "",
+                "[config]\nschema = { type = \"object\", properties = { n = { type = \"integer\" } } }\ndefaults = { n = \"x\" }",
+                "defaults do not satisfy",
+            ),
+            ("", "[config]\ndefaults = { n = 1 }", "without a schema"),
+        ];
+        for (middle, tail, expected) in cases {
+            let err = parse(middle, tail).expect_err(middle).to_string();
+            assert!(err.contains(expected), "{middle} {tail}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_header_fields() {
+        let ok = format!("{HEAD}{DESCRIPTION}");
+        assert!(Manifest::parse(&ok).is_ok());
+        for (from, to, expected) in [
+            ("\"1.2.0\"", "\"1.2\"", "version"),
+            ("\"acme\"", "\"ACME Corp\"", "vendor"),
+            ("\"workflow\"", "\"game\"", "unknown variant"),
+            ("\"visit-counter\"", "\"Visit Counter\"", "id"),
+            ("\"Counts visits.\"", "\"  \"", "description.en"),
+            ("\"Đếm lượt khám.\"", "\"\"", "description.vi"),
+        ] {
+            let err = Manifest::parse(&ok.replacen(from, to, 1))
+                .expect_err(to)
+                .to_string();
+            assert!(err.contains(expected), "{to}: {err}");
+        }
+        let err = Manifest::parse(&format!("{ok}#{}", "x".repeat(MAX_MANIFEST_BYTES)))
+            .expect_err("too large");
+        assert!(matches!(err, ManifestError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn semver() {
+        for ok in ["0.1.0", "1.2.3-beta.1", "10.0.0+build.5", "1.0.0-rc.1+x"] {
+            assert!(is_semver(ok), "{ok}");
+        }
+        for bad in ["1.0", "1.0.0.0", "01.0.0", "1.0.0-", "1.0.0+", "v1.0.0", ""] {
+            assert!(!is_semver(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_reference_manifests_parse() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        for id in ["hello", "visit-counter"] {
+            let text = std::fs::read_to_string(root.join(id).join("plugin.toml")).expect("read");
+            let m = Manifest::parse(&text).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(m.id, id);
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The vendor's command line, run as the real `runtime` binary: keys, pack,
+//! sign, verify, publish, on the hello plugin built by
+//! `cargo xtask build-plugins`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const RUNTIME: &str = env!("CARGO_BIN_EXE_runtime");
+
+fn runtime(args: &[&str], dir: &Path) -> Output {
+    Command::new(RUNTIME)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the runtime binary")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(args: &[&str], dir: &Path) -> String {
+    let out = runtime(args, dir);
+    assert!(
+        out.status.success(),
+        "runtime {args:?} failed:\n{}",
+        text(&out)
+    );
+    text(&out)
+}
+
+fn fails(args: &[&str], dir: &Path) -> String {
+    let out = runtime(args, dir);
+    assert!(
+        !out.status.success(),
+        "runtime {args:?} succeeded:\n{}",
+        text(&out)
+    );
+    text(&out)
+}
+
+/// The hello plugin's component and manifest.
+fn hello() -> (PathBuf, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    let wasm = dir.join("hello.wasm");
+    assert!(
+        wasm.is_file(),
+        "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)",
+        wasm.display()
+    );
+    (wasm, dir.join("hello.toml"))
+}
+
+#[test]
+fn keys_pack_sign_verify() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (wasm, toml) = hello();
+    let (wasm, toml) = (wasm.to_str().expect("utf-8"), toml.to_str().expect("utf-8"));
+
+    let out = ok(&["keys", "new", "--out", "vendor.key"], dir);
+    assert!(out.contains("key id:"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("vendor.key"))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let out = fails(&["keys", "new", "--out", "vendor.key"], dir);
+    assert!(out.contains("already exists"), "{out}");
+    ok(&["keys", "new", "--out", "other.key"], dir);
+
+    let pack = ["plugin", "pack", "--manifest", toml, "--component", wasm];
+    ok(&[&pack[..], &["--out", "hello.vtpkg"]].concat(), dir);
+
+    let out = fails(&["plugin", "verify", "hello.vtpkg"], dir);
+    assert!(out.contains("not signed"), "{out}");
+
+    let out = ok(
+        &["plugin", "sign", "hello.vtpkg", "--key", "vendor.key"],
+        dir,
+    );
+    assert!(out.contains("signed hello 0.1.0"), "{out}");
+
+    let out = ok(
+        &[
+            "plugin",
+            "verify",
+            "hello.vtpkg",
+            "--public-key",
+            "vendor.key.pub",
+        ],
+        dir,
+    );
+    assert!(out.contains("all 9 checks passed"), "{out}");
+    assert!(out.contains("requests identity:"), "{out}");
+
+    // Without a key: checked against the key the bundle carries, with a caveat.
+    let out = ok(&["plugin", "verify", "hello.vtpkg"], dir);
+    assert!(out.contains("proves the bundle is intact"), "{out}");
+
+    let out = fails(
+        &[
+            "plugin",
+            "verify",
+            "hello.vtpkg",
+            "--public-key",
+            "other.key.pub",
+        ],
+        dir,
+    );
+    assert!(out.contains("[FAIL] signature"), "{out}");
+
+    // A manifest edited after signing.
+    let bundle = std::fs::read_to_string(dir.join("hello.vtpkg")).expect("bundle");
+    let tampered = bundle.replacen("Lời chào", "Lời chào giả", 1);
+    assert_ne!(tampered, bundle);
+    std::fs::write(dir.join("tampered.vtpkg"), tampered).expect("write");
+    let out = fails(
+        &[
+            "plugin",
+            "verify",
+            "tampered.vtpkg",
+            "--public-key",
+            "vendor.key.pub",
+        ],
+        dir,
+    );
+    assert!(out.contains("manifest was changed after signing"), "{out}");
+
+    std::fs::write(dir.join("junk.vtpkg"), "{}").expect("write");
+    let out = fails(&["plugin", "verify", "junk.vtpkg"], dir);
+    assert!(out.contains("[FAIL] format"), "{out}");
+}
+
+#[test]
+fn new_scaffolds_a_plugin_crate() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = ok(
+        &[
+            "plugin",
+            "new",
+            "triage-notes",
+            "--dir",
+            ".",
+            "--vendor",
+            "acme",
+        ],
+        tmp.path(),
+    );
+    assert!(out.contains("created"), "{out}");
+    let crate_dir = tmp.path().join("triage-notes");
+    for file in ["Cargo.toml", "plugin.toml", "src/lib.rs"] {
+        assert!(crate_dir.join(file).is_file(), "{file}");
+    }
+    let manifest = std::fs::read_to_string(crate_dir.join("plugin.toml")).expect("manifest");
+    assert!(manifest.contains("vendor = \"acme\""), "{manifest}");
+    fails(&["plugin", "new", "triage-notes", "--dir", "."], tmp.path());
+}
+
+#[test]
+fn publish_posts_the_bundle_with_the_token() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (wasm, toml) = hello();
+    ok(&["keys", "new", "--out", "vendor.key"], dir);
+    ok(
+        &[
+            "plugin",
+            "pack",
+            "--manifest",
+            toml.to_str().expect("utf-8"),
+            "--component",
+            wasm.to_str().expect("utf-8"),
+            "--out",
+            "hello.vtpkg",
+        ],
+        dir,
+    );
+    let out = fails(
+        &[
+            "plugin",
+            "publish",
+            "hello.vtpkg",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+        ],
+        dir,
+    );
+    assert!(out.contains("not signed"), "{out}");
+    ok(
+        &["plugin", "sign", "hello.vtpkg", "--key", "vendor.key"],
+        dir,
+    );
+
+    // A stand-in for the server's endpoint: 201 for the right token and body.
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route(
+        "/api/v1/plugin-versions",
+        post(|headers: HeaderMap, body: String| async move {
+            let authorized = headers
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer vendor-token");
+            let json = headers
+                .get("content-type")
+                .is_some_and(|v| v == "application/json");
+            let bundle = body.contains("vtelehealth-bundle/1");
+            if authorized && json && bundle {
+                (StatusCode::CREATED, r#"{"id":"v-1","checks":[]}"#)
+            } else {
+                (StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#)
+            }
+        }),
+    );
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let server = format!("http://{addr}/");
+    let out = ok(
+        &[
+            "plugin",
+            "publish",
+            "hello.vtpkg",
+            "--server",
+            &server,
+            "--token",
+            "vendor-token",
+        ],
+        dir,
+    );
+    assert!(out.contains("201") && out.contains("\"v-1\""), "{out}");
+    let out = fails(
+        &[
+            "plugin",
+            "publish",
+            "hello.vtpkg",
+            "--server",
+            &server,
+            "--token",
+            "wrong",
+        ],
+        dir,
+    );
+    assert!(out.contains("401"), "{out}");
+}
