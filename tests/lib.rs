@@ -101,6 +101,7 @@ impl TestServer {
             limits,
             demo: false,
             identity: Default::default(),
+            master_key_file: None,
         };
         Self::start_with(options, data).await
     }

@@ -354,6 +354,7 @@ fn main() {
             limits: limits.clone(),
             demo: false,
             identity: Default::default(),
+            master_key_file: None,
         })
         .await
         .expect("runtime");

@@ -39,9 +39,12 @@ use crate::config::Limits;
 use crate::db::Database;
 use crate::directory::HospitalDirectory;
 use crate::engine::PluginEngine;
+use crate::governance::registry::Registry;
+use crate::governance::service::Governance;
 use crate::identity::{IdentityOptions, IdentityService};
 use crate::metrics::Metrics;
 use crate::plugins::PluginRegistry;
+use crate::secrets::MasterKey;
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,10 @@ pub enum StartError {
     Plugins(#[from] plugins::LoadError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
+    #[error(transparent)]
+    Governance(#[from] governance::registry::GovernanceError),
 }
 
 /// How to start a runtime node.
@@ -63,8 +70,13 @@ pub enum StartError {
 pub struct RuntimeOptions {
     /// `sqlite://PATH` or `postgres://...`.
     pub database_url: String,
-    /// Directory of `<id>.wasm` + `<id>.toml` plugins to load.
+    /// Development plugins: every `<id>.wasm` + `<id>.toml` in this
+    /// directory is served to every hospital without review. Never in
+    /// production; tests and plugin authors use it.
     pub plugin_dir: Option<PathBuf>,
+    /// The deployment's master key file (created when missing); `None` uses
+    /// a throw-away key, so sealed secrets do not survive a restart.
+    pub master_key_file: Option<PathBuf>,
     /// Where compiled components are cached; `None` compiles every start.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
@@ -79,6 +91,7 @@ impl Default for RuntimeOptions {
         Self {
             database_url: "sqlite://data/vtelehealth.db".into(),
             plugin_dir: None,
+            master_key_file: None,
             cache_dir: None,
             limits: Limits::default(),
             demo: false,
@@ -95,6 +108,8 @@ pub struct Runtime {
     pub kv: Arc<KvStore>,
     /// Identity provider, directory of people, token validation.
     pub identity: Arc<IdentityService>,
+    /// Reviews, activations, audit trail; what each call may run.
+    pub governance: Arc<Governance>,
     pub limits: Limits,
     pub db: Database,
     pub metrics: Metrics,
@@ -122,14 +137,23 @@ impl Runtime {
         )?);
         let plugins = PluginRegistry::default();
         if let Some(dir) = &options.plugin_dir {
+            tracing::warn!(dir = %dir.display(), "serving unreviewed development plugins to every hospital");
             plugins.load_dir(&engine, dir).await?;
         }
+        let master = match &options.master_key_file {
+            Some(path) => MasterKey::load_or_create(path)?,
+            None => MasterKey::ephemeral()?,
+        };
+        let governance =
+            Arc::new(Governance::new(Registry::new(db.clone()), master, engine.clone()).await?);
+        governance.spawn_epoch_watcher();
         Ok(Arc::new(Self {
             engine,
             plugins,
             hospitals,
             kv: Arc::new(KvStore::new(db.clone())),
             identity,
+            governance,
             call_slots: Arc::new(Semaphore::new(options.limits.max_concurrent_calls as usize)),
             limits: options.limits,
             db,

@@ -30,9 +30,18 @@ enum Command {
         /// Database: an SQLite file path, sqlite://PATH or postgres://...
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
-        /// Directory of plugins (<id>.wasm with <id>.toml).
-        #[arg(long, default_value = "target/plugins", env = "VTH_PLUGINS")]
-        plugins: PathBuf,
+        /// With --demo: publish, approve and roll out to every hospital the
+        /// plugins in this directory (<id>.wasm with <id>.toml).
+        #[arg(long, default_value = "target/plugins", env = "VTH_DEMO_PLUGINS")]
+        demo_plugins: PathBuf,
+        /// Development only: serve the unreviewed plugins in this directory to
+        /// every hospital, without authentication.
+        #[arg(long, env = "VTH_DEV_PLUGINS")]
+        dev_plugins: Option<PathBuf>,
+        /// The deployment's master key (sealed secrets, platform signatures);
+        /// created when missing. Every node of a deployment needs the same.
+        #[arg(long, default_value = "data/master.key", env = "VTH_MASTER_KEY_FILE")]
+        master_key: PathBuf,
         /// Directory for compiled components.
         #[arg(long, default_value = "data/cache", env = "VTH_CACHE_DIR")]
         cache_dir: PathBuf,
@@ -150,7 +159,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             db,
-            plugins,
+            demo_plugins,
+            dev_plugins,
+            master_key,
             cache_dir,
             demo,
             limits,
@@ -168,7 +179,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let runtime = Runtime::start(RuntimeOptions {
                 database_url: database_url(&db)?,
-                plugin_dir: Some(plugins.clone()),
+                plugin_dir: dev_plugins,
+                master_key_file: Some(master_key),
                 cache_dir: Some(cache_dir),
                 demo,
                 limits: limits.limits()?,
@@ -180,6 +192,15 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
             .context("starting the runtime")?;
+            if demo {
+                let published = vtelehealth_runtime::governance::demo::publish_reference_plugins(
+                    &runtime,
+                    &demo_plugins,
+                )
+                .await
+                .context("publishing the reference plugins")?;
+                tracing::info!(plugins = ?published, "reference plugins reviewed and rolled out");
+            }
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
@@ -219,6 +240,23 @@ fn print_banner(runtime: &Runtime, listen: SocketAddr) {
                 a.hospital_id.or(a.vendor_id).unwrap_or("")
             );
         }
+    }
+    if runtime.hospitals.get("bach-mai").is_some() {
+        use vtelehealth_runtime::identity::DEMO_SERVICE_CLIENT;
+        let (client, secret, _) = DEMO_SERVICE_CLIENT;
+        println!("  call a plugin as Bạch Mai's HIS service:");
+        println!(
+            "    TOKEN=$(curl -s -u {client}:{secret} -d grant_type=client_credentials {base}/oidc/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')"
+        );
+        println!(
+            "    curl -H \"Authorization: Bearer $TOKEN\" {base}/hospitals/bach-mai/plugins/hello/"
+        );
+        println!(
+            "    curl -X POST -H \"Authorization: Bearer $TOKEN\" {base}/hospitals/bach-mai/plugins/visit-counter/visits"
+        );
+        println!(
+            "  review queue and audit (reviewer token): {base}/api/v1/plugin-versions, {base}/api/v1/audit"
+        );
     }
     let hospital = runtime.hospitals.list().into_iter().next();
     for status in runtime.plugins.statuses() {

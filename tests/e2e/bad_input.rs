@@ -57,7 +57,7 @@ async fn unknown_plugin_hospital_and_route_are_404_with_a_reason() {
         body["error"]["message"]
             .as_str()
             .unwrap_or("")
-            .contains("unknown plugin"),
+            .contains("is not activated at hospital"),
         "{body}"
     );
     let (status, body) = server
@@ -108,7 +108,12 @@ async fn a_body_over_the_limit_is_refused_before_the_plugin_runs() {
     assert_eq!(resp.status(), 413);
     // Nothing was written. (A fresh client: the server closes a connection
     // whose oversized body it did not read.)
-    let body: serde_json::Value = reqwest::get(&url).await.expect("sent").json().await.expect("json");
+    let body: serde_json::Value = reqwest::get(&url)
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(body["visits"], 0, "{body}");
 }
 

@@ -52,7 +52,7 @@ const RUNTIME_PACKAGE: &str = "vtelehealth-runtime";
 const RUNTIME_BIN: &str = "runtime";
 const RUNTIME_SERVE_ARGS: &[&str] = &[
     "serve",
-    "--plugins",
+    "--demo-plugins",
     "target/plugins",
     "--db",
     "data/vtelehealth.db",

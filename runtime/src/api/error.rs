@@ -24,6 +24,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Suspended(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error(transparent)]
     Call(#[from] CallError),
     #[error("internal error")]
@@ -39,9 +45,13 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin_unavailable"),
+            Self::Suspended(_) => (StatusCode::FORBIDDEN, "plugin_suspended"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Call(e) => {
                 let status = match e {
                     CallError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+                    CallError::Denied(_) => StatusCode::FORBIDDEN,
                     CallError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::BAD_GATEWAY,
                 };

@@ -1,6 +1,7 @@
 //! HTTP routes: health, metrics, the JSON API and plugin routes.
 
 mod error;
+mod governance;
 mod plugin_route;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub fn app(runtime: Arc<Runtime>) -> Router {
         .route("/api/v1/hospitals", get(list_hospitals))
         .route("/hospitals/{*rest}", any(plugin_route::call))
         .merge(crate::identity::routes())
+        .merge(governance::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

@@ -13,9 +13,13 @@ use super::{ApiError, RequestId};
 use crate::Runtime;
 use crate::bindings::{Header, Request as PluginRequest};
 use crate::capabilities::identity::CallContext;
+use crate::governance::audit::AuditEvent;
+use crate::governance::service::Resolution;
+use crate::identity::{Principal, Role};
 use crate::metrics::{CallLabels, PluginLabels};
-use crate::plugins::PluginEntry;
+use crate::plugins::{LoadedPlugin, PluginEntry};
 use crate::sandbox::{CallError, call_http};
+use serde_json::json;
 
 /// Headers never forwarded to a plugin: credentials stay with the host.
 const WITHHELD_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
@@ -41,20 +45,14 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         .hospitals
         .get(&target.hospital)
         .ok_or_else(|| ApiError::NotFound(format!("unknown hospital `{}`", target.hospital)))?;
-    let plugin = match rt.plugins.get(&target.plugin).as_deref() {
-        None => {
-            return Err(ApiError::NotFound(format!(
-                "unknown plugin `{}`",
-                target.plugin
-            )));
+    let plugin = match rt.governance.resolve(&hospital.id, &target.plugin).await {
+        Ok(Resolution::Runnable(plugin)) => {
+            authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
+            plugin
         }
-        Some(PluginEntry::Failed { reason }) => {
-            return Err(ApiError::Unavailable(format!(
-                "plugin `{}` is not available: {reason}",
-                target.plugin
-            )));
-        }
-        Some(PluginEntry::Ready(p)) => p.clone(),
+        Ok(Resolution::Suspended(reason)) => return Err(ApiError::Suspended(reason)),
+        Ok(Resolution::NotActivated) => dev_plugin(&rt, &target.plugin, &hospital.id)?,
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     let body = read_body(&parts.headers, body, rt.limits.max_request_bytes).await?;
 
@@ -115,6 +113,51 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
             Err(e.into())
         }
     }
+}
+
+/// A development plugin (loaded from a directory, unreviewed) by id.
+fn dev_plugin(rt: &Runtime, plugin: &str, hospital: &str) -> Result<Arc<LoadedPlugin>, ApiError> {
+    match rt.plugins.get(plugin).as_deref() {
+        None => Err(ApiError::NotFound(format!(
+            "plugin `{plugin}` is not activated at hospital `{hospital}`"
+        ))),
+        Some(PluginEntry::Failed { reason }) => Err(ApiError::Unavailable(format!(
+            "plugin `{plugin}` is not available: {reason}"
+        ))),
+        Some(PluginEntry::Ready(p)) => Ok(p.clone()),
+    }
+}
+
+/// Reviewed plugins serve authenticated callers of their hospital, and
+/// citizens; any other hospital's staff is refused, and the refusal audited.
+async fn authorize_call(
+    rt: &Runtime,
+    principal: Option<&Principal>,
+    hospital: &str,
+    plugin: &str,
+) -> Result<(), ApiError> {
+    let Some(p) = principal else {
+        return Err(ApiError::Unauthorized(format!(
+            "plugin `{plugin}` at `{hospital}` requires a bearer token"
+        )));
+    };
+    if p.has_role(Role::Citizen) || p.hospital_id.as_deref() == Some(hospital) {
+        return Ok(());
+    }
+    rt.governance
+        .audit
+        .append(AuditEvent {
+            actor: p.subject.clone(),
+            action: "access.denied".into(),
+            target: format!("plugin:{plugin}"),
+            hospital_id: Some(hospital.to_owned()),
+            details: json!({ "caller_hospital": p.hospital_id, "reason": "cross-hospital plugin call" }),
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Err(ApiError::Forbidden(format!(
+        "`{plugin}` at `{hospital}` serves that hospital's staff and citizens only"
+    )))
 }
 
 /// The parts of a plugin URL.

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bundle;
 pub mod checks;
 pub mod cli;
+pub mod demo;
 pub mod manifest;
 pub mod registry;
 pub mod service;
