@@ -47,6 +47,8 @@ impl FromStr for Backend {
 #[derive(Clone)]
 pub struct Database {
     pub pool: AnyPool,
+    /// The URL it was opened with (other nodes of the deployment use it too).
+    pub url: String,
     pub backend: Backend,
     /// SQLite allows one writer at a time; writers that queue here instead
     /// of in SQLite's busy handler (which sleeps up to 100 ms per retry)
@@ -92,6 +94,7 @@ impl Database {
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(Self {
             pool,
+            url: url.to_owned(),
             backend,
             writer,
         })

@@ -3,6 +3,7 @@
 mod bad_input;
 mod bundles;
 mod docs;
+mod governance;
 mod identity;
 mod plugins;
 mod sandbox;
