@@ -58,6 +58,11 @@ enum Command {
         #[arg(long, env = "VTH_TRUSTED_ISSUERS")]
         trusted_issuers: Option<PathBuf>,
     },
+    /// Check or export the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Vendor signing keys.
     Keys {
         #[command(subcommand)]
@@ -73,6 +78,84 @@ enum Command {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; exit 1 and name the entry when an entry
+    /// was edited or deleted.
+    Verify {
+        #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
+        db: String,
+    },
+    /// Print entries as JSON, or as a FHIR Bundle of AuditEvent resources.
+    Export {
+        #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
+        db: String,
+        /// `json` or `fhir`.
+        #[arg(long, default_value = "fhir")]
+        format: String,
+        /// Only actions starting with this, e.g. `plugin.`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this hospital's entries.
+        #[arg(long)]
+        hospital: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        limit: i64,
+    },
+}
+
+async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
+    use vtelehealth_runtime::governance::audit::{AuditFilter, AuditLog};
+    match command {
+        AuditCommand::Verify { db } => {
+            let audit = AuditLog::new(Database::connect(&database_url(&db)?).await?);
+            let report = audit.verify().await?;
+            if report.ok {
+                println!(
+                    "audit trail intact: {} entries, hash chain and head verified",
+                    report.entries
+                );
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "audit trail BROKEN ({} entries): {}",
+                    report.entries,
+                    report.problem.unwrap_or_default()
+                )
+            }
+        }
+        AuditCommand::Export {
+            db,
+            format,
+            action,
+            hospital,
+            limit,
+        } => {
+            let audit = AuditLog::new(Database::connect(&database_url(&db)?).await?);
+            let entries = audit
+                .list(&AuditFilter {
+                    action_prefix: action,
+                    hospital_id: hospital,
+                    limit: Some(limit),
+                    ..AuditFilter::default()
+                })
+                .await?;
+            let out = match format.as_str() {
+                "json" => serde_json::json!({ "entries": entries }),
+                "fhir" => serde_json::json!({
+                    "resourceType": "Bundle",
+                    "type": "collection",
+                    "total": entries.len(),
+                    "entry": entries.iter().map(|e| serde_json::json!({ "resource": e.to_fhir() })).collect::<Vec<_>>(),
+                }),
+                other => anyhow::bail!("unknown format `{other}` (json or fhir)"),
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
 }
 
 /// Sandbox limits per plugin call (defaults from DESIGN.md §7).
@@ -148,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     match cli.command {
+        Command::Audit { command } => run_audit(command).await?,
         Command::Keys { command } => vtelehealth_runtime::governance::cli::run_keys(command)?,
         Command::Plugin { command } => {
             vtelehealth_runtime::governance::cli::run_plugin(command).await?

@@ -260,3 +260,61 @@ fn publish_posts_the_bundle_with_the_token() {
     );
     assert!(out.contains("401"), "{out}");
 }
+
+/// `runtime audit verify` passes on an intact trail and names the entry
+/// that was edited or deleted behind the runtime's back.
+#[test]
+fn audit_verify_detects_edits_and_deletions() {
+    use vtelehealth_runtime::db::Database;
+    use vtelehealth_runtime::governance::audit::{AuditEvent, AuditLog};
+    let dir = tempfile::TempDir::new().expect("dir");
+    let db_path = dir.path().join("audit.db");
+    let url = format!("sqlite://{}", db_path.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = rt.block_on(async {
+        let db = Database::connect(&url).await.expect("db");
+        let audit = AuditLog::new(db.clone());
+        for n in 0..4 {
+            audit
+                .append(AuditEvent {
+                    actor: "reviewer".into(),
+                    action: "plugin.approved".into(),
+                    target: format!("plugin-version:{n}"),
+                    hospital_id: None,
+                    details: serde_json::json!({ "n": n }),
+                })
+                .await
+                .expect("append");
+        }
+        db
+    });
+    let db_arg = db_path.to_string_lossy().into_owned();
+    let out = ok(&["audit", "verify", "--db", &db_arg], dir.path());
+    assert!(out.contains("4 entries"), "{out}");
+    let fhir = ok(
+        &["audit", "export", "--db", &db_arg, "--format", "fhir"],
+        dir.path(),
+    );
+    assert!(fhir.contains("\"AuditEvent\""), "{fhir}");
+
+    rt.block_on(async {
+        sqlx::query("UPDATE audit_events SET details = '{\"n\":99}' WHERE seq = 2")
+            .execute(&db.pool)
+            .await
+            .expect("tamper")
+    });
+    let out = fails(&["audit", "verify", "--db", &db_arg], dir.path());
+    assert!(out.contains("entry 2 was modified"), "{out}");
+
+    rt.block_on(async {
+        sqlx::query("DELETE FROM audit_events WHERE seq = 2")
+            .execute(&db.pool)
+            .await
+            .expect("delete")
+    });
+    let out = fails(&["audit", "verify", "--db", &db_arg], dir.path());
+    assert!(out.contains("entry 2 is missing"), "{out}");
+}
