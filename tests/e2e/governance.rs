@@ -328,6 +328,57 @@ async fn a_plugin_goes_from_vendor_to_practitioner_and_is_revoked() {
         .expect("sent");
     assert_eq!(resp.status(), 404);
 
+    // An upgrade to a newer approved version keeps the stored secret.
+    let mut v2 = acme_bundle();
+    v2.manifest = v2
+        .manifest
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"");
+    key.sign(&mut v2);
+    let (status, body) = publish(&server, &t.vendor, &v2).await;
+    assert_eq!(status, 201, "{body}");
+    let v2_id = body["id"].as_str().expect("id").to_owned();
+    let (status, _) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/plugin-versions/{v2_id}/approve"),
+        &t.reviewer,
+        Some(json!({ "granted": ["kv", "log", "identity", "clock"] })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(
+        &server,
+        "PUT",
+        activation_path,
+        &t.admin_a,
+        Some(json!({ "version_id": v2_id })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["version"].as_str(), body["has_secrets"].as_bool()),
+        (Some("0.2.0"), Some(true)),
+        "{body}"
+    );
+    let resp = server
+        .client
+        .post(&visits)
+        .bearer_auth(&t.doctor_a)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200, "0.2.0 was granted the clock");
+    // Back to 0.1.0 for the revocation below.
+    let (status, _) = send(
+        &server,
+        "PUT",
+        activation_path,
+        &t.admin_a,
+        Some(json!({ "version_id": version_id })),
+    )
+    .await;
+    assert_eq!(status, 200);
+
     // Revocation stops it at once.
     let (status, body) = send(
         &server,

@@ -36,6 +36,7 @@ pub async fn publish_reference_plugins(
         .collect();
     entries.sort();
     for wasm in entries {
+        // Reference manifests name the vendor `vtelehealth` (REFERENCE_VENDOR).
         let (Ok(component), Ok(manifest)) = (
             std::fs::read(&wasm),
             std::fs::read_to_string(wasm.with_extension("toml")),
@@ -43,10 +44,6 @@ pub async fn publish_reference_plugins(
             tracing::warn!(path = %wasm.display(), "skipping a plugin without a readable manifest");
             continue;
         };
-        let manifest = manifest.replace(
-            &format!("vendor = \"{}\"", "vtelehealth-demo"),
-            &format!("vendor = \"{}\"", REFERENCE_VENDOR.0),
-        );
         let parsed = match super::manifest::Manifest::parse_structure(&manifest) {
             Ok(m) => m,
             Err(e) => {
@@ -105,7 +102,7 @@ pub async fn publish_reference_plugins(
                 ACTOR,
                 &version.id,
                 &RolloutTarget::default(),
-                &rt.hospitals,
+                &rt.directory(),
                 None,
             )
             .await?;
