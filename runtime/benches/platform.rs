@@ -4,7 +4,7 @@
 //! `cargo xtask build-plugins`. Method and results: docs/benchmarks.md.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use vtelehealth_runtime::bindings::{Plugin, Request};
-use vtelehealth_runtime::capabilities::identity::{CallContext, Hospital, Tier};
+use vtelehealth_runtime::capabilities::identity::{CallContext, Directory, Hospital, Tier};
 use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::engine::PluginEngine;
 use vtelehealth_runtime::plugins::{LoadedPlugin, load_plugin};
@@ -41,6 +41,9 @@ fn hospital() -> Hospital {
     }
 }
 
+/// What `identity` looks up in the benchmarks: the runtime's directories, set in `main`.
+static DIRECTORY: OnceLock<Directory> = OnceLock::new();
+
 fn ctx(plugin: &str) -> Arc<CallContext> {
     Arc::new(CallContext {
         hospital: hospital(),
@@ -48,6 +51,7 @@ fn ctx(plugin: &str) -> Arc<CallContext> {
         request_id: "bench".into(),
         principal: None,
         started: Instant::now(),
+        directory: DIRECTORY.get().expect("directory set in main").clone(),
     })
 }
 
@@ -365,6 +369,7 @@ fn main() {
             .expect("hospital");
         runtime
     });
+    let _ = DIRECTORY.set(runtime.directory());
     let hello = load_plugin(&runtime.engine, &plugin_path("hello")).expect("hello");
     let counter =
         load_plugin(&runtime.engine, &plugin_path("visit-counter")).expect("visit-counter");

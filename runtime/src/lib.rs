@@ -104,7 +104,7 @@ impl Default for RuntimeOptions {
 pub struct Runtime {
     pub engine: Arc<PluginEngine>,
     pub plugins: PluginRegistry,
-    pub hospitals: HospitalDirectory,
+    pub hospitals: Arc<HospitalDirectory>,
     pub kv: Arc<KvStore>,
     /// Identity provider, directory of people, token validation.
     pub identity: Arc<IdentityService>,
@@ -121,7 +121,7 @@ impl Runtime {
     /// Open the database, build the engine and load the plugins.
     pub async fn start(options: RuntimeOptions) -> Result<Arc<Self>, StartError> {
         let db = Database::connect(&options.database_url).await?;
-        let hospitals = HospitalDirectory::load(db.pool.clone()).await?;
+        let hospitals = Arc::new(HospitalDirectory::load(db.pool.clone()).await?);
         if options.demo {
             for h in directory::demo_hospitals() {
                 hospitals.upsert(h).await?;
@@ -159,5 +159,10 @@ impl Runtime {
             db,
             metrics: Metrics::default(),
         }))
+    }
+
+    /// What plugins look up through `identity`: hospitals and practitioners.
+    pub fn directory(&self) -> capabilities::identity::Directory {
+        capabilities::identity::Directory::new(self.hospitals.clone(), self.identity.clone())
     }
 }

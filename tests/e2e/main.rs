@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per topic.
 
+mod authz;
 mod bad_input;
 mod bundles;
 mod docs;

@@ -355,7 +355,7 @@ async fn rollout(
     require_role(&p, &[Role::Reviewer])?;
     let done = rt
         .governance
-        .rollout(&p.subject, &id, &target, &rt.hospitals, Some(p.clone()))
+        .rollout(&p.subject, &id, &target, &rt.directory(), Some(p.clone()))
         .await?;
     Ok(Json(json!({ "activated": done })))
 }
@@ -414,6 +414,7 @@ async fn activate(
         request_id: uuid::Uuid::now_v7().to_string(),
         principal: Some(p.clone()),
         started: std::time::Instant::now(),
+        directory: rt.directory(),
     };
     let request = ActivationRequest {
         version_id: body.version_id,

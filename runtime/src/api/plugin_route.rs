@@ -70,6 +70,7 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         request_id,
         principal,
         started: Instant::now(),
+        directory: rt.directory(),
     });
     let span = tracing::info_span!("plugin_call", plugin = %plugin.manifest.id, version = %plugin.manifest.version,
         hospital = %ctx.hospital.id, outcome = tracing::field::Empty);

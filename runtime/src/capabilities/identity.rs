@@ -1,10 +1,16 @@
-//! `identity`: the call's hospital and principal, read-only.
+//! `identity`: the call's hospital and principal, and look-ups of the
+//! network's hospitals and practitioners; read-only, never other citizens.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::vtelehealth::platform::identity::{self as wit, Host};
+use crate::capabilities::Capability;
+use crate::directory::HospitalDirectory;
+use crate::identity::IdentityService;
 use crate::sandbox::CallState;
 
 /// Level of a hospital in the referral network.
@@ -62,6 +68,57 @@ pub struct CallContext {
     pub principal: Option<Principal>,
     /// When the call started; origin of the plugin's monotonic clock.
     pub started: Instant,
+    /// What `identity.lookup-hospital` and `identity.lookup-practitioner` read.
+    pub directory: Directory,
+}
+
+/// Longest id a look-up accepts; longer ones cannot exist.
+const MAX_LOOKUP_ID: usize = 256;
+
+/// The directories a plugin may look up through `identity`: every hospital,
+/// and the practitioners (only them) of the people directory.
+#[derive(Clone)]
+pub struct Directory {
+    hospitals: Arc<HospitalDirectory>,
+    people: Arc<IdentityService>,
+}
+
+impl Directory {
+    pub fn new(hospitals: Arc<HospitalDirectory>, people: Arc<IdentityService>) -> Self {
+        Self { hospitals, people }
+    }
+
+    /// Every hospital, sorted by id.
+    pub fn hospitals(&self) -> Vec<Hospital> {
+        self.hospitals.list()
+    }
+
+    /// The hospital with this id.
+    pub fn hospital(&self, id: &str) -> Option<Hospital> {
+        if id.len() > MAX_LOOKUP_ID {
+            return None;
+        }
+        self.hospitals.get(id)
+    }
+
+    /// The practitioner with this id, at any hospital. Citizens and other
+    /// people are never returned.
+    pub async fn practitioner(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::identity::User>, crate::identity::IdentityError> {
+        if id.is_empty() || id.len() > MAX_LOOKUP_ID {
+            return Ok(None);
+        }
+        let user = self.people.practitioner(id).await?;
+        Ok(user.filter(|u| u.role == crate::identity::Role::Practitioner))
+    }
+}
+
+impl fmt::Debug for Directory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Directory").finish_non_exhaustive()
+    }
 }
 
 impl From<Tier> for wit::Tier {
@@ -75,24 +132,74 @@ impl From<Tier> for wit::Tier {
     }
 }
 
+impl From<Hospital> for wit::Hospital {
+    fn from(h: Hospital) -> Self {
+        wit::Hospital {
+            id: h.id,
+            name: h.name,
+            tier: h.tier.into(),
+            province: h.province,
+        }
+    }
+}
+
 impl Host for CallState {
     async fn current(&mut self) -> wasmtime::Result<wit::CallContext> {
-        self.require(crate::capabilities::Capability::Identity)?;
+        self.require(Capability::Identity)?;
         let ctx = &self.ctx;
         Ok(wit::CallContext {
-            hospital: wit::Hospital {
-                id: ctx.hospital.id.clone(),
-                name: ctx.hospital.name.clone(),
-                tier: ctx.hospital.tier.into(),
-                province: ctx.hospital.province.clone(),
-            },
+            hospital: ctx.hospital.clone().into(),
             plugin_id: ctx.plugin_id.clone(),
             request_id: ctx.request_id.clone(),
             principal: ctx.principal.as_ref().map(|p| wit::Principal {
                 subject: p.subject.clone(),
                 name: p.name.clone(),
                 roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+                hospital: p
+                    .hospital_id
+                    .as_deref()
+                    .and_then(|id| ctx.directory.hospital(id))
+                    .map(Into::into),
+                national_id: p.national_id.clone(),
+                health_id: p.health_id.clone(),
             }),
         })
+    }
+
+    async fn lookup_hospital(&mut self, id: String) -> wasmtime::Result<Option<wit::Hospital>> {
+        self.require(Capability::Identity)?;
+        Ok(self.ctx.directory.hospital(&id).map(Into::into))
+    }
+
+    async fn lookup_practitioner(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Option<wit::Practitioner>> {
+        self.require(Capability::Identity)?;
+        let user = self
+            .ctx
+            .directory
+            .practitioner(&id)
+            .await
+            .map_err(|e| wasmtime::Error::msg(format!("practitioner look-up failed: {e}")))?;
+        // A practitioner always has a hospital; one without is not shown.
+        Ok(user.and_then(|u| {
+            Some(wit::Practitioner {
+                hospital_id: u.hospital_id?,
+                id: u.id,
+                name: u.display_name,
+                specialty: u.specialty,
+                title: u.title,
+            })
+        }))
+    }
+
+    async fn has_role(&mut self, role: String) -> wasmtime::Result<bool> {
+        self.require(Capability::Identity)?;
+        Ok(self
+            .ctx
+            .principal
+            .as_ref()
+            .is_some_and(|p| p.roles.iter().any(|r| r.as_str() == role)))
     }
 }

@@ -20,8 +20,7 @@ use super::registry::{
 };
 use super::signing::VendorKey;
 use crate::capabilities::Capability;
-use crate::capabilities::identity::{CallContext, Tier};
-use crate::directory::HospitalDirectory;
+use crate::capabilities::identity::{CallContext, Directory, Tier};
 use crate::engine::PluginEngine;
 use crate::plugins::{LoadedPlugin, prepare_granted};
 use crate::secrets::{MasterKey, PlatformSigner};
@@ -468,13 +467,13 @@ impl Governance {
         actor: &str,
         version_id: &str,
         target: &RolloutTarget,
-        hospitals: &HospitalDirectory,
+        directory: &Directory,
         principal: Option<crate::identity::Principal>,
     ) -> Result<Vec<Activation>, GovernanceError> {
         let rollout_id = uuid::Uuid::now_v7().to_string();
         let via = format!("rollout:{rollout_id}");
         let mut done = Vec::new();
-        for hospital in hospitals.list() {
+        for hospital in directory.hospitals() {
             if target.tier.is_some_and(|t| t != hospital.tier)
                 || target
                     .province
@@ -489,6 +488,7 @@ impl Governance {
                 request_id: via.clone(),
                 principal: principal.clone(),
                 started: std::time::Instant::now(),
+                directory: directory.clone(),
             };
             let request = ActivationRequest {
                 version_id: version_id.to_owned(),

@@ -12,8 +12,12 @@
 //! | `/kv-flood` | writes 64 KiB values under new keys until kv refuses, then returns that error (507 for quota) |
 //! | `/host-loop` | calls `kv::get` forever, so the time is spent inside host calls |
 //! | `/echo` | echoes the request body and its content type |
+//! | `GET /whoami` | returns `identity::current()` as JSON (every field of the principal) |
+//! | `GET /lookup?practitioner=ID&hospital=ID&role=R` | returns the `identity` look-ups of those ids and `has_role(R)` |
 use std::hint::black_box;
 
+use vtelehealth_plugin_sdk::identity::{self, Hospital, Practitioner};
+use vtelehealth_plugin_sdk::serde_json::Value;
 use vtelehealth_plugin_sdk::{Error, Plugin, Request, Response, clock, export_plugin, json, kv};
 
 /// The message `/panic` panics with.
@@ -43,6 +47,8 @@ impl Plugin for Hostile {
                     .to_owned();
                 Ok(Response::bytes(200, &content_type, req.body))
             }
+            ["whoami"] => Ok(Response::ok_json(&whoami())),
+            ["lookup"] => Ok(Response::ok_json(&lookup(&req))),
             _ => Err(Error::not_found(format!(
                 "no route for {} {}",
                 req.method(),
@@ -108,6 +114,53 @@ fn host_loop() -> ! {
     loop {
         let _ = black_box(kv::get(black_box("host-loop")));
     }
+}
+
+fn hospital_json(h: Hospital) -> Value {
+    json!({ "id": h.id, "name": h.name, "tier": h.tier.as_str(), "province": h.province })
+}
+
+fn practitioner_json(p: Practitioner) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "hospital_id": p.hospital_id,
+        "specialty": p.specialty,
+        "title": p.title,
+    })
+}
+
+/// Everything `identity::current()` tells the plugin.
+fn whoami() -> Value {
+    let ctx = identity::current();
+    let principal = ctx.principal.map(|p| {
+        json!({
+            "subject": p.subject,
+            "name": p.name,
+            "roles": p.roles,
+            "hospital": p.hospital.map(hospital_json),
+            "national_id": p.national_id,
+            "health_id": p.health_id,
+        })
+    });
+    json!({
+        "hospital": hospital_json(ctx.hospital),
+        "plugin_id": ctx.plugin_id,
+        "request_id": ctx.request_id,
+        "principal": principal,
+    })
+}
+
+/// The `identity` look-ups named by the query.
+fn lookup(req: &Request) -> Value {
+    let practitioner = req
+        .query_param("practitioner")
+        .map(|id| identity::practitioner(&id).map(practitioner_json));
+    let hospital = req
+        .query_param("hospital")
+        .map(|id| identity::hospital(&id).map(hospital_json));
+    let has_role = req.query_param("role").map(|r| identity::has_role(&r));
+    json!({ "practitioner": practitioner, "hospital": hospital, "has_role": has_role })
 }
 
 export_plugin!(Hostile);

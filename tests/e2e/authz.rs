@@ -1,0 +1,733 @@
+//! The authorization matrix: every `/api/v1` route and a reviewed plugin's
+//! route, called by every kind of principal, each cell asserted allow or
+//! deny. The expected policy is the table of `docs/authorization.md`; a test
+//! below keeps the two identical.
+//!
+//! "Allow" is any status but 401 and 403 (the fixtures are built so that
+//! every allowed cell actually succeeds with a 2xx, which is checked too).
+//! "Deny" is 401 without a token, 403 with one, or 404 on the rows marked
+//! `hides` (the code answers as if the object did not exist).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use vtelehealth_runtime::RuntimeOptions;
+use vtelehealth_runtime::governance::bundle::Bundle;
+use vtelehealth_runtime::governance::demo::{REFERENCE_VENDOR, publish_reference_plugins};
+use vtelehealth_runtime::governance::registry::Decision;
+use vtelehealth_runtime::governance::signing::{self, SigningKey};
+use vtelehealth_runtime::identity::{IdentityOptions, NewUser, Role};
+use vtelehealth_tests::{TestServer, component, plugin_dir, repo_root};
+
+/// The kinds of caller, in the matrix's column order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    NoToken,
+    Citizen,
+    PractitionerA,
+    PractitionerB,
+    AdminA,
+    AdminB,
+    Vendor,
+    OtherVendor,
+    Reviewer,
+    Operator,
+    ServiceA,
+}
+
+use Who::*;
+
+const WHO: [Who; 11] = [
+    NoToken,
+    Citizen,
+    PractitionerA,
+    PractitionerB,
+    AdminA,
+    AdminB,
+    Vendor,
+    OtherVendor,
+    Reviewer,
+    Operator,
+    ServiceA,
+];
+
+impl Who {
+    /// Column header, as in `docs/authorization.md`.
+    fn label(self) -> &'static str {
+        match self {
+            NoToken => "no token",
+            Citizen => "citizen",
+            PractitionerA => "pract. A",
+            PractitionerB => "pract. B",
+            AdminA => "admin A",
+            AdminB => "admin B",
+            Vendor => "vendor",
+            OtherVendor => "vendor 2",
+            Reviewer => "reviewer",
+            Operator => "operator",
+            ServiceA => "service A",
+        }
+    }
+}
+
+/// Allowed or denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    A,
+    D,
+}
+
+use Cell::{A, D};
+
+impl Cell {
+    fn letter(self) -> &'static str {
+        match self {
+            A => "A",
+            D => "D",
+        }
+    }
+}
+
+/// What a row exercises; its request is built per cell by [`prepare`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Me,
+    Plugins,
+    Hospitals,
+    PlatformKeys,
+    VendorKeys,
+    ListVersions,
+    GetApproved,
+    GetSubmitted,
+    Submit,
+    Approve,
+    Reject,
+    Revoke,
+    Rollout,
+    ListActivations,
+    Activate,
+    Deactivate,
+    Audit,
+    AuditVerify,
+    PluginCall,
+}
+
+struct Row {
+    op: Op,
+    /// Method and path as shown in the matrix and the docs.
+    route: &'static str,
+    /// A 404 on this row is a deliberate denial (existence is hidden).
+    hides: bool,
+    expect: [Cell; 11],
+}
+
+const fn row(op: Op, route: &'static str, hides: bool, expect: [Cell; 11]) -> Row {
+    Row {
+        op,
+        route,
+        hides,
+        expect,
+    }
+}
+
+/// The expected policy. Columns: no token, citizen, practitioner of A,
+/// practitioner of B, admin of A, admin of B, vendor user of the plugin's
+/// vendor, vendor user of another vendor, reviewer, operator, service
+/// client of A. Hospital-scoped paths are hospital A's.
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    //                                                                                        none cit pA pB aA aB ven v2 rev op svcA
+    row(Op::Me,              "GET /api/v1/me",                                   false, [D, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::Plugins,         "GET /api/v1/plugins",                              false, [A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::Hospitals,       "GET /api/v1/hospitals",                            false, [A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::PlatformKeys,    "GET /api/v1/platform/keys",                        false, [A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::VendorKeys,      "POST /api/v1/vendor/keys",                         false, [D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::ListVersions,    "GET /api/v1/plugin-versions",                      false, [D, D, A, A, A, A, A, A, A, A, D]),
+    row(Op::GetApproved,     "GET /api/v1/plugin-versions/{approved}",           true,  [D, D, A, A, A, A, A, D, A, A, D]),
+    row(Op::GetSubmitted,    "GET /api/v1/plugin-versions/{submitted}",          true,  [D, D, D, D, D, D, A, D, A, A, D]),
+    row(Op::Submit,          "POST /api/v1/plugin-versions",                     false, [D, D, D, D, D, D, A, D, D, D, D]),
+    row(Op::Approve,         "POST /api/v1/plugin-versions/{submitted}/approve", false, [D, D, D, D, D, D, D, D, A, D, D]),
+    row(Op::Reject,          "POST /api/v1/plugin-versions/{submitted}/reject",  false, [D, D, D, D, D, D, D, D, A, D, D]),
+    row(Op::Revoke,          "POST /api/v1/plugin-versions/{approved}/revoke",   false, [D, D, D, D, D, D, D, D, A, D, D]),
+    row(Op::Rollout,         "POST /api/v1/plugin-versions/{approved}/rollout",  false, [D, D, D, D, D, D, D, D, A, D, D]),
+    row(Op::ListActivations, "GET /api/v1/hospitals/A/activations",              false, [D, D, A, D, A, D, D, D, A, A, D]),
+    row(Op::Activate,        "PUT /api/v1/hospitals/A/activations/{plugin}",     false, [D, D, D, D, A, D, D, D, D, D, D]),
+    row(Op::Deactivate,      "DELETE /api/v1/hospitals/A/activations/{plugin}",  false, [D, D, D, D, A, D, D, D, D, D, D]),
+    row(Op::Audit,           "GET /api/v1/audit",                                false, [D, D, D, D, D, D, D, D, A, A, D]),
+    row(Op::AuditVerify,     "GET /api/v1/audit/verify",                         false, [D, D, D, D, D, D, D, D, A, A, D]),
+    row(Op::PluginCall,      "GET /hospitals/A/plugins/hello/",                  false, [D, A, A, D, A, D, D, D, D, D, A]),
+];
+
+const HOSPITAL_A: &str = "bv-a";
+
+/// A directory user: kind, username, role, hospital, vendor.
+type UserSeed = (
+    Who,
+    &'static str,
+    Role,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+const OTHER_VENDOR: &str = "globex";
+
+/// The server and everything the cells need.
+struct Fixture {
+    server: TestServer,
+    tokens: HashMap<Who, String>,
+    /// Registered signing keys of the two vendors.
+    vendor_key: SigningKey,
+    other_vendor_key: SigningKey,
+    /// hello's manifest (as the reference vendor's) and component.
+    hello: (String, Vec<u8>),
+    /// hello 0.1.0, approved and active at both hospitals.
+    hello_approved: String,
+    /// visit-counter, approved and active at both hospitals: the plugin
+    /// the activation rows manage.
+    counter_approved: String,
+    /// A hello version submitted and never decided.
+    hello_submitted: String,
+    versions: AtomicU32,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let data = TempDir::new().expect("temp dir");
+        let options = RuntimeOptions {
+            database_url: format!("sqlite://{}", data.path().join("authz.db").display()),
+            // No development plugins: only reviewed ones run.
+            plugin_dir: None,
+            cache_dir: Some(data.path().join("cache")),
+            identity: IdentityOptions {
+                password_iterations: 1_000,
+                ..IdentityOptions::default()
+            },
+            ..RuntimeOptions::default()
+        };
+        let server = TestServer::start_with(options, data).await;
+        let rt = server.runtime.clone();
+
+        // The reference plugins through review, active at both hospitals.
+        let published = publish_reference_plugins(&rt, &plugin_dir())
+            .await
+            .expect("reference plugins published");
+        assert!(published.iter().any(|p| p == "hello"), "{published:?}");
+        assert!(
+            published.iter().any(|p| p == "visit-counter"),
+            "{published:?}"
+        );
+        let active = |plugin: &'static str| {
+            let rt = rt.clone();
+            async move {
+                rt.governance
+                    .registry
+                    .activation(HOSPITAL_A, plugin)
+                    .await
+                    .expect("activation")
+                    .unwrap_or_else(|| panic!("{plugin} active at {HOSPITAL_A}"))
+                    .version_id
+            }
+        };
+        let hello_approved = active("hello").await;
+        let counter_approved = active("visit-counter").await;
+
+        // Signing keys for the reference vendor and a second vendor.
+        let id = &rt.identity;
+        id.create_vendor(OTHER_VENDOR, "Globex Health")
+            .await
+            .expect("vendor");
+        let vendor_key = SigningKey::generate().expect("key");
+        let other_vendor_key = SigningKey::generate().expect("key");
+        for (vendor, key) in [
+            (REFERENCE_VENDOR.0, &vendor_key),
+            (OTHER_VENDOR, &other_vendor_key),
+        ] {
+            rt.governance
+                .registry
+                .add_vendor_key("test:seed", vendor, &key.key_id(), &key.public_key())
+                .await
+                .expect("vendor key");
+        }
+
+        // One principal of each kind.
+        let mut tokens = HashMap::new();
+        let users: [UserSeed; 9] = [
+            (Citizen, "001090000123", Role::Citizen, None, None),
+            (
+                PractitionerA,
+                "bs.a",
+                Role::Practitioner,
+                Some("bv-a"),
+                None,
+            ),
+            (
+                PractitionerB,
+                "bs.b",
+                Role::Practitioner,
+                Some("bv-b"),
+                None,
+            ),
+            (AdminA, "admin.a", Role::HospitalAdmin, Some("bv-a"), None),
+            (AdminB, "admin.b", Role::HospitalAdmin, Some("bv-b"), None),
+            (
+                Vendor,
+                "dev.vth",
+                Role::VendorUser,
+                None,
+                Some(REFERENCE_VENDOR.0),
+            ),
+            (
+                OtherVendor,
+                "dev.globex",
+                Role::VendorUser,
+                None,
+                Some(OTHER_VENDOR),
+            ),
+            (Reviewer, "reviewer", Role::Reviewer, None, None),
+            (Operator, "operator", Role::Operator, None, None),
+        ];
+        for (who, username, role, hospital, vendor) in users {
+            let mut u = NewUser::new(username, username, role, "password-1");
+            u.hospital_id = hospital.map(Into::into);
+            u.vendor_id = vendor.map(Into::into);
+            if role == Role::Citizen {
+                u.national_id = Some("001090000123".into());
+                u.health_id = Some("0101111111".into());
+            }
+            let user = id.create_user(u).await.expect("user");
+            tokens.insert(who, id.token_for(&user).expect("token"));
+        }
+        id.register_service_client("his-bv-a", "HIS A", HOSPITAL_A, "a-long-service-secret")
+            .await
+            .expect("service client");
+        let client = id
+            .client("his-bv-a")
+            .await
+            .expect("client")
+            .expect("registered");
+        let service = id.tokens_for_client(&client, "openid").expect("token");
+        tokens.insert(ServiceA, service.access_token);
+
+        let (wasm, toml) = component(&plugin_dir(), "hello");
+        let manifest = std::fs::read_to_string(toml).expect("manifest");
+        assert!(manifest.contains("version = \"0.1.0\""), "{manifest}");
+        assert!(
+            manifest.contains(&format!("vendor = \"{}\"", REFERENCE_VENDOR.0)),
+            "{manifest}"
+        );
+        let hello = (manifest, std::fs::read(wasm).expect("component"));
+
+        let mut fx = Self {
+            server,
+            tokens,
+            vendor_key,
+            other_vendor_key,
+            hello,
+            hello_approved,
+            counter_approved,
+            hello_submitted: String::new(),
+            versions: AtomicU32::new(1),
+        };
+        fx.hello_submitted = fx.submitted().await;
+        fx
+    }
+
+    /// A new hello version, signed and naming `vendor`.
+    fn bundle(&self, vendor: &str) -> Bundle {
+        let n = self.versions.fetch_add(1, Ordering::Relaxed);
+        let manifest = self
+            .hello
+            .0
+            .replace("version = \"0.1.0\"", &format!("version = \"0.2.{n}\""))
+            .replace(
+                &format!("vendor = \"{}\"", REFERENCE_VENDOR.0),
+                &format!("vendor = \"{vendor}\""),
+            );
+        let mut bundle = Bundle::new(manifest, self.hello.1.clone());
+        let key = if vendor == OTHER_VENDOR {
+            &self.other_vendor_key
+        } else {
+            &self.vendor_key
+        };
+        key.sign(&mut bundle);
+        bundle
+    }
+
+    /// A fresh submitted hello version of the reference vendor.
+    async fn submitted(&self) -> String {
+        let rt = &self.server.runtime;
+        match rt
+            .governance
+            .submit(
+                "test:seed",
+                REFERENCE_VENDOR.0,
+                self.bundle(REFERENCE_VENDOR.0),
+            )
+            .await
+        {
+            Ok((version, _)) => version.id,
+            Err(e) => panic!("seed submission: {e:?}"),
+        }
+    }
+
+    /// A fresh approved (and nowhere active) hello version.
+    async fn approved(&self) -> String {
+        let id = self.submitted().await;
+        let gov = &self.server.runtime.governance;
+        let requested = gov.version(&id).await.expect("version").requested;
+        gov.decide(
+            "test:seed",
+            &id,
+            Decision::Approve {
+                granted: requested,
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("approved");
+        id
+    }
+
+    async fn send(&self, method: &str, path: &str, who: Who, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.server.client.request(
+            method.parse().expect("method"),
+            format!("{}{path}", self.server.base),
+        );
+        if let Some(token) = self.tokens.get(&who) {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The request of one cell, with fresh objects where the call changes
+    /// state, so that no cell depends on another.
+    async fn prepare(&self, op: Op, who: Who) -> (&'static str, String, Option<Value>) {
+        let versions = "/api/v1/plugin-versions";
+        let activations = format!("/api/v1/hospitals/{HOSPITAL_A}/activations");
+        match op {
+            Op::Me => ("GET", "/api/v1/me".into(), None),
+            Op::Plugins => ("GET", "/api/v1/plugins".into(), None),
+            Op::Hospitals => ("GET", "/api/v1/hospitals".into(), None),
+            Op::PlatformKeys => ("GET", "/api/v1/platform/keys".into(), None),
+            Op::VendorKeys => {
+                let key = SigningKey::generate().expect("key");
+                let public_key = signing::encode_public_key(&key.public_key());
+                (
+                    "POST",
+                    "/api/v1/vendor/keys".into(),
+                    Some(json!({ "public_key": public_key })),
+                )
+            }
+            Op::ListVersions => ("GET", versions.into(), None),
+            Op::GetApproved => ("GET", format!("{versions}/{}", self.hello_approved), None),
+            Op::GetSubmitted => ("GET", format!("{versions}/{}", self.hello_submitted), None),
+            Op::Submit => {
+                // Each vendor submits a new version of hello under its own
+                // name and key; hello belongs to the reference vendor.
+                let vendor = if who == OtherVendor {
+                    OTHER_VENDOR
+                } else {
+                    REFERENCE_VENDOR.0
+                };
+                let bundle: Value =
+                    serde_json::from_slice(&self.bundle(vendor).to_json()).expect("bundle JSON");
+                ("POST", versions.into(), Some(bundle))
+            }
+            Op::Approve => (
+                "POST",
+                format!("{versions}/{}/approve", self.submitted().await),
+                Some(json!({ "note": "authorization matrix" })),
+            ),
+            Op::Reject => (
+                "POST",
+                format!("{versions}/{}/reject", self.submitted().await),
+                Some(json!({ "reason": "authorization matrix" })),
+            ),
+            Op::Revoke => (
+                "POST",
+                format!("{versions}/{}/revoke", self.approved().await),
+                Some(json!({ "reason": "authorization matrix" })),
+            ),
+            // To hospital B's province only: visit-counter is already active
+            // there, so the rollout re-activates the same version.
+            Op::Rollout => (
+                "POST",
+                format!("{versions}/{}/rollout", self.counter_approved),
+                Some(json!({ "province": "Thái Bình" })),
+            ),
+            Op::ListActivations => ("GET", activations, None),
+            Op::Activate => (
+                "PUT",
+                format!("{activations}/visit-counter"),
+                Some(json!({ "version_id": self.counter_approved })),
+            ),
+            Op::Deactivate => {
+                let active = self
+                    .server
+                    .runtime
+                    .governance
+                    .registry
+                    .activation(HOSPITAL_A, "visit-counter")
+                    .await
+                    .expect("activation");
+                if active.is_none() {
+                    let (status, body) = self
+                        .send(
+                            "PUT",
+                            &format!("{activations}/visit-counter"),
+                            AdminA,
+                            Some(json!({ "version_id": self.counter_approved })),
+                        )
+                        .await;
+                    assert_eq!(status, 200, "re-activating visit-counter: {body}");
+                }
+                ("DELETE", format!("{activations}/visit-counter"), None)
+            }
+            Op::Audit => ("GET", "/api/v1/audit?limit=5".into(), None),
+            Op::AuditVerify => ("GET", "/api/v1/audit/verify".into(), None),
+            Op::PluginCall => (
+                "GET",
+                format!("/hospitals/{HOSPITAL_A}/plugins/hello/"),
+                None,
+            ),
+        }
+    }
+}
+
+/// What one cell's status means.
+fn classify(status: u16, hides: bool) -> Cell {
+    match status {
+        401 | 403 => D,
+        404 if hides => D,
+        _ => A,
+    }
+}
+
+/// The status a denial must have: 401 without a token, 403 (or 404 where
+/// the row hides existence) with one.
+fn proper_denial(who: Who, status: u16, hides: bool) -> bool {
+    match who {
+        NoToken => status == 401,
+        _ => status == 403 || (hides && status == 404),
+    }
+}
+
+fn render(observed: &[[(u16, Cell); 11]]) -> String {
+    let width = MATRIX.iter().map(|r| r.route.len()).max().unwrap_or(0);
+    let mut out = format!("{:width$}", "");
+    for who in WHO {
+        let _ = write!(out, " | {:>9}", who.label());
+    }
+    out.push('\n');
+    for (row, cells) in MATRIX.iter().zip(observed) {
+        let _ = write!(out, "{:width$}", row.route);
+        for (i, (status, cell)) in cells.iter().enumerate() {
+            let flag = if *cell == row.expect[i] { ' ' } else { '!' };
+            let _ = write!(out, " | {}{flag} {status:>5}", cell.letter());
+        }
+        out.push('\n');
+    }
+    out.push_str("A allowed, D denied, with the status; ! differs from docs/authorization.md\n");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_for_every_principal() {
+    let fx = Fixture::new().await;
+    let mut observed = Vec::new();
+    let mut problems = Vec::new();
+    for row in MATRIX {
+        let mut cells = [(0u16, D); 11];
+        for (i, who) in WHO.into_iter().enumerate() {
+            let (method, path, body) = fx.prepare(row.op, who).await;
+            let (status, response) = fx.send(method, &path, who, body).await;
+            let cell = classify(status, row.hides);
+            cells[i] = (status, cell);
+            let expected = row.expect[i];
+            if cell != expected {
+                problems.push(format!(
+                    "{} as {}: expected {}, got {status} {response}",
+                    row.route,
+                    who.label(),
+                    expected.letter()
+                ));
+            } else if cell == A && !(200..300).contains(&status) {
+                problems.push(format!(
+                    "{} as {}: allowed but did not succeed ({status} {response}); fix the fixture",
+                    row.route,
+                    who.label()
+                ));
+            } else if cell == D && !proper_denial(who, status, row.hides) {
+                problems.push(format!(
+                    "{} as {}: denied with {status}, expected {}",
+                    row.route,
+                    who.label(),
+                    if who == NoToken { "401" } else { "403" }
+                ));
+            }
+        }
+        observed.push(cells);
+    }
+    let matrix = render(&observed);
+    println!("{matrix}");
+    assert!(
+        problems.is_empty(),
+        "authorization matrix differs from the policy:\n{}\n\n{matrix}",
+        problems.join("\n")
+    );
+}
+
+/// What each role sees of the same list: scoping is authorization too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_scoped_to_the_caller() {
+    let fx = Fixture::new().await;
+    let other = fx
+        .server
+        .runtime
+        .governance
+        .submit("test:seed", OTHER_VENDOR, {
+            // A plugin of the other vendor: hello renamed.
+            let mut b = fx.bundle(OTHER_VENDOR);
+            b.manifest = b
+                .manifest
+                .replace("id = \"hello\"", "id = \"globex-hello\"");
+            fx.other_vendor_key.sign(&mut b);
+            b
+        })
+        .await
+        .map(|(v, _)| v.id)
+        .unwrap_or_else(|e| panic!("other vendor's submission: {e:?}"));
+    let ids = |body: &Value| -> Vec<(String, String, String)> {
+        body["versions"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .map(|v| {
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                (s("id"), s("vendor"), s("state"))
+            })
+            .collect()
+    };
+    for who in [PractitionerA, AdminB] {
+        // Hospital staff see the approved catalogue, whatever they ask.
+        let (status, body) = fx
+            .send("GET", "/api/v1/plugin-versions?state=submitted", who, None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let seen = ids(&body);
+        assert!(
+            !seen.is_empty() && seen.iter().all(|(_, _, s)| s == "approved"),
+            "{who:?}: {seen:?}"
+        );
+    }
+    let (_, body) = fx
+        .send("GET", "/api/v1/plugin-versions", Vendor, None)
+        .await;
+    let seen = ids(&body);
+    assert!(
+        seen.iter().any(|(id, _, _)| *id == fx.hello_submitted),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, v, _)| v == REFERENCE_VENDOR.0),
+        "{seen:?}"
+    );
+    let (_, body) = fx
+        .send("GET", "/api/v1/plugin-versions", OtherVendor, None)
+        .await;
+    let seen = ids(&body);
+    assert!(
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|(id, v, _)| v == OTHER_VENDOR && *id == other),
+        "{seen:?}"
+    );
+    let (_, body) = fx
+        .send("GET", "/api/v1/plugin-versions", Reviewer, None)
+        .await;
+    let seen = ids(&body);
+    for id in [&fx.hello_submitted, &fx.hello_approved, &other] {
+        assert!(
+            seen.iter().any(|(s, _, _)| s == id),
+            "reviewer sees {id}: {seen:?}"
+        );
+    }
+    // A refused cross-hospital attempt is on the audit trail.
+    let (status, _) = fx
+        .send(
+            "DELETE",
+            "/api/v1/hospitals/bv-a/activations/visit-counter",
+            AdminB,
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = fx
+        .send("GET", "/api/v1/audit?action=access.denied", Operator, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["entries"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["target"] == "hospital:bv-a")),
+        "{body}"
+    );
+}
+
+/// `docs/authorization.md` shows exactly the matrix this file tests.
+#[test]
+fn the_documented_policy_is_the_tested_policy() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/authorization.md"))
+        .expect("docs/authorization.md");
+    let start = doc
+        .find("<!-- matrix:start -->")
+        .expect("the doc marks the matrix start");
+    let end = doc
+        .find("<!-- matrix:end -->")
+        .expect("the doc marks the matrix end");
+    let rows: Vec<Vec<String>> = doc[start..end]
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect();
+    let header: Vec<String> = std::iter::once("route".to_owned())
+        .chain(WHO.iter().map(|w| w.label().to_owned()))
+        .collect();
+    assert_eq!(rows.first(), Some(&header), "the doc's header row");
+    let body = rows.get(2..).unwrap_or_default();
+    assert_eq!(body.len(), MATRIX.len(), "one doc row per tested row");
+    for (doc_row, row) in body.iter().zip(MATRIX) {
+        // `METHOD path`, followed by † where a 404 hides existence.
+        let route = doc_row.first().map(String::as_str).unwrap_or_default();
+        let (route, hides) = match route.strip_suffix(" †") {
+            Some(r) => (r, true),
+            None => (route, false),
+        };
+        assert_eq!(
+            route.trim_matches('`'),
+            row.route,
+            "docs/authorization.md row order"
+        );
+        assert_eq!(hides, row.hides, "† on the doc's row for {}", row.route);
+        let cells: Vec<&str> = row.expect.iter().map(|c| c.letter()).collect();
+        assert_eq!(
+            &doc_row[1..],
+            &cells[..],
+            "docs/authorization.md row for {}",
+            row.route
+        );
+    }
+}

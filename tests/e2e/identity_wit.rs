@@ -1,0 +1,207 @@
+//! The `identity` WIT interface through the real HTTP server: a plugin
+//! called with a real token sees the caller's subject, roles, own hospital
+//! and (citizens only) citizen ID and health ID, and can look up hospitals
+//! and practitioners of any hospital, but never a citizen.
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use vtelehealth_runtime::RuntimeOptions;
+use vtelehealth_runtime::identity::{IdentityOptions, NewUser, Role, User};
+use vtelehealth_tests::{TestServer, plugin_set, test_plugin_dir};
+
+/// A server with the hostile test plugin and cheap password hashing.
+async fn server() -> (TestServer, TempDir) {
+    let plugins = plugin_set(&test_plugin_dir(), &["hostile"]);
+    let data = TempDir::new().expect("temp dir");
+    let options = RuntimeOptions {
+        database_url: format!("sqlite://{}", data.path().join("idwit.db").display()),
+        plugin_dir: Some(plugins.path().to_path_buf()),
+        cache_dir: Some(data.path().join("cache")),
+        identity: IdentityOptions {
+            password_iterations: 1_000,
+            ..IdentityOptions::default()
+        },
+        ..RuntimeOptions::default()
+    };
+    (TestServer::start_with(options, data).await, plugins)
+}
+
+async fn practitioner(server: &TestServer, username: &str, hospital: &str) -> User {
+    let mut u = NewUser::new(
+        username,
+        "BS. Trần Văn Minh",
+        Role::Practitioner,
+        "password-1",
+    );
+    u.hospital_id = Some(hospital.into());
+    u.specialty = Some("Tim mạch".into());
+    u.title = Some("BS.CKII".into());
+    server
+        .runtime
+        .identity
+        .create_user(u)
+        .await
+        .expect("practitioner")
+}
+
+async fn citizen(server: &TestServer) -> User {
+    let mut u = NewUser::new(
+        "001090000123",
+        "Nguyễn Thị Lan",
+        Role::Citizen,
+        "password-1",
+    );
+    u.national_id = Some("001090000123".into());
+    u.health_id = Some("0101111111".into());
+    server
+        .runtime
+        .identity
+        .create_user(u)
+        .await
+        .expect("citizen")
+}
+
+/// GET a hostile plugin path at `hospital`, with `user`'s token if any.
+async fn call(server: &TestServer, user: Option<&User>, hospital: &str, path: &str) -> Value {
+    let mut req = server
+        .client
+        .get(server.plugin_url(hospital, "hostile", path));
+    if let Some(user) = user {
+        let token = server.runtime.identity.token_for(user).expect("token");
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+fn hospital_a() -> Value {
+    json!({ "id": "bv-a", "name": "Bệnh viện A", "tier": "central", "province": "Hà Nội" })
+}
+
+fn hospital_b() -> Value {
+    json!({ "id": "bv-b", "name": "Bệnh viện B", "tier": "district", "province": "Thái Bình" })
+}
+
+#[tokio::test]
+async fn a_practitioner_sees_their_subject_roles_and_hospital() {
+    let (server, _p) = server().await;
+    let doctor = practitioner(&server, "bs.minh", "bv-a").await;
+    // Called for hospital B: the call's hospital and the caller's own differ.
+    let me = call(&server, Some(&doctor), "bv-b", "/whoami").await;
+    assert_eq!(me["hospital"], hospital_b(), "{me}");
+    assert_eq!(me["plugin_id"], "hostile");
+    assert!(!me["request_id"].as_str().unwrap_or("").is_empty(), "{me}");
+    assert_eq!(
+        me["principal"],
+        json!({
+            "subject": doctor.id,
+            "name": "BS. Trần Văn Minh",
+            "roles": ["practitioner"],
+            "hospital": hospital_a(),
+            "national_id": null,
+            "health_id": null,
+        }),
+        "{me}"
+    );
+    let checks = call(&server, Some(&doctor), "bv-b", "/lookup?role=practitioner").await;
+    assert_eq!(checks["has_role"], true, "{checks}");
+    let checks = call(&server, Some(&doctor), "bv-b", "/lookup?role=citizen").await;
+    assert_eq!(checks["has_role"], false, "{checks}");
+}
+
+#[tokio::test]
+async fn a_citizen_sees_their_citizen_id_and_health_id_and_no_hospital() {
+    let (server, _p) = server().await;
+    let lan = citizen(&server).await;
+    let me = call(&server, Some(&lan), "bv-a", "/whoami").await;
+    assert_eq!(me["hospital"], hospital_a(), "{me}");
+    assert_eq!(
+        me["principal"],
+        json!({
+            "subject": lan.id,
+            "name": "Nguyễn Thị Lan",
+            "roles": ["citizen"],
+            "hospital": null,
+            "national_id": "001090000123",
+            "health_id": "0101111111",
+        }),
+        "{me}"
+    );
+    let checks = call(&server, Some(&lan), "bv-a", "/lookup?role=citizen").await;
+    assert_eq!(checks["has_role"], true, "{checks}");
+}
+
+#[tokio::test]
+async fn an_anonymous_call_has_no_principal_and_no_role() {
+    let (server, _p) = server().await;
+    let me = call(&server, None, "bv-a", "/whoami").await;
+    assert_eq!(me["principal"], Value::Null, "{me}");
+    assert_eq!(me["hospital"], hospital_a(), "{me}");
+    let checks = call(&server, None, "bv-a", "/lookup?role=citizen").await;
+    assert_eq!(checks["has_role"], false, "{checks}");
+}
+
+#[tokio::test]
+async fn look_ups_reach_other_hospitals_but_never_citizens() {
+    let (server, _p) = server().await;
+    let caller = practitioner(&server, "bs.a", "bv-a").await;
+    let consultant = practitioner(&server, "bs.b", "bv-b").await;
+    let lan = citizen(&server).await;
+
+    // A practitioner of another hospital, and that hospital.
+    let found = call(
+        &server,
+        Some(&caller),
+        "bv-a",
+        &format!("/lookup?practitioner={}&hospital=bv-b", consultant.id),
+    )
+    .await;
+    assert_eq!(
+        found["practitioner"],
+        json!({
+            "id": consultant.id,
+            "name": "BS. Trần Văn Minh",
+            "hospital_id": "bv-b",
+            "specialty": "Tim mạch",
+            "title": "BS.CKII",
+        }),
+        "{found}"
+    );
+    assert_eq!(found["hospital"], hospital_b(), "{found}");
+
+    // A citizen's subject is not a practitioner: nothing, for any caller.
+    for who in [Some(&caller), Some(&lan), None] {
+        let hidden = call(
+            &server,
+            who,
+            "bv-a",
+            &format!("/lookup?practitioner={}", lan.id),
+        )
+        .await;
+        assert_eq!(hidden["practitioner"], Value::Null, "{hidden}");
+    }
+
+    // Unknown and absurd ids are just absent.
+    let long = "x".repeat(10_000);
+    let missing = call(
+        &server,
+        Some(&caller),
+        "bv-a",
+        &format!("/lookup?practitioner={long}&hospital={long}"),
+    )
+    .await;
+    assert_eq!(missing["practitioner"], Value::Null, "{missing}");
+    assert_eq!(missing["hospital"], Value::Null, "{missing}");
+    let missing = call(
+        &server,
+        Some(&caller),
+        "bv-a",
+        "/lookup?practitioner=nobody&hospital=bv-zz",
+    )
+    .await;
+    assert_eq!(missing["practitioner"], Value::Null, "{missing}");
+    assert_eq!(missing["hospital"], Value::Null, "{missing}");
+}
