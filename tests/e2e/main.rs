@@ -6,5 +6,6 @@ mod bundles;
 mod docs;
 mod governance;
 mod identity;
+mod identity_wit;
 mod plugins;
 mod sandbox;
