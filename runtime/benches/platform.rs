@@ -208,6 +208,20 @@ async fn export_calls(table: &mut Table, limits: &Limits, runtime: &Runtime, hel
             .expect("call");
     });
     table.row("export call", "hello handle(GET /): identity + JSON", &s);
+
+    // What one HTTP request pays: fresh store and instance, the call, drop.
+    let kv = runtime.kv.scope("bv-a", "hello", limits);
+    let s = bench!(2000, 10, {
+        let r = call_http(hello, limits, ctx("hello"), kv.clone(), get_root())
+            .await
+            .expect("call");
+        assert_eq!(r.status, 200);
+    });
+    table.row(
+        "full plugin call",
+        "hello GET /: new instance + call + drop",
+        &s,
+    );
 }
 
 async fn kv_through_plugin(

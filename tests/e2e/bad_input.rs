@@ -1,6 +1,7 @@
 //! Bad input gets a clear error and writes nothing.
 
 use vtelehealth_runtime::config::Limits;
+use vtelehealth_runtime::identity::{NewUser, Role};
 use vtelehealth_tests::{TestServer, component, plugin_dir, plugin_set, test_plugin_dir};
 
 #[tokio::test]
@@ -49,9 +50,31 @@ async fn a_malformed_component_fails_to_load_and_others_still_serve() {
 #[tokio::test]
 async fn unknown_plugin_hospital_and_route_are_404_with_a_reason() {
     let server = TestServer::start(&plugin_dir(), Limits::default()).await;
-    let (status, body) = server
+    // Anonymous callers learn nothing about a hospital's modules.
+    let (status, _) = server
         .get_json(&server.plugin_url("bv-a", "no-such-plugin", "/"))
         .await;
+    assert_eq!(status, 401);
+    let doctor = server
+        .runtime
+        .identity
+        .create_user({
+            let mut u = NewUser::new("bs.a", "BS A", Role::Practitioner, "password-1");
+            u.hospital_id = Some("bv-a".into());
+            u
+        })
+        .await
+        .expect("user");
+    let token = server.runtime.identity.token_for(&doctor).expect("token");
+    let resp = server
+        .client
+        .get(server.plugin_url("bv-a", "no-such-plugin", "/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent");
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(status, 404);
     assert!(
         body["error"]["message"]

@@ -45,14 +45,32 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         .hospitals
         .get(&target.hospital)
         .ok_or_else(|| ApiError::NotFound(format!("unknown hospital `{}`", target.hospital)))?;
-    let plugin = match rt.governance.resolve(&hospital.id, &target.plugin).await {
-        Ok(Resolution::Runnable(plugin)) => {
+    // Development plugins (dev mode only) serve anyone, unless a reviewed
+    // version of the same id is runnable there. Otherwise the caller must
+    // belong to the hospital before learning anything about its modules,
+    // even whether one is activated or suspended.
+    let plugin = match rt.plugins.get(&target.plugin) {
+        Some(entry) => match rt.governance.resolve(&hospital.id, &target.plugin).await {
+            Ok(Resolution::Runnable(plugin)) => {
+                authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
+                plugin
+            }
+            _ => dev_plugin(&entry, &target.plugin)?,
+        },
+        None => {
             authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
-            plugin
+            match rt.governance.resolve(&hospital.id, &target.plugin).await {
+                Ok(Resolution::Runnable(plugin)) => plugin,
+                Ok(Resolution::Suspended(reason)) => return Err(ApiError::Suspended(reason)),
+                Ok(Resolution::NotActivated) => {
+                    return Err(ApiError::NotFound(format!(
+                        "plugin `{}` is not activated at hospital `{}`",
+                        target.plugin, hospital.id
+                    )));
+                }
+                Err(e) => return Err(ApiError::Internal(e.to_string())),
+            }
         }
-        Ok(Resolution::Suspended(reason)) => return Err(ApiError::Suspended(reason)),
-        Ok(Resolution::NotActivated) => dev_plugin(&rt, &target.plugin, &hospital.id)?,
-        Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     let body = read_body(&parts.headers, body, rt.limits.max_request_bytes).await?;
 
@@ -116,16 +134,13 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
     }
 }
 
-/// A development plugin (loaded from a directory, unreviewed) by id.
-fn dev_plugin(rt: &Runtime, plugin: &str, hospital: &str) -> Result<Arc<LoadedPlugin>, ApiError> {
-    match rt.plugins.get(plugin).as_deref() {
-        None => Err(ApiError::NotFound(format!(
-            "plugin `{plugin}` is not activated at hospital `{hospital}`"
-        ))),
-        Some(PluginEntry::Failed { reason }) => Err(ApiError::Unavailable(format!(
+/// A development plugin (loaded from a directory, unreviewed).
+fn dev_plugin(entry: &PluginEntry, plugin: &str) -> Result<Arc<LoadedPlugin>, ApiError> {
+    match entry {
+        PluginEntry::Failed { reason } => Err(ApiError::Unavailable(format!(
             "plugin `{plugin}` is not available: {reason}"
         ))),
-        Some(PluginEntry::Ready(p)) => Ok(p.clone()),
+        PluginEntry::Ready(p) => Ok(p.clone()),
     }
 }
 
