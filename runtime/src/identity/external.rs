@@ -44,6 +44,16 @@ pub struct TrustedIssuer {
     /// Least time between two JWKS fetches triggered by unknown key ids.
     #[serde(default = "default_min_refresh_secs")]
     pub min_refresh_secs: u64,
+    /// Platform roles this issuer may assert; any other role in its tokens
+    /// is dropped. The default (citizen, practitioner) keeps an external
+    /// login from ever making someone a reviewer, operator or admin unless
+    /// the operator says so here.
+    #[serde(default = "default_allowed_roles")]
+    pub allowed_roles: Vec<Role>,
+}
+
+fn default_allowed_roles() -> Vec<Role> {
+    vec![Role::Citizen, Role::Practitioner]
 }
 
 fn default_roles_claim() -> String {
@@ -79,6 +89,7 @@ impl TrustedIssuer {
             national_id_claim: default_national_id_claim(),
             health_id_claim: default_health_id_claim(),
             min_refresh_secs: default_min_refresh_secs(),
+            allowed_roles: default_allowed_roles(),
         }
     }
 
@@ -92,6 +103,7 @@ impl TrustedIssuer {
         let mut roles: Vec<Role> = names
             .into_iter()
             .filter_map(|n| self.role_map.get(n).copied().or_else(|| n.parse().ok()))
+            .filter(|r| self.allowed_roles.contains(r))
             .collect();
         roles.sort();
         roles.dedup();
@@ -174,4 +186,26 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<Jwk>, Identity
         .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
         .collect::<Vec<_>>();
     Ok(keys)
+}
+
+#[cfg(test)]
+mod allowed_roles_tests {
+    use super::*;
+
+    #[test]
+    fn an_external_issuer_cannot_assert_roles_it_is_not_allowed() {
+        let mut issuer = TrustedIssuer::new(
+            "https://vneid.example",
+            "vtelehealth",
+            "https://vneid.example/jwks",
+        );
+        let claims =
+            serde_json::json!({ "roles": ["citizen", "operator", "reviewer", "hospital-admin"] });
+        assert_eq!(issuer.map_roles(&claims), vec![Role::Citizen]);
+        issuer.allowed_roles.push(Role::HospitalAdmin);
+        assert_eq!(
+            issuer.map_roles(&claims),
+            vec![Role::Citizen, Role::HospitalAdmin]
+        );
+    }
 }
