@@ -312,18 +312,15 @@ async fn reject(
     Path(id): Path<String>,
     Json(body): Json<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
-    require_role(&p, &[Role::Reviewer])?;
-    let decision = rt
-        .governance
-        .decide(
-            &p.subject,
-            &id,
-            Decision::Reject {
-                reason: body.reason,
-            },
-        )
-        .await?;
-    Ok(Json(json!(decision)))
+    decide_with_reason(
+        &rt,
+        &p,
+        &id,
+        Decision::Reject {
+            reason: body.reason,
+        },
+    )
+    .await
 }
 
 async fn revoke(
@@ -332,18 +329,26 @@ async fn revoke(
     Path(id): Path<String>,
     Json(body): Json<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
-    require_role(&p, &[Role::Reviewer])?;
-    let decision = rt
-        .governance
-        .decide(
-            &p.subject,
-            &id,
-            Decision::Revoke {
-                reason: body.reason,
-            },
-        )
-        .await?;
-    Ok(Json(json!(decision)))
+    decide_with_reason(
+        &rt,
+        &p,
+        &id,
+        Decision::Revoke {
+            reason: body.reason,
+        },
+    )
+    .await
+}
+
+async fn decide_with_reason(
+    rt: &Runtime,
+    p: &Principal,
+    id: &str,
+    decision: Decision,
+) -> Result<Json<Value>, ApiError> {
+    require_role(p, &[Role::Reviewer])?;
+    let decided = rt.governance.decide(&p.subject, id, decision).await?;
+    Ok(Json(json!(decided)))
 }
 
 async fn rollout(
