@@ -166,3 +166,65 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A fresh, uniquely named PostgreSQL database for one test, as a URL, when
+/// `VTH_TEST_POSTGRES_URL` names a server (`cargo xtask test` starts one and
+/// sets it). Without it: `None` after a one-line skip notice, except under
+/// `CI`, where the PostgreSQL tests must run and a missing URL panics.
+pub async fn postgres_database() -> Option<String> {
+    use sqlx::Connection as _;
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let admin_url = match std::env::var("VTH_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but VTH_TEST_POSTGRES_URL is not: the PostgreSQL tests must run in CI \
+                 (`cargo xtask test` starts a server and sets it)"
+            );
+            // Straight to stderr, past the test harness's output capture.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping a PostgreSQL test: VTH_TEST_POSTGRES_URL is not set (`cargo xtask test` sets it)"
+            );
+            return None;
+        }
+    };
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "vth_test_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = sqlx::postgres::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to VTH_TEST_POSTGRES_URL={admin_url}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    let _ = admin.close().await;
+    Some(with_database(&admin_url, &name))
+}
+
+/// `url` (`postgres://user@host/db?params`) naming database `name` instead.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}

@@ -8,4 +8,5 @@ mod governance;
 mod identity;
 mod identity_wit;
 mod plugins;
+mod postgres;
 mod sandbox;

@@ -3,13 +3,16 @@
 //! - `build-plugins`: build the guest workspace for `wasm32-unknown-unknown` and turn every
 //!   plugin into a Wasm component with its manifest, under `target/plugins/` (reference
 //!   plugins) and `target/test-plugins/` (test-only plugins).
-//! - `test`: build the plugins, then `cargo test --workspace` (extra arguments forwarded).
+//! - `test`: build the plugins, start a throw-away PostgreSQL cluster (see `postgres.rs`),
+//!   then `cargo test --workspace` (extra arguments forwarded).
 //! - `run`: build the plugins, then start the server on them with demo data.
 
 mod manifest;
 mod plugins;
+mod postgres;
 mod toolchain;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -100,11 +103,21 @@ fn run_steps(steps: Vec<Step<'_>>) -> Result<()> {
 
 fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
     let root = repo_root();
-    // Later: PostgreSQL and Chromium set-up steps go here, before the test run.
+    // Lives until the end of this function, so the cluster is stopped and
+    // removed after the tests, also when they fail.
+    let cluster: RefCell<Option<postgres::Cluster>> = RefCell::new(None);
+    // Later: the Chromium set-up step goes here, before the test run.
     run_steps(vec![
         Step {
             name: "build plugins",
             run: Box::new(|| plugins::build(&root, options)),
+        },
+        Step {
+            name: "PostgreSQL for the scale-out tests",
+            run: Box::new(|| {
+                *cluster.borrow_mut() = postgres::start()?;
+                Ok(())
+            }),
         },
         Step {
             name: "cargo test --workspace",
@@ -113,6 +126,9 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                 cmd.current_dir(&root)
                     .args(["test", "--workspace"])
                     .args(args);
+                if let Some(cluster) = cluster.borrow().as_ref() {
+                    cmd.env(postgres::URL_VAR, cluster.url());
+                }
                 run_command(cmd)
             }),
         },
