@@ -81,6 +81,7 @@ pub mod bindings {
     });
 }
 
+pub mod arena;
 pub mod clock;
 mod error;
 mod http;

@@ -342,10 +342,8 @@ fn http_throughput(runtime: Arc<Runtime>) -> (f64, f64) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = Router::new()
-        .route("/native/{hospital}/hello", get(native_hello))
-        .with_state(runtime.clone())
-        .merge(api::app(runtime));
+    let native = Router::new().route("/native/{hospital}/hello", get(native_hello));
+    let app = api::app_with(runtime, native);
     server_rt.spawn(async move { axum::serve(listener, app).await });
     let plugin = load(
         format!("http://{addr}/hospitals/bv-a/plugins/hello/"),
@@ -392,7 +390,12 @@ fn main() {
         "VTelehealth platform benchmarks ({} CPUs)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    // `BENCH_HTTP_ONLY=1` skips to the HTTP run (for profiling it alone).
+    let http_only = std::env::var_os("BENCH_HTTP_ONLY").is_some();
     rt.block_on(async {
+        if http_only {
+            return;
+        }
         instantiation(&mut table, &limits, &runtime).await;
         export_calls(&mut table, &limits, &runtime, &hello).await;
         kv_through_plugin(&mut table, &limits, &runtime, &counter).await;

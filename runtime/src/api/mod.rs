@@ -27,7 +27,15 @@ pub struct RequestId(pub String);
 
 /// The runtime's HTTP application.
 pub fn app(runtime: Arc<Runtime>) -> Router {
+    app_with(runtime, Router::new())
+}
+
+/// The application with `extra` routes served behind the same middleware
+/// (request ids, spans, metrics); the benchmarks put their native baseline
+/// handler here so both sides pay the same per-request costs.
+pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
     Router::new()
+        .merge(extra)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/plugins", get(list_plugins))
