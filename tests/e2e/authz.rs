@@ -112,6 +112,7 @@ enum Op {
     Deactivate,
     Audit,
     AuditVerify,
+    RotateKeys,
     PluginCall,
 }
 
@@ -158,6 +159,7 @@ const MATRIX: &[Row] = &[
     row(Op::Deactivate,      "DELETE /api/v1/hospitals/A/activations/{plugin}",  false, [D, D, D, D, A, D, D, D, D, D, D]),
     row(Op::Audit,           "GET /api/v1/audit",                                false, [D, D, D, D, D, D, D, D, A, A, D]),
     row(Op::AuditVerify,     "GET /api/v1/audit/verify",                         false, [D, D, D, D, D, D, D, D, A, A, D]),
+    row(Op::RotateKeys,      "POST /api/v1/identity/keys/rotate",                false, [D, D, D, D, D, D, D, D, D, A, D]),
     row(Op::PluginCall,      "GET /hospitals/A/plugins/hello/",                  false, [D, A, A, D, A, D, D, D, D, D, A]),
 ];
 
@@ -492,6 +494,7 @@ impl Fixture {
             }
             Op::Audit => ("GET", "/api/v1/audit?limit=5".into(), None),
             Op::AuditVerify => ("GET", "/api/v1/audit/verify".into(), None),
+            Op::RotateKeys => ("POST", "/api/v1/identity/keys/rotate".into(), None),
             Op::PluginCall => (
                 "GET",
                 format!("/hospitals/{HOSPITAL_A}/plugins/hello/"),

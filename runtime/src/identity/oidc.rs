@@ -28,6 +28,38 @@ pub fn routes() -> Router<Arc<Runtime>> {
         .route("/oidc/userinfo", get(userinfo))
         .route("/oidc/logout", axum::routing::post(logout))
         .route("/api/v1/me", get(me))
+        .route(
+            "/api/v1/identity/keys/rotate",
+            axum::routing::post(rotate_keys),
+        )
+}
+
+/// Start a signing-key rollover (operators): new tokens are signed with a
+/// new key; the previous one stays in the JWKS until its tokens expire.
+async fn rotate_keys(
+    State(rt): State<Arc<Runtime>>,
+    super::Authenticated(p): super::Authenticated,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !p.has_role(super::Role::Operator) {
+        return Err(ApiError::Forbidden(
+            "rotating signing keys needs the operator role".into(),
+        ));
+    }
+    let kid = rt.identity.rotate_keys().await?;
+    rt.governance
+        .audit
+        .append(crate::governance::audit::AuditEvent {
+            actor: p.subject.clone(),
+            action: "identity.key_rotated".into(),
+            target: format!("signing-key:{kid}"),
+            hospital_id: None,
+            details: json!({}),
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(
+        json!({ "active_kid": kid, "jwks": rt.identity.jwks() }),
+    ))
 }
 
 async fn discovery(State(rt): State<Arc<Runtime>>) -> Json<serde_json::Value> {
