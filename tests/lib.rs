@@ -94,8 +94,15 @@ impl TestServer {
     /// Start with the plugins in `plugin_dir` and `limits`.
     pub async fn start(plugin_dir: &Path, limits: Limits) -> Self {
         let data = TempDir::new().expect("temp dir");
+        // `VTH_E2E_ON_POSTGRES=1` runs every such test on PostgreSQL instead.
+        let database_url = match std::env::var_os("VTH_E2E_ON_POSTGRES") {
+            Some(_) => postgres_database().await.expect(
+                "VTH_E2E_ON_POSTGRES needs VTH_TEST_POSTGRES_URL (`cargo xtask test` sets it)",
+            ),
+            None => format!("sqlite://{}", data.path().join("test.db").display()),
+        };
         let options = RuntimeOptions {
-            database_url: format!("sqlite://{}", data.path().join("test.db").display()),
+            database_url,
             plugin_dir: Some(plugin_dir.to_path_buf()),
             cache_dir: Some(data.path().join("cache")),
             limits,

@@ -50,5 +50,7 @@ impl Default for Limits {
 pub const KV_MAX_KEY_BYTES: usize = 512;
 /// Most keys one `list-keys` call returns.
 pub const KV_MAX_LIST: u32 = 1000;
-/// Interval of the epoch ticker that interrupts guest code.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Interval of the epoch ticker that interrupts guest code. A busy guest
+/// yields the executor thread this often, which bounds how long a call
+/// waiting on the database (holding a row lock, say) waits for its turn.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);

@@ -132,6 +132,27 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                 run_command(cmd)
             }),
         },
+        Step {
+            name: "the end-to-end suite again, on PostgreSQL",
+            run: Box::new(|| {
+                let Some(cluster) = cluster.borrow().as_ref().map(|c| c.url().to_owned()) else {
+                    println!("skipped: no PostgreSQL cluster (VTH_SKIP_POSTGRES)");
+                    return Ok(());
+                };
+                if !args.is_empty() {
+                    println!(
+                        "skipped: test arguments were given; run the full suite to include it"
+                    );
+                    return Ok(());
+                }
+                let mut cmd = Command::new(cargo());
+                cmd.current_dir(&root)
+                    .args(["test", "-p", "vtelehealth-tests", "--test", "e2e"])
+                    .env(postgres::URL_VAR, cluster)
+                    .env("VTH_E2E_ON_POSTGRES", "1");
+                run_command(cmd)
+            }),
+        },
     ])
 }
 
