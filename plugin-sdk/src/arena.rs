@@ -77,7 +77,9 @@ unsafe impl GlobalAlloc for CallArena {
             let next = unsafe { &mut *ARENA.next.get() };
             let base = Self::base();
             // The newest block grows or shrinks in place when it fits.
-            if ptr as usize + layout.size() == base + *next && ptr as usize + new_size <= base + ARENA_BYTES {
+            if ptr as usize + layout.size() == base + *next
+                && ptr as usize + new_size <= base + ARENA_BYTES
+            {
                 *next = ptr as usize + new_size - base;
                 return ptr;
             }
