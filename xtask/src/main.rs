@@ -147,7 +147,18 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                 }
                 let mut cmd = Command::new(cargo());
                 cmd.current_dir(&root)
-                    .args(["test", "-p", "vtelehealth-tests", "--test", "e2e"])
+                    // One test at a time: each test starts its own servers, and
+                    // ten of them at once on two cores starve PostgreSQL's
+                    // row-lock holders (see docs/operations.md).
+                    .args([
+                        "test",
+                        "-p",
+                        "vtelehealth-tests",
+                        "--test",
+                        "e2e",
+                        "--",
+                        "--test-threads=1",
+                    ])
                     .env(postgres::URL_VAR, cluster)
                     .env("VTH_E2E_ON_POSTGRES", "1");
                 run_command(cmd)
