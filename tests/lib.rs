@@ -94,15 +94,8 @@ impl TestServer {
     /// Start with the plugins in `plugin_dir` and `limits`.
     pub async fn start(plugin_dir: &Path, limits: Limits) -> Self {
         let data = TempDir::new().expect("temp dir");
-        // `VTH_E2E_ON_POSTGRES=1` runs every such test on PostgreSQL instead.
-        let database_url = match std::env::var_os("VTH_E2E_ON_POSTGRES") {
-            Some(_) => postgres_database().await.expect(
-                "VTH_E2E_ON_POSTGRES needs VTH_TEST_POSTGRES_URL (`cargo xtask test` sets it)",
-            ),
-            None => format!("sqlite://{}", data.path().join("test.db").display()),
-        };
         let options = RuntimeOptions {
-            database_url,
+            database_url: format!("sqlite://{}", data.path().join("test.db").display()),
             plugin_dir: Some(plugin_dir.to_path_buf()),
             cache_dir: Some(data.path().join("cache")),
             limits,
@@ -116,7 +109,16 @@ impl TestServer {
     /// Start with explicit options; `data` lives as long as the server.
     /// Without an explicit issuer, the built-in identity provider's issuer
     /// is the server's own URL.
+    /// With `VTH_E2E_ON_POSTGRES=1`, an SQLite database is replaced by a fresh
+    /// PostgreSQL one, so the whole suite runs on both engines.
     pub async fn start_with(mut options: RuntimeOptions, data: TempDir) -> Self {
+        if std::env::var_os("VTH_E2E_ON_POSTGRES").is_some()
+            && options.database_url.starts_with("sqlite:")
+        {
+            options.database_url = postgres_database().await.expect(
+                "VTH_E2E_ON_POSTGRES needs VTH_TEST_POSTGRES_URL (`cargo xtask test` sets it)",
+            );
+        }
         let server_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
