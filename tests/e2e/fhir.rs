@@ -260,6 +260,44 @@ async fn records_are_created_read_versioned_and_searched() {
     assert_eq!(u3.status, 200);
     assert_eq!(u3.body["meta"]["versionId"], "3");
 
+    // Two concurrent updates from the same version: exactly one wins.
+    let put = |body: Value| {
+        let (server, doctor, pid) = (&server, &doctor, &pid);
+        async move {
+            call(
+                server,
+                "PUT",
+                &format!("/Patient/{pid}"),
+                Some(doctor),
+                Some(body.to_string()),
+                Some("W/\"3\""),
+            )
+            .await
+            .status
+        }
+    };
+    let mut racing = u3.body.clone();
+    racing["gender"] = json!("other");
+    let (a, b) = tokio::join!(put(u3.body.clone()), put(racing));
+    let mut statuses = [a, b];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 412]);
+    let r = call(
+        &server,
+        "GET",
+        &format!("/Patient/{pid}"),
+        Some(&doctor),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.body["meta"]["versionId"], "4");
+    assert!(
+        r.header("last-modified").ends_with(" GMT"),
+        "{}",
+        r.header("last-modified")
+    );
+
     let v1 = call(
         &server,
         "GET",
@@ -294,14 +332,14 @@ async fn records_are_created_read_versioned_and_searched() {
     .await;
     assert_eq!(h.status, 200);
     assert_eq!(h.body["type"], "history");
-    assert_eq!(h.body["total"], 3);
+    assert_eq!(h.body["total"], 4);
     let versions: Vec<_> = h.body["entry"]
         .as_array()
         .expect("entries")
         .iter()
         .map(|e| e["resource"]["meta"]["versionId"].clone())
         .collect();
-    assert_eq!(versions, [json!("3"), json!("2"), json!("1")]);
+    assert_eq!(versions, [json!("4"), json!("3"), json!("2"), json!("1")]);
 
     // Search by patient (both styles), identifier, code, date and paging.
     let s = call(
@@ -498,7 +536,7 @@ async fn records_are_created_read_versioned_and_searched() {
             .iter()
             .filter(|e| e.action == "records.updated")
             .count(),
-        2
+        3
     );
 }
 

@@ -185,10 +185,30 @@ fn etag(version: i64) -> HeaderValue {
 fn resource_response(status: StatusCode, s: &Stored) -> Response {
     let mut r = fhir_json(status, &s.resource);
     r.headers_mut().insert(header::ETAG, etag(s.version_id));
-    if let Ok(v) = HeaderValue::from_str(&rfc3339(s.last_updated)) {
+    if let Ok(v) = HeaderValue::from_str(&http_date(s.last_updated)) {
         r.headers_mut().insert(header::LAST_MODIFIED, v);
     }
     r
+}
+
+/// Milliseconds since the epoch as an HTTP date (RFC 9110 IMF-fixdate).
+fn http_date(millis: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // `rfc3339` gives `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    let iso = rfc3339(millis);
+    let day = DAYS[millis.div_euclid(86_400_000).rem_euclid(7) as usize];
+    let month = iso[5..7]
+        .parse::<usize>()
+        .map_or("Jan", |m| MONTHS[(m + 11) % 12]);
+    format!(
+        "{day}, {} {month} {} {} GMT",
+        &iso[8..10],
+        &iso[0..4],
+        &iso[11..19]
+    )
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), FhirError> {
@@ -502,6 +522,15 @@ async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_http_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            http_date(1_795_530_998_838),
+            "Tue, 24 Nov 2026 14:36:38 GMT"
+        );
+    }
 
     #[test]
     fn query_components_round_trip() {
