@@ -26,6 +26,7 @@ pub mod governance;
 pub mod identity;
 pub mod metrics;
 pub mod plugins;
+pub mod records;
 pub mod sandbox;
 pub mod secrets;
 
@@ -44,6 +45,7 @@ use crate::governance::service::Governance;
 use crate::identity::{IdentityOptions, IdentityService};
 use crate::metrics::Metrics;
 use crate::plugins::PluginRegistry;
+use crate::records::RecordStore;
 use crate::secrets::MasterKey;
 
 /// Why the runtime could not start.
@@ -110,6 +112,8 @@ pub struct Runtime {
     pub identity: Arc<IdentityService>,
     /// Reviews, activations, audit trail; what each call may run.
     pub governance: Arc<Governance>,
+    /// FHIR R4 health records of every hospital.
+    pub records: Arc<RecordStore>,
     pub limits: Limits,
     pub db: Database,
     pub metrics: Metrics,
@@ -152,6 +156,7 @@ impl Runtime {
             plugins,
             hospitals,
             kv: Arc::new(KvStore::new(db.clone())),
+            records: Arc::new(RecordStore::new(db.clone())),
             identity,
             governance,
             call_slots: Arc::new(Semaphore::new(options.limits.max_concurrent_calls as usize)),

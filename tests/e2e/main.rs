@@ -4,6 +4,7 @@ mod authz;
 mod bad_input;
 mod bundles;
 mod docs;
+mod fhir;
 mod governance;
 mod identity;
 mod identity_wit;

@@ -1,6 +1,7 @@
 //! HTTP routes: health, metrics, the JSON API and plugin routes.
 
 mod error;
+pub mod fhir;
 mod governance;
 mod plugin_route;
 
@@ -43,6 +44,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .route("/hospitals/{*rest}", any(plugin_route::call))
         .merge(crate::identity::routes())
         .merge(governance::routes())
+        .merge(fhir::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

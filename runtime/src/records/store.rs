@@ -1,0 +1,667 @@
+//! The records store: create, read, vread, update, history and search of
+//! FHIR resources in `fhir_resources`, `fhir_history` and
+//! `fhir_search_index`, with the owning hospital's access rule and the
+//! audit trail.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::validate::{self, IndexEntries, Reference};
+use super::{RecordError, ResourceType, date_range};
+use crate::db::{Database, WriteTx};
+use crate::governance::audit::{AuditEvent, AuditLog, rfc3339};
+
+/// Who acts on the records: a principal's subject and their hospital.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub subject: String,
+    pub hospital_id: String,
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub resource_type: ResourceType,
+    pub id: String,
+    pub version_id: i64,
+    /// Milliseconds since the epoch.
+    pub last_updated: i64,
+    pub hospital_id: String,
+    /// The resource, `id` and `meta` included.
+    pub resource: Value,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub total: i64,
+    pub entries: Vec<Stored>,
+    /// The offset of the next page, when there is one.
+    pub next_offset: Option<i64>,
+}
+
+/// Default and largest `_count`.
+pub const DEFAULT_COUNT: i64 = 20;
+pub const MAX_COUNT: i64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefix {
+    Eq,
+    Ge,
+    Le,
+    Gt,
+    Lt,
+}
+
+/// A parsed search: every criterion must hold.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    ids: Vec<String>,
+    patients: Vec<String>,
+    /// (system, value); `None` system matches any.
+    identifiers: Vec<(Option<String>, String)>,
+    codes: Vec<(Option<String>, String)>,
+    dates: Vec<(Prefix, i64, i64)>,
+    last_updated: Vec<(Prefix, i64, i64)>,
+    pub count: i64,
+    pub offset: i64,
+}
+
+fn token(v: &str) -> (Option<String>, String) {
+    match v.split_once('|') {
+        Some((s, c)) => (Some(s.to_owned()), c.to_owned()),
+        None => (None, v.to_owned()),
+    }
+}
+
+fn prefixed_date(name: &str, v: &str) -> Result<(Prefix, i64, i64), RecordError> {
+    let (prefix, rest) = match v.get(..2) {
+        Some("eq") => (Prefix::Eq, &v[2..]),
+        Some("ge") => (Prefix::Ge, &v[2..]),
+        Some("le") => (Prefix::Le, &v[2..]),
+        Some("gt") => (Prefix::Gt, &v[2..]),
+        Some("lt") => (Prefix::Lt, &v[2..]),
+        _ => (Prefix::Eq, v),
+    };
+    let (lo, hi) = date_range(rest).ok_or_else(|| {
+        RecordError::BadSearch(format!(
+            "{name}={v}: expected [eq|ge|le|gt|lt] followed by a FHIR date or dateTime"
+        ))
+    })?;
+    Ok((prefix, lo, hi))
+}
+
+fn number(name: &str, v: &str, max: i64) -> Result<i64, RecordError> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|n| (0..=max).contains(n))
+        .ok_or_else(|| RecordError::BadSearch(format!("{name} must be a number from 0 to {max}")))
+}
+
+impl SearchQuery {
+    /// Parse query parameters. Unknown parameters are refused, so a
+    /// misspelt one never silently widens a search.
+    pub fn parse<'a>(
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, RecordError> {
+        let mut q = SearchQuery {
+            count: DEFAULT_COUNT,
+            ..Default::default()
+        };
+        for (name, v) in params {
+            match name {
+                "_id" => q.ids.push(v.to_owned()),
+                "patient" | "subject" => {
+                    let p = if v.contains('/') {
+                        v.to_owned()
+                    } else {
+                        format!("Patient/{v}")
+                    };
+                    if !p.starts_with("Patient/") {
+                        return Err(RecordError::BadSearch(format!(
+                            "{name}={v}: expected a Patient id or Patient/<id>"
+                        )));
+                    }
+                    q.patients.push(p);
+                }
+                "identifier" => q.identifiers.push(token(v)),
+                "code" => q.codes.push(token(v)),
+                "date" => q.dates.push(prefixed_date(name, v)?),
+                "_lastUpdated" => q.last_updated.push(prefixed_date(name, v)?),
+                "_count" => q.count = number(name, v, MAX_COUNT)?,
+                "_offset" => q.offset = number(name, v, i64::from(i32::MAX))?,
+                "_format" | "_pretty" => {}
+                other => {
+                    return Err(RecordError::BadSearch(format!(
+                        "unsupported search parameter `{other}` (supported: _id, patient, subject, identifier, code, date, _lastUpdated, _count, _offset)"
+                    )));
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// The records of one database.
+#[derive(Clone)]
+pub struct RecordStore {
+    db: Database,
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn stored_from_row(row: &AnyRow) -> Result<Stored, RecordError> {
+    let rt: String = row.try_get("resource_type")?;
+    let content: String = row.try_get("content")?;
+    Ok(Stored {
+        resource_type: rt.parse()?,
+        id: row.try_get("id")?,
+        version_id: row.try_get("version_id")?,
+        last_updated: row.try_get("last_updated")?,
+        hospital_id: row.try_get("hospital_id")?,
+        resource: serde_json::from_str(&content).map_err(|e| RecordError::Invalid {
+            path: "stored".into(),
+            message: format!("stored resource is unreadable: {e}"),
+        })?,
+    })
+}
+
+impl RecordStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Create a resource with a server-assigned id, as version 1.
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        mut resource: Map<String, Value>,
+    ) -> Result<Stored, RecordError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_millis();
+        stamp(&mut resource, &id, 1, now);
+        let (refs, index) = validate::validate(rt, &resource)?;
+        let mut tx = self.db.begin_write().await?;
+        resolve(&mut tx, &actor.hospital_id, &refs).await?;
+        let content = Value::Object(resource);
+        let text = content.to_string();
+        sqlx::query(
+            "INSERT INTO fhir_resources (resource_type, id, version_id, last_updated, hospital_id, patient_ref, content) \
+             VALUES ($1, $2, 1, $3, $4, $5, $6)",
+        )
+        .bind(rt.as_str())
+        .bind(&id)
+        .bind(now)
+        .bind(&actor.hospital_id)
+        .bind(&index.patient)
+        .bind(&text)
+        .execute(&mut *tx.tx)
+        .await?;
+        write_version(&mut tx, actor, rt, &id, 1, now, &index, &text).await?;
+        AuditLog::append_in(
+            &mut tx,
+            AuditEvent {
+                actor: actor.subject.clone(),
+                action: "records.created".into(),
+                target: format!("{rt}/{id}"),
+                hospital_id: Some(actor.hospital_id.clone()),
+                details: json!({ "version": 1, "patient": index.patient }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Stored {
+            resource_type: rt,
+            id,
+            version_id: 1,
+            last_updated: now,
+            hospital_id: actor.hospital_id.clone(),
+            resource: content,
+        })
+    }
+
+    /// Replace a resource's content as a new version; `if_match` names the
+    /// version the caller last saw.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        id: &str,
+        mut resource: Map<String, Value>,
+        if_match: Option<i64>,
+    ) -> Result<Stored, RecordError> {
+        match resource.get("id").and_then(Value::as_str) {
+            Some(body_id) if body_id == id => {}
+            Some(body_id) => {
+                return Err(RecordError::Invalid {
+                    path: format!("{rt}.id"),
+                    message: format!("the body's id `{body_id}` differs from the URL's `{id}`"),
+                });
+            }
+            None => {
+                return Err(RecordError::Invalid {
+                    path: format!("{rt}.id"),
+                    message: "an update must carry the resource's id".into(),
+                });
+            }
+        }
+        let now = now_millis();
+        // Validate with a placeholder version; the real one is known below.
+        stamp(&mut resource, id, 0, now);
+        let (refs, index) = validate::validate(rt, &resource)?;
+        let mut tx = self.db.begin_write().await?;
+        // A write first: it locks the row (PostgreSQL) before it is read.
+        let row = sqlx::query(
+            "UPDATE fhir_resources SET version_id = version_id WHERE resource_type = $1 AND id = $2 \
+             RETURNING version_id, hospital_id",
+        )
+        .bind(rt.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(RecordError::NotFound(format!("{rt}/{id}")));
+        };
+        let (current, owner): (i64, String) =
+            (row.try_get("version_id")?, row.try_get("hospital_id")?);
+        if owner != actor.hospital_id {
+            drop(tx);
+            return Err(self
+                .deny(actor, &format!("{rt}/{id}"), &owner, "update")
+                .await);
+        }
+        if let Some(expected) = if_match
+            && expected != current
+        {
+            return Err(RecordError::VersionConflict {
+                target: format!("{rt}/{id}"),
+                expected,
+                current,
+            });
+        }
+        resolve(&mut tx, &actor.hospital_id, &refs).await?;
+        let version = current + 1;
+        stamp(&mut resource, id, version, now);
+        let content = Value::Object(resource);
+        let text = content.to_string();
+        sqlx::query(
+            "UPDATE fhir_resources SET version_id = $1, last_updated = $2, patient_ref = $3, content = $4 \
+             WHERE resource_type = $5 AND id = $6",
+        )
+        .bind(version)
+        .bind(now)
+        .bind(&index.patient)
+        .bind(&text)
+        .bind(rt.as_str())
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query("DELETE FROM fhir_search_index WHERE resource_type = $1 AND id = $2")
+            .bind(rt.as_str())
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        write_version(&mut tx, actor, rt, id, version, now, &index, &text).await?;
+        AuditLog::append_in(
+            &mut tx,
+            AuditEvent {
+                actor: actor.subject.clone(),
+                action: "records.updated".into(),
+                target: format!("{rt}/{id}"),
+                hospital_id: Some(actor.hospital_id.clone()),
+                details: json!({ "version": version, "patient": index.patient }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Stored {
+            resource_type: rt,
+            id: id.to_owned(),
+            version_id: version,
+            last_updated: now,
+            hospital_id: actor.hospital_id.clone(),
+            resource: content,
+        })
+    }
+
+    /// Record a refused access in the audit trail; the error to return.
+    async fn deny(
+        &self,
+        actor: &Actor,
+        target: &str,
+        owner: &str,
+        interaction: &str,
+    ) -> RecordError {
+        let event = AuditEvent {
+            actor: actor.subject.clone(),
+            action: "records.access_denied".into(),
+            target: target.to_owned(),
+            hospital_id: Some(owner.to_owned()),
+            details: json!({
+                "caller_hospital": actor.hospital_id,
+                "interaction": interaction,
+                "reason": "the record belongs to another hospital and no consent or consultation grants access",
+            }),
+        };
+        if let Err(e) = AuditLog::new(self.db.clone()).append(event).await {
+            return e.into();
+        }
+        RecordError::Forbidden(format!(
+            "{target} belongs to another hospital; reading it needs the patient's consent or a consultation (not yet available)"
+        ))
+    }
+
+    /// The current version, if the caller's hospital owns it.
+    pub async fn read(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        id: &str,
+    ) -> Result<Stored, RecordError> {
+        let row = sqlx::query(
+            "SELECT resource_type, id, version_id, last_updated, hospital_id, content FROM fhir_resources \
+             WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(rt.as_str())
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| RecordError::NotFound(format!("{rt}/{id}")))?;
+        let stored = stored_from_row(&row)?;
+        self.check_owner(actor, &stored, "read").await?;
+        Ok(stored)
+    }
+
+    async fn check_owner(
+        &self,
+        actor: &Actor,
+        s: &Stored,
+        interaction: &str,
+    ) -> Result<(), RecordError> {
+        if s.hospital_id == actor.hospital_id {
+            return Ok(());
+        }
+        Err(self
+            .deny(
+                actor,
+                &format!("{}/{}", s.resource_type, s.id),
+                &s.hospital_id,
+                interaction,
+            )
+            .await)
+    }
+
+    /// One version, if the caller's hospital owns the resource.
+    pub async fn vread(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        id: &str,
+        version: i64,
+    ) -> Result<Stored, RecordError> {
+        let row = sqlx::query(
+            "SELECT resource_type, id, version_id, last_updated, hospital_id, content FROM fhir_history \
+             WHERE resource_type = $1 AND id = $2 AND version_id = $3",
+        )
+        .bind(rt.as_str())
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| RecordError::NotFound(format!("{rt}/{id}/_history/{version}")))?;
+        let stored = stored_from_row(&row)?;
+        self.check_owner(actor, &stored, "vread").await?;
+        Ok(stored)
+    }
+
+    /// Every version, newest first.
+    pub async fn history(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        id: &str,
+    ) -> Result<Vec<Stored>, RecordError> {
+        let rows = sqlx::query(
+            "SELECT resource_type, id, version_id, last_updated, hospital_id, content FROM fhir_history \
+             WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC",
+        )
+        .bind(rt.as_str())
+        .bind(id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let versions = rows
+            .iter()
+            .map(stored_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = versions.first() else {
+            return Err(RecordError::NotFound(format!("{rt}/{id}")));
+        };
+        self.check_owner(actor, first, "history").await?;
+        Ok(versions)
+    }
+
+    /// Resources of `rt` owned by the caller's hospital matching `q`,
+    /// oldest change first.
+    pub async fn search(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        q: &SearchQuery,
+    ) -> Result<Page, RecordError> {
+        let mut binds = vec![
+            Bind::Text(rt.as_str().into()),
+            Bind::Text(actor.hospital_id.clone()),
+        ];
+        let mut clauses = vec![
+            "r.resource_type = $1".to_owned(),
+            "r.hospital_id = $2".to_owned(),
+        ];
+        let bind = |b: Bind, binds: &mut Vec<Bind>| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        for id in &q.ids {
+            let p = bind(Bind::Text(id.clone()), &mut binds);
+            clauses.push(format!("r.id = {p}"));
+        }
+        for patient in &q.patients {
+            let p = bind(Bind::Text(patient.clone()), &mut binds);
+            clauses.push(format!("r.patient_ref = {p}"));
+        }
+        for (kind, list) in [("identifier", &q.identifiers), ("code", &q.codes)] {
+            for (system, value) in list {
+                let v = bind(Bind::Text(value.clone()), &mut binds);
+                let mut c = format!(
+                    "EXISTS (SELECT 1 FROM fhir_search_index i WHERE i.resource_type = r.resource_type \
+                     AND i.id = r.id AND i.kind = '{kind}' AND i.value = {v}"
+                );
+                if let Some(system) = system {
+                    let s = bind(Bind::Text(system.clone()), &mut binds);
+                    c.push_str(&format!(" AND i.system = {s}"));
+                }
+                c.push(')');
+                clauses.push(c);
+            }
+        }
+        for (prefix, lo, hi) in &q.dates {
+            let l = bind(Bind::Int(*lo), &mut binds);
+            let h = bind(Bind::Int(*hi), &mut binds);
+            let cond = range_condition(*prefix, "i.date_start", "i.date_end", &l, &h);
+            clauses.push(format!(
+                "EXISTS (SELECT 1 FROM fhir_search_index i WHERE i.resource_type = r.resource_type \
+                 AND i.id = r.id AND i.kind = 'date' AND {cond})"
+            ));
+        }
+        for (prefix, lo, hi) in &q.last_updated {
+            let l = bind(Bind::Int(*lo), &mut binds);
+            let h = bind(Bind::Int(*hi), &mut binds);
+            clauses.push(range_condition(
+                *prefix,
+                "r.last_updated",
+                "r.last_updated",
+                &l,
+                &h,
+            ));
+        }
+        let filter = clauses.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) AS n FROM fhir_resources r WHERE {filter}");
+        let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
+        for b in &binds {
+            count = match b {
+                Bind::Text(s) => count.bind(s.clone()),
+                Bind::Int(n) => count.bind(*n),
+            };
+        }
+        let total: i64 = count.fetch_one(&self.db.pool).await?.try_get("n")?;
+        let page_sql = format!(
+            "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.hospital_id, r.content \
+             FROM fhir_resources r WHERE {filter} ORDER BY r.last_updated, r.id LIMIT ${} OFFSET ${}",
+            binds.len() + 1,
+            binds.len() + 2
+        );
+        let mut page = sqlx::query(sqlx::AssertSqlSafe(page_sql));
+        for b in &binds {
+            page = match b {
+                Bind::Text(s) => page.bind(s.clone()),
+                Bind::Int(n) => page.bind(*n),
+            };
+        }
+        let rows = page
+            .bind(q.count)
+            .bind(q.offset)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let entries = rows
+            .iter()
+            .map(stored_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = q.offset + q.count;
+        Ok(Page {
+            total,
+            entries,
+            next_offset: (q.count > 0 && next < total).then_some(next),
+        })
+    }
+}
+
+/// The SQL condition of a date prefix, for a target range [lo_col, hi_col]
+/// and a parameter range [$l, $h] (FHIR R4 search, 3.1.1.4.4).
+fn range_condition(prefix: Prefix, lo_col: &str, hi_col: &str, l: &str, h: &str) -> String {
+    match prefix {
+        Prefix::Eq => format!("{lo_col} >= {l} AND {hi_col} <= {h}"),
+        Prefix::Ge => format!("{hi_col} >= {l}"),
+        Prefix::Le => format!("{lo_col} <= {h}"),
+        Prefix::Gt => format!("{hi_col} > {h}"),
+        Prefix::Lt => format!("{lo_col} < {l}"),
+    }
+}
+
+/// Set the server-owned `id` and `meta` elements.
+fn stamp(resource: &mut Map<String, Value>, id: &str, version: i64, now: i64) {
+    resource.insert("id".into(), Value::String(id.to_owned()));
+    let meta = resource
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    if let Some(m) = meta.as_object_mut() {
+        m.insert("versionId".into(), Value::String(version.to_string()));
+        m.insert("lastUpdated".into(), Value::String(rfc3339(now)));
+    }
+}
+
+/// Every relative reference must name a resource of the caller's hospital.
+async fn resolve(tx: &mut WriteTx, hospital: &str, refs: &[Reference]) -> Result<(), RecordError> {
+    let mut seen = BTreeSet::new();
+    for r in refs {
+        if !seen.insert((r.resource_type, r.id.clone())) {
+            continue;
+        }
+        let found = sqlx::query(
+            "SELECT 1 AS one FROM fhir_resources WHERE resource_type = $1 AND id = $2 AND hospital_id = $3",
+        )
+        .bind(r.resource_type.as_str())
+        .bind(&r.id)
+        .bind(hospital)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if found.is_none() {
+            return Err(RecordError::UnresolvedReference(format!(
+                "{}: {}/{} does not exist in this hospital's records",
+                r.path, r.resource_type, r.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Insert the history row and the search index of one version.
+#[allow(clippy::too_many_arguments)]
+async fn write_version(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    rt: ResourceType,
+    id: &str,
+    version: i64,
+    now: i64,
+    index: &IndexEntries,
+    text: &str,
+) -> Result<(), RecordError> {
+    sqlx::query(
+        "INSERT INTO fhir_history (resource_type, id, version_id, last_updated, hospital_id, patient_ref, content, written_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(rt.as_str())
+    .bind(id)
+    .bind(version)
+    .bind(now)
+    .bind(&actor.hospital_id)
+    .bind(&index.patient)
+    .bind(text)
+    .bind(&actor.subject)
+    .execute(&mut *tx.tx)
+    .await?;
+    let tokens = index
+        .identifiers
+        .iter()
+        .map(|t| ("identifier", t))
+        .chain(index.codes.iter().map(|t| ("code", t)));
+    for (kind, (system, value)) in tokens {
+        sqlx::query(
+            "INSERT INTO fhir_search_index (resource_type, id, kind, system, value) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(rt.as_str())
+        .bind(id)
+        .bind(kind)
+        .bind(system)
+        .bind(value)
+        .execute(&mut *tx.tx)
+        .await?;
+    }
+    for (lo, hi) in &index.dates {
+        sqlx::query(
+            "INSERT INTO fhir_search_index (resource_type, id, kind, date_start, date_end) VALUES ($1, $2, 'date', $3, $4)",
+        )
+        .bind(rt.as_str())
+        .bind(id)
+        .bind(*lo)
+        .bind(*hi)
+        .execute(&mut *tx.tx)
+        .await?;
+    }
+    Ok(())
+}
