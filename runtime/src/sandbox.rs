@@ -39,6 +39,9 @@ impl CallState {
     }
 }
 
+/// Guest computation beyond this, within one call, is throttled.
+const LONG_RUNNING: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A plugin called a capability it requested but was not granted.
 #[derive(Debug, thiserror::Error)]
 #[error("the plugin was not granted the `{0}` capability")]
@@ -179,8 +182,17 @@ pub fn new_store(
     // never starves other calls, and traps once the deadline has passed.
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx: StoreContextMut<'_, CallState>| {
-        if tokio::time::Instant::now() >= ctx.data().deadline {
+        let state = ctx.data();
+        if tokio::time::Instant::now() >= state.deadline {
             Err(wasmtime::Error::new(DeadlineExceeded))
+        } else if state.ctx.started.elapsed() >= LONG_RUNNING {
+            // A call still computing after this long gets at most half a
+            // core: it sleeps one tick for every tick it runs, so spinning
+            // plugins cannot starve other calls or the database.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(crate::config::EPOCH_TICK)),
+            ))
         } else {
             Ok(UpdateDeadline::Yield(1))
         }
