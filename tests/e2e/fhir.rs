@@ -638,6 +638,34 @@ async fn bad_records_are_refused_and_nothing_is_written() {
         "a refused write stored something"
     );
 
+    // A body that is not FHIR JSON, and an If-Match that is not a version.
+    let r = server
+        .client
+        .post(format!("{}/fhir/R4/Patient", server.base))
+        .bearer_auth(&doctor)
+        .header("content-type", "application/xml")
+        .body("<Patient xmlns=\"http://hl7.org/fhir\"/>")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 415);
+    let r = call(
+        &server,
+        "PUT",
+        &format!("/Patient/{pid}"),
+        Some(&doctor),
+        Some(json!({"resourceType": "Patient", "id": pid}).to_string()),
+        Some("latest"),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.issue().1.contains("If-Match"));
+    assert_eq!(
+        stored_rows(&server).await,
+        before,
+        "a refused write stored something"
+    );
+
     // Bad searches and reads.
     let r = call(
         &server,
