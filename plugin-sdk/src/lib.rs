@@ -89,6 +89,7 @@ pub mod identity;
 pub mod kv;
 pub mod log;
 pub mod random;
+pub mod records;
 
 pub use error::Error;
 pub use http::{Request, Response};
