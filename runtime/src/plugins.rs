@@ -16,6 +16,7 @@ use crate::bindings::PluginPre;
 use crate::capabilities::{Capability, ImportKind, resolve_import};
 use crate::engine::{PluginEngine, digest};
 pub use crate::governance::manifest::{Description, Manifest, PluginKind};
+use crate::records::scopes::RecordGrant;
 use crate::sandbox::CallState;
 
 /// Largest component file accepted.
@@ -57,6 +58,8 @@ pub struct LoadedPlugin {
     /// SHA-256 of the component.
     pub digest: String,
     pub granted: BTreeSet<Capability>,
+    /// The data scopes and purposes granted within `records`.
+    pub records: Arc<RecordGrant>,
     pub pre: PluginPre<CallState>,
 }
 
@@ -222,7 +225,17 @@ pub fn prepare(
     bytes: &[u8],
 ) -> Result<LoadedPlugin, LoadError> {
     let granted = manifest.requested();
-    prepare_granted(engine, manifest, bytes, granted)
+    let records = RecordGrant::from_grants(
+        manifest
+            .capabilities
+            .iter()
+            .filter(|c| c.capability == Capability::Records)
+            .flat_map(|c| c.scopes.iter().map(|s| format!("records:{s}")))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    prepare_granted(engine, manifest, bytes, granted, records)
 }
 
 /// Like [`prepare`], for a reviewed version: every import must have been
@@ -233,6 +246,7 @@ pub fn prepare_granted(
     manifest: Manifest,
     bytes: &[u8],
     granted: BTreeSet<Capability>,
+    records: RecordGrant,
 ) -> Result<LoadedPlugin, LoadError> {
     let digest = digest(bytes);
     let component = engine.load_component(bytes, &digest)?;
@@ -274,6 +288,7 @@ pub fn prepare_granted(
         manifest,
         digest,
         granted,
+        records: Arc::new(records),
         pre,
     })
 }

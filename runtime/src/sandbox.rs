@@ -13,6 +13,7 @@ use crate::capabilities::identity::CallContext;
 use crate::capabilities::kv::KvScope;
 use crate::config::Limits;
 use crate::plugins::LoadedPlugin;
+use crate::records::scopes::RecordGrant;
 
 /// Everything a capability may read during one call.
 pub struct CallState {
@@ -26,6 +27,8 @@ pub struct CallState {
     pub deadline: tokio::time::Instant,
     /// Capabilities the review granted; linked but ungranted ones refuse.
     pub granted: BTreeSet<Capability>,
+    /// The data scopes and purposes of the `records` grant.
+    pub records_grant: Arc<RecordGrant>,
 }
 
 impl CallState {
@@ -175,6 +178,7 @@ pub fn new_store(
         limiter: CallLimiter::new(limits),
         deadline,
         granted,
+        records_grant: Arc::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -211,6 +215,7 @@ pub async fn call_http(
 ) -> Result<Response, CallError> {
     let pre = &plugin.pre;
     let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
+    store.data_mut().records_grant = plugin.records.clone();
     let deadline = store.data().deadline;
     let limit_ms = limits.deadline.as_millis();
     let run = async {
@@ -250,6 +255,7 @@ pub async fn call_activate(
 ) -> Result<Result<(), String>, CallError> {
     let pre = &plugin.pre;
     let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
+    store.data_mut().records_grant = plugin.records.clone();
     let deadline = store.data().deadline;
     let run = async {
         let instance: Plugin = pre

@@ -10,4 +10,6 @@ mod identity;
 mod identity_wit;
 mod plugins;
 mod postgres;
+mod records_access;
+mod records_plugin;
 mod sandbox;

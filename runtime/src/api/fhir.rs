@@ -19,7 +19,8 @@ use crate::governance::audit::rfc3339;
 use crate::identity::{Role, principal_from_headers};
 use crate::records::validate::parse_body;
 use crate::records::{
-    Actor, BHYT_SYSTEM, CCCD_SYSTEM, RecordError, ResourceType, SearchQuery, Stored,
+    Actor, ActorKind, BHYT_SYSTEM, CCCD_SYSTEM, Purpose, RecordError, ResourceType, SearchQuery,
+    Stored,
 };
 
 /// The FHIR content type.
@@ -28,6 +29,7 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 /// The `/fhir/R4` routes.
 pub fn routes() -> Router<Arc<Runtime>> {
     Router::new()
+        .route("/fhir/R4", axum::routing::post(transaction))
         .route("/fhir/R4/metadata", get(metadata))
         .route("/fhir/R4/{type}", get(search).post(create))
         .route("/fhir/R4/{type}/{id}", get(read).put(update))
@@ -82,6 +84,7 @@ impl From<RecordError> for FhirError {
                 Self::new(StatusCode::PRECONDITION_FAILED, "conflict", message)
             }
             RecordError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            RecordError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
             RecordError::BadSearch(_) => Self::new(StatusCode::BAD_REQUEST, "invalid", message),
             RecordError::Database(_) | RecordError::Audit(_) => {
                 tracing::error!(detail = %message, "records error");
@@ -155,15 +158,40 @@ async fn staff(rt: &Runtime, headers: &HeaderMap) -> Result<Actor, FhirError> {
         .iter()
         .any(|r| p.has_role(*r));
     match (&p.hospital_id, staff_role) {
-        (Some(h), true) => Ok(Actor {
-            subject: p.subject,
-            hospital_id: h.clone(),
-        }),
+        (Some(h), true) => {
+            let mut actor = Actor::staff(p.subject.clone(), h.clone());
+            // Service clients are integrations: their own hospital only.
+            if !p.has_role(Role::Practitioner) && !p.has_role(Role::HospitalAdmin) {
+                actor.kind = ActorKind::System;
+            }
+            actor.name = Some(p.name);
+            actor.purpose = purpose_of_use(headers)?;
+            Ok(actor)
+        }
         _ => Err(FhirError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "health records are open to a hospital's practitioners, admins and services only (citizen access comes with consent)",
         )),
+    }
+}
+
+/// The purpose of use a request declares in `X-Purpose-Of-Use` (a name
+/// such as `treatment` or an HL7 code such as `TREAT`); treatment when absent.
+fn purpose_of_use(headers: &HeaderMap) -> Result<Purpose, FhirError> {
+    match headers.get("x-purpose-of-use") {
+        None => Ok(Purpose::Treatment),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| {
+                FhirError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "X-Purpose-Of-Use must be treatment (TREAT), payment (HPAYMT) or public-health (PUBHLTH)",
+                )
+            }),
     }
 }
 
@@ -297,6 +325,7 @@ async fn metadata(State(rt): State<Arc<Runtime>>) -> Response {
             "format": ["application/fhir+json", "json"],
             "rest": [{
                 "mode": "server",
+                "interaction": [{ "code": "transaction" }],
                 "documentation": format!(
                     "Records belong to the hospital that wrote them. Identifier systems: citizen ID {CCCD_SYSTEM} (12 digits), social-insurance health ID {BHYT_SYSTEM} (10 digits)."
                 ),
@@ -327,6 +356,33 @@ async fn create(
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
+}
+
+/// `POST /fhir/R4` with a `transaction` Bundle: all entries or none.
+async fn transaction(
+    State(rt): State<Arc<Runtime>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FhirError> {
+    let actor = staff(&rt, &headers).await?;
+    check_content_type(&headers)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            "the body is not UTF-8",
+        )
+    })?;
+    let bundle: Value = serde_json::from_str(text).map_err(|e| {
+        FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let entries = crate::records::transaction::parse(&bundle)?;
+    let response = rt.records.transaction(&actor, entries, None).await?;
+    Ok(fhir_json(StatusCode::OK, &response))
 }
 
 async fn read(
@@ -448,6 +504,17 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The decoded `name=value` pairs of a query string, in order.
+pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
 /// Percent-encode a query component.
 fn encode(s: &str) -> String {
     s.bytes()
@@ -468,16 +535,7 @@ async fn search(
 ) -> Result<Response, FhirError> {
     let actor = staff(&rt, &headers).await?;
     let ty = resource_type(&ty)?;
-    let params: Vec<(String, String)> = raw
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect();
+    let params = query_pairs(raw.as_deref().unwrap_or(""));
     let q = SearchQuery::parse(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let page = rt.records.search(&actor, ty, &q).await?;
     let base = base(&rt);

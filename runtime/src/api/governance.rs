@@ -231,6 +231,13 @@ fn version_view(v: &crate::governance::registry::PluginVersion) -> Value {
         grants
             .iter()
             .map(|g| {
+                // Records scopes each get their own plain words.
+                if let Some(scope) = g.strip_prefix("records:") {
+                    let meaning = scope
+                        .parse::<crate::records::scopes::ScopeEntry>()
+                        .map_or_else(|e| e, |e| format!("health records: {}", e.describe()));
+                    return json!({ "capability": g, "meaning": meaning });
+                }
                 let cap = grant_capabilities(std::slice::from_ref(g)).into_iter().next();
                 json!({ "capability": g, "meaning": cap.map(|c| c.describe()).unwrap_or("unknown capability") })
             })

@@ -1,5 +1,6 @@
 //! HTTP routes: health, metrics, the JSON API and plugin routes.
 
+mod consent;
 mod error;
 pub mod fhir;
 mod governance;
@@ -45,6 +46,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(crate::identity::routes())
         .merge(governance::routes())
         .merge(fhir::routes())
+        .merge(consent::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

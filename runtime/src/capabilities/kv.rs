@@ -290,6 +290,13 @@ impl CallState {
     }
 }
 
+impl KvScope {
+    /// The database behind this scope (the records capability shares it).
+    pub fn database(&self) -> &Database {
+        &self.store.db
+    }
+}
+
 impl Host for CallState {
     #[instrument(level = "debug", skip_all, fields(plugin = %self.kv.plugin, hospital = %self.kv.hospital))]
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, WitError>> {

@@ -8,6 +8,7 @@ pub mod identity;
 pub mod kv;
 pub mod log;
 pub mod random;
+pub mod records;
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,16 +32,18 @@ pub enum Capability {
     Random,
     Kv,
     Identity,
+    Records,
 }
 
 impl Capability {
     /// Every capability this runtime implements.
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Self::Log,
         Self::Clock,
         Self::Random,
         Self::Kv,
         Self::Identity,
+        Self::Records,
     ];
 
     /// The WIT interface name, e.g. `kv`.
@@ -51,6 +54,7 @@ impl Capability {
             Self::Random => "random",
             Self::Kv => "kv",
             Self::Identity => "identity",
+            Self::Records => "records",
         }
     }
 
@@ -64,6 +68,9 @@ impl Capability {
                 "store its own data for each hospital (private key-value storage with a quota)"
             }
             Self::Identity => "know which hospital it serves and who is calling",
+            Self::Records => {
+                "read or write patients' health records (FHIR), within the data scopes and purposes listed, every access checked and audited"
+            }
         }
     }
 
@@ -75,6 +82,7 @@ impl Capability {
             Self::Random => platform::random::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Kv => platform::kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Identity => platform::identity::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Records => platform::records::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
         }
     }
 }
@@ -92,7 +100,9 @@ impl FromStr for Capability {
             .into_iter()
             .find(|c| c.name() == s)
             .ok_or_else(|| {
-                format!("unknown capability `{s}` (known: log, clock, random, kv, identity)")
+                format!(
+                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records)"
+                )
             })
     }
 }

@@ -78,7 +78,17 @@ impl CapabilityRequest {
     /// What granting this request lets the plugin do, in plain words for reviewers.
     pub fn describe(&self) -> String {
         let mut text = format!("{}: {}", self.capability, self.capability.describe());
-        if !self.scopes.is_empty() {
+        if self.capability == Capability::Records {
+            let words: Vec<String> = self
+                .scopes
+                .iter()
+                .map(|s| match s.parse::<crate::records::scopes::ScopeEntry>() {
+                    Ok(e) => format!("{} (`{s}`)", e.describe()),
+                    Err(e) => e,
+                })
+                .collect();
+            text.push_str(&format!(": {}", words.join("; ")));
+        } else if !self.scopes.is_empty() {
             text.push_str(&format!(" (only: {})", self.scopes.join(", ")));
         }
         text
@@ -356,6 +366,9 @@ fn parse_capabilities(entries: &[String]) -> Result<Vec<CapabilityRequest>, Mani
             }
         }
     }
+    if let Some(r) = out.iter().find(|r| r.capability == Capability::Records) {
+        crate::records::scopes::check_request(&r.scopes).map_err(|e| field("capabilities", e))?;
+    }
     Ok(out)
 }
 
@@ -515,7 +528,17 @@ greeting = "Xin chào"
             (
                 r#"capabilities = ["records:patient/Observation.rs"]"#,
                 "",
-                "unknown capability",
+                "purposes of use",
+            ),
+            (
+                r#"capabilities = ["records:purpose=treatment", "records:user/Observation.rsx"]"#,
+                "",
+                "letters of `cruds`",
+            ),
+            (
+                r#"capabilities = ["records"]"#,
+                "",
+                "must name its data scopes",
             ),
             (r#"capabilities = ["kv", "kv"]"#, "", "listed twice"),
             (r#"capabilities = ["kv", "kv:a"]"#, "", "with and without"),

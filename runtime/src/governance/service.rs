@@ -23,6 +23,7 @@ use crate::capabilities::Capability;
 use crate::capabilities::identity::{CallContext, Directory, Tier};
 use crate::engine::PluginEngine;
 use crate::plugins::{LoadedPlugin, prepare_granted};
+use crate::records::scopes::RecordGrant;
 use crate::secrets::{MasterKey, PlatformSigner};
 
 /// How often every node checks whether governance changed elsewhere.
@@ -246,10 +247,11 @@ impl Governance {
         let component = self.registry.component(version_id).await?;
         let manifest = Manifest::parse_structure(&version.manifest)
             .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
+        let records = RecordGrant::from_grants(granted.iter().map(String::as_str));
         let granted = grant_capabilities(granted);
         let engine = self.engine.clone();
         let plugin = tokio::task::spawn_blocking(move || {
-            prepare_granted(&engine, manifest, &component, granted)
+            prepare_granted(&engine, manifest, &component, granted, records)
         })
         .await
         .map_err(|e| GovernanceError::Invalid(format!("loader task failed: {e}")))?

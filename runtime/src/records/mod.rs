@@ -1,15 +1,20 @@
 //! Health records: FHIR R4 resources (JSON) owned by the hospital that
 //! wrote them, validated on write, versioned, searchable. The `/fhir/R4`
-//! API (`crate::api::fhir`) is the first user; the `records` WIT capability
-//! will be the second.
+//! API (`crate::api::fhir`) and the `records` WIT capability
+//! (`crate::capabilities::records`) both go through [`RecordStore`]; who may
+//! read across hospitals is decided in [`access`].
 
+pub mod access;
+pub mod scopes;
 mod store;
+pub mod transaction;
 pub mod validate;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use store::{Actor, Page, RecordStore, SearchQuery, Stored};
+pub use scopes::Purpose;
+pub use store::{Actor, ActorKind, Admit, Page, RecordStore, SearchQuery, Stored};
 
 /// Identifier system of the citizen ID (Căn cước công dân, 12 digits).
 pub const CCCD_SYSTEM: &str = "https://vneid.gov.vn/cccd";
@@ -105,6 +110,8 @@ pub enum RecordError {
     },
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("invalid search: {0}")]
     BadSearch(String),
     #[error("records storage error: {0}")]

@@ -3,23 +3,61 @@
 //! `fhir_search_index`, with the owning hospital's access rule and the
 //! audit trail.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::access::{self, AccessEntry, Basis, PatientKeys};
+use super::scopes::Purpose;
 use super::validate::{self, IndexEntries, Reference};
-use super::{RecordError, ResourceType, date_range};
+use super::{BHYT_SYSTEM, CCCD_SYSTEM, RecordError, ResourceType, date_range};
 use crate::db::{Database, WriteTx};
 use crate::governance::audit::{AuditEvent, AuditLog, rfc3339};
 
-/// Who acts on the records: a principal's subject and their hospital.
+/// How the caller reaches records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActorKind {
+    /// A practitioner or admin of `hospital_id`: that hospital's records,
+    /// and another's with the patient's consent or a consultation.
+    Staff,
+    /// An integration acting for `hospital_id` (a service client, or a
+    /// plugin's `system/` scope): that hospital's records only.
+    System,
+    /// A citizen: only records of `hospital_id` about themselves.
+    Citizen(PatientKeys),
+}
+
+/// Who acts on the records, for which hospital and why.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub subject: String,
+    /// Display name, for the citizen's access log.
+    pub name: Option<String>,
     pub hospital_id: String,
+    pub kind: ActorKind,
+    pub purpose: Purpose,
+    /// The plugin acting, when the call comes through one.
+    pub plugin: Option<String>,
 }
+
+impl Actor {
+    /// Staff of `hospital_id` acting for treatment, outside any plugin.
+    pub fn staff(subject: impl Into<String>, hospital_id: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            name: None,
+            hospital_id: hospital_id.into(),
+            kind: ActorKind::Staff,
+            purpose: Purpose::Treatment,
+            plugin: None,
+        }
+    }
+}
+
+/// A filter on the resources a call may see (a plugin's scope constraints).
+pub type Admit<'a> = Option<&'a (dyn Fn(&Value) -> bool + Send + Sync)>;
 
 /// One stored version of a resource.
 #[derive(Debug, Clone)]
@@ -30,6 +68,8 @@ pub struct Stored {
     /// Milliseconds since the epoch.
     pub last_updated: i64,
     pub hospital_id: String,
+    /// The patient it is about, `Patient/<id>`.
+    pub patient_ref: Option<String>,
     /// The resource, `id` and `meta` included.
     pub resource: Value,
 }
@@ -61,6 +101,8 @@ enum Prefix {
 pub struct SearchQuery {
     ids: Vec<String>,
     patients: Vec<String>,
+    /// `patient.identifier`: (system, value) of the patient's identifier.
+    patient_identifiers: Vec<(Option<String>, String)>,
     /// (system, value); `None` system matches any.
     identifiers: Vec<(Option<String>, String)>,
     codes: Vec<(Option<String>, String)>,
@@ -102,6 +144,11 @@ fn number(name: &str, v: &str, max: i64) -> Result<i64, RecordError> {
 }
 
 impl SearchQuery {
+    /// Also require a code or category `token` (`code` or `system|code`).
+    pub fn require_code(&mut self, token_text: &str) {
+        self.codes.push(token(token_text));
+    }
+
     /// Parse query parameters. Unknown parameters are refused, so a
     /// misspelt one never silently widens a search.
     pub fn parse<'a>(
@@ -127,6 +174,7 @@ impl SearchQuery {
                     }
                     q.patients.push(p);
                 }
+                "patient.identifier" | "subject.identifier" => q.patient_identifiers.push(token(v)),
                 "identifier" => q.identifiers.push(token(v)),
                 "code" => q.codes.push(token(v)),
                 "date" => q.dates.push(prefixed_date(name, v)?),
@@ -136,7 +184,7 @@ impl SearchQuery {
                 "_format" | "_pretty" => {}
                 other => {
                     return Err(RecordError::BadSearch(format!(
-                        "unsupported search parameter `{other}` (supported: _id, patient, subject, identifier, code, date, _lastUpdated, _count, _offset)"
+                        "unsupported search parameter `{other}` (supported: _id, patient, subject, patient.identifier, subject.identifier, identifier, code, date, _lastUpdated, _count, _offset)"
                     )));
                 }
             }
@@ -156,11 +204,10 @@ pub struct RecordStore {
     db: Database,
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use super::access::now_millis;
+
+const COLUMNS: &str =
+    "resource_type, id, version_id, last_updated, hospital_id, patient_ref, content";
 
 fn stored_from_row(row: &AnyRow) -> Result<Stored, RecordError> {
     let rt: String = row.try_get("resource_type")?;
@@ -171,6 +218,7 @@ fn stored_from_row(row: &AnyRow) -> Result<Stored, RecordError> {
         version_id: row.try_get("version_id")?,
         last_updated: row.try_get("last_updated")?,
         hospital_id: row.try_get("hospital_id")?,
+        patient_ref: row.try_get("patient_ref")?,
         resource: serde_json::from_str(&content).map_err(|e| RecordError::Invalid {
             path: "stored".into(),
             message: format!("stored resource is unreadable: {e}"),
@@ -178,9 +226,212 @@ fn stored_from_row(row: &AnyRow) -> Result<Stored, RecordError> {
     })
 }
 
+/// A write inside a transaction, before its references are resolved.
+pub(crate) struct Written {
+    pub stored: Stored,
+    pub refs: Vec<Reference>,
+    pub created: bool,
+}
+
+/// Validate and insert a new resource as version 1 within `tx`, audited.
+/// References are not resolved here.
+pub(crate) async fn insert_in(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    rt: ResourceType,
+    id: &str,
+    mut resource: Map<String, Value>,
+    now: i64,
+) -> Result<Written, RecordError> {
+    stamp(&mut resource, id, 1, now);
+    let (refs, index) = validate::validate(rt, &resource)?;
+    let content = Value::Object(resource);
+    let text = content.to_string();
+    sqlx::query(
+        "INSERT INTO fhir_resources (resource_type, id, version_id, last_updated, hospital_id, patient_ref, content) \
+         VALUES ($1, $2, 1, $3, $4, $5, $6)",
+    )
+    .bind(rt.as_str())
+    .bind(id)
+    .bind(now)
+    .bind(&actor.hospital_id)
+    .bind(&index.patient)
+    .bind(&text)
+    .execute(&mut *tx.tx)
+    .await?;
+    write_version(tx, actor, rt, id, 1, now, &index, &text).await?;
+    AuditLog::append_in(tx, write_event(actor, "records.created", rt, id, 1, &index)).await?;
+    Ok(Written {
+        stored: Stored {
+            resource_type: rt,
+            id: id.to_owned(),
+            version_id: 1,
+            last_updated: now,
+            hospital_id: actor.hospital_id.clone(),
+            patient_ref: index.patient,
+            resource: content,
+        },
+        refs,
+        created: true,
+    })
+}
+
+fn write_event(
+    actor: &Actor,
+    action: &str,
+    rt: ResourceType,
+    id: &str,
+    version: i64,
+    index: &IndexEntries,
+) -> AuditEvent {
+    let mut details = json!({ "version": version, "patient": index.patient });
+    if let Some(plugin) = &actor.plugin {
+        details["plugin"] = json!(plugin);
+        details["purpose"] = json!(actor.purpose.as_str());
+    }
+    AuditEvent {
+        actor: actor.subject.clone(),
+        action: action.into(),
+        target: format!("{rt}/{id}"),
+        hospital_id: Some(actor.hospital_id.clone()),
+        details,
+    }
+}
+
+/// How [`replace_in`] ended when it wrote nothing.
+pub(crate) enum NotReplaced {
+    /// The resource belongs to this other hospital.
+    OwnedBy(String),
+    Error(RecordError),
+}
+
+impl From<RecordError> for NotReplaced {
+    fn from(e: RecordError) -> Self {
+        Self::Error(e)
+    }
+}
+
+impl From<sqlx::Error> for NotReplaced {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Error(e.into())
+    }
+}
+
+/// Validate and write a new version of an existing resource within `tx`,
+/// audited. References are not resolved here.
+pub(crate) async fn replace_in(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    rt: ResourceType,
+    id: &str,
+    mut resource: Map<String, Value>,
+    if_match: Option<i64>,
+    now: i64,
+) -> Result<Written, NotReplaced> {
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(RecordError::Invalid {
+                path: format!("{rt}.id"),
+                message: format!("the body's id `{body_id}` differs from the URL's `{id}`"),
+            }
+            .into());
+        }
+        None => {
+            return Err(RecordError::Invalid {
+                path: format!("{rt}.id"),
+                message: "an update must carry the resource's id".into(),
+            }
+            .into());
+        }
+    }
+    // Validate with a placeholder version; the real one is known below.
+    stamp(&mut resource, id, 0, now);
+    let (refs, index) = validate::validate(rt, &resource)?;
+    // A write first: it locks the row (PostgreSQL) before it is read.
+    let row = sqlx::query(
+        "UPDATE fhir_resources SET version_id = version_id WHERE resource_type = $1 AND id = $2 \
+         RETURNING version_id, hospital_id",
+    )
+    .bind(rt.as_str())
+    .bind(id)
+    .fetch_optional(&mut *tx.tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(RecordError::NotFound(format!("{rt}/{id}")).into());
+    };
+    let (current, owner): (i64, String) = (row.try_get("version_id")?, row.try_get("hospital_id")?);
+    if owner != actor.hospital_id {
+        return Err(NotReplaced::OwnedBy(owner));
+    }
+    if let Some(expected) = if_match
+        && expected != current
+    {
+        return Err(RecordError::VersionConflict {
+            target: format!("{rt}/{id}"),
+            expected,
+            current,
+        }
+        .into());
+    }
+    let version = current + 1;
+    stamp(&mut resource, id, version, now);
+    let content = Value::Object(resource);
+    let text = content.to_string();
+    sqlx::query(
+        "UPDATE fhir_resources SET version_id = $1, last_updated = $2, patient_ref = $3, content = $4 \
+         WHERE resource_type = $5 AND id = $6",
+    )
+    .bind(version)
+    .bind(now)
+    .bind(&index.patient)
+    .bind(&text)
+    .bind(rt.as_str())
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await?;
+    sqlx::query("DELETE FROM fhir_search_index WHERE resource_type = $1 AND id = $2")
+        .bind(rt.as_str())
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+    write_version(tx, actor, rt, id, version, now, &index, &text).await?;
+    AuditLog::append_in(
+        tx,
+        write_event(actor, "records.updated", rt, id, version, &index),
+    )
+    .await
+    .map_err(RecordError::from)?;
+    Ok(Written {
+        stored: Stored {
+            resource_type: rt,
+            id: id.to_owned(),
+            version_id: version,
+            last_updated: now,
+            hospital_id: actor.hospital_id.clone(),
+            patient_ref: index.patient,
+            resource: content,
+        },
+        refs,
+        created: false,
+    })
+}
+
+/// The decision on one resource a reader found.
+enum Seen {
+    /// Readable, on this basis; `None` when nothing needs logging (a
+    /// citizen reading their own record).
+    Allowed(Option<Basis>),
+    Denied,
+}
+
 impl RecordStore {
     pub fn new(db: Database) -> Self {
         Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Create a resource with a server-assigned id, as version 1.
@@ -188,49 +439,19 @@ impl RecordStore {
         &self,
         actor: &Actor,
         rt: ResourceType,
-        mut resource: Map<String, Value>,
+        resource: Map<String, Value>,
     ) -> Result<Stored, RecordError> {
+        if matches!(actor.kind, ActorKind::Citizen(_)) {
+            return Err(RecordError::Forbidden(
+                "citizens do not write hospital records".into(),
+            ));
+        }
         let id = uuid::Uuid::now_v7().to_string();
-        let now = now_millis();
-        stamp(&mut resource, &id, 1, now);
-        let (refs, index) = validate::validate(rt, &resource)?;
         let mut tx = self.db.begin_write().await?;
-        resolve(&mut tx, &actor.hospital_id, &refs).await?;
-        let content = Value::Object(resource);
-        let text = content.to_string();
-        sqlx::query(
-            "INSERT INTO fhir_resources (resource_type, id, version_id, last_updated, hospital_id, patient_ref, content) \
-             VALUES ($1, $2, 1, $3, $4, $5, $6)",
-        )
-        .bind(rt.as_str())
-        .bind(&id)
-        .bind(now)
-        .bind(&actor.hospital_id)
-        .bind(&index.patient)
-        .bind(&text)
-        .execute(&mut *tx.tx)
-        .await?;
-        write_version(&mut tx, actor, rt, &id, 1, now, &index, &text).await?;
-        AuditLog::append_in(
-            &mut tx,
-            AuditEvent {
-                actor: actor.subject.clone(),
-                action: "records.created".into(),
-                target: format!("{rt}/{id}"),
-                hospital_id: Some(actor.hospital_id.clone()),
-                details: json!({ "version": 1, "patient": index.patient }),
-            },
-        )
-        .await?;
+        let written = insert_in(&mut tx, actor, rt, &id, resource, now_millis()).await?;
+        resolve(&mut tx, &actor.hospital_id, &written.refs).await?;
         tx.commit().await?;
-        Ok(Stored {
-            resource_type: rt,
-            id,
-            version_id: 1,
-            last_updated: now,
-            hospital_id: actor.hospital_id.clone(),
-            resource: content,
-        })
+        Ok(written.stored)
     }
 
     /// Replace a resource's content as a new version; `if_match` names the
@@ -240,105 +461,33 @@ impl RecordStore {
         actor: &Actor,
         rt: ResourceType,
         id: &str,
-        mut resource: Map<String, Value>,
+        resource: Map<String, Value>,
         if_match: Option<i64>,
     ) -> Result<Stored, RecordError> {
-        match resource.get("id").and_then(Value::as_str) {
-            Some(body_id) if body_id == id => {}
-            Some(body_id) => {
-                return Err(RecordError::Invalid {
-                    path: format!("{rt}.id"),
-                    message: format!("the body's id `{body_id}` differs from the URL's `{id}`"),
-                });
-            }
-            None => {
-                return Err(RecordError::Invalid {
-                    path: format!("{rt}.id"),
-                    message: "an update must carry the resource's id".into(),
-                });
-            }
+        if matches!(actor.kind, ActorKind::Citizen(_)) {
+            return Err(RecordError::Forbidden(
+                "citizens do not write hospital records".into(),
+            ));
         }
-        let now = now_millis();
-        // Validate with a placeholder version; the real one is known below.
-        stamp(&mut resource, id, 0, now);
-        let (refs, index) = validate::validate(rt, &resource)?;
         let mut tx = self.db.begin_write().await?;
-        // A write first: it locks the row (PostgreSQL) before it is read.
-        let row = sqlx::query(
-            "UPDATE fhir_resources SET version_id = version_id WHERE resource_type = $1 AND id = $2 \
-             RETURNING version_id, hospital_id",
-        )
-        .bind(rt.as_str())
-        .bind(id)
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(RecordError::NotFound(format!("{rt}/{id}")));
-        };
-        let (current, owner): (i64, String) =
-            (row.try_get("version_id")?, row.try_get("hospital_id")?);
-        if owner != actor.hospital_id {
-            drop(tx);
-            return Err(self
-                .deny(actor, &format!("{rt}/{id}"), &owner, "update")
-                .await);
+        match replace_in(&mut tx, actor, rt, id, resource, if_match, now_millis()).await {
+            Ok(written) => {
+                resolve(&mut tx, &actor.hospital_id, &written.refs).await?;
+                tx.commit().await?;
+                Ok(written.stored)
+            }
+            Err(NotReplaced::Error(e)) => Err(e),
+            Err(NotReplaced::OwnedBy(owner)) => {
+                drop(tx);
+                Err(self
+                    .deny(actor, &format!("{rt}/{id}"), &owner, "update")
+                    .await)
+            }
         }
-        if let Some(expected) = if_match
-            && expected != current
-        {
-            return Err(RecordError::VersionConflict {
-                target: format!("{rt}/{id}"),
-                expected,
-                current,
-            });
-        }
-        resolve(&mut tx, &actor.hospital_id, &refs).await?;
-        let version = current + 1;
-        stamp(&mut resource, id, version, now);
-        let content = Value::Object(resource);
-        let text = content.to_string();
-        sqlx::query(
-            "UPDATE fhir_resources SET version_id = $1, last_updated = $2, patient_ref = $3, content = $4 \
-             WHERE resource_type = $5 AND id = $6",
-        )
-        .bind(version)
-        .bind(now)
-        .bind(&index.patient)
-        .bind(&text)
-        .bind(rt.as_str())
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await?;
-        sqlx::query("DELETE FROM fhir_search_index WHERE resource_type = $1 AND id = $2")
-            .bind(rt.as_str())
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
-        write_version(&mut tx, actor, rt, id, version, now, &index, &text).await?;
-        AuditLog::append_in(
-            &mut tx,
-            AuditEvent {
-                actor: actor.subject.clone(),
-                action: "records.updated".into(),
-                target: format!("{rt}/{id}"),
-                hospital_id: Some(actor.hospital_id.clone()),
-                details: json!({ "version": version, "patient": index.patient }),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Stored {
-            resource_type: rt,
-            id: id.to_owned(),
-            version_id: version,
-            last_updated: now,
-            hospital_id: actor.hospital_id.clone(),
-            resource: content,
-        })
     }
 
     /// Record a refused access in the audit trail; the error to return.
-    async fn deny(
+    pub(crate) async fn deny(
         &self,
         actor: &Actor,
         target: &str,
@@ -353,6 +502,8 @@ impl RecordStore {
             details: json!({
                 "caller_hospital": actor.hospital_id,
                 "interaction": interaction,
+                "purpose": actor.purpose.as_str(),
+                "plugin": actor.plugin,
                 "reason": "the record belongs to another hospital and no consent or consultation grants access",
             }),
         };
@@ -360,39 +511,139 @@ impl RecordStore {
             return e.into();
         }
         RecordError::Forbidden(format!(
-            "{target} belongs to another hospital; reading it needs the patient's consent or a consultation (not yet available)"
+            "{target} belongs to another hospital; reading it needs the patient's active consent for {} or an active consultation between the two hospitals",
+            actor.purpose.describe()
         ))
     }
 
-    /// The current version, if the caller's hospital owns it.
-    pub async fn read(
+    /// Decide, for each resource found, whether `actor` may see it, and log
+    /// the reads of citizens' records (cross-hospital ones also in the
+    /// audit trail). Returns one flag per resource.
+    async fn authorize(
         &self,
         actor: &Actor,
-        rt: ResourceType,
-        id: &str,
-    ) -> Result<Stored, RecordError> {
-        let row = sqlx::query(
-            "SELECT resource_type, id, version_id, last_updated, hospital_id, content FROM fhir_resources \
-             WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(rt.as_str())
-        .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .ok_or_else(|| RecordError::NotFound(format!("{rt}/{id}")))?;
-        let stored = stored_from_row(&row)?;
-        self.check_owner(actor, &stored, "read").await?;
-        Ok(stored)
+        found: &[Stored],
+        interaction: &str,
+    ) -> Result<Vec<bool>, RecordError> {
+        let mut keys_of: BTreeMap<String, PatientKeys> = BTreeMap::new();
+        let mut decisions = Vec::with_capacity(found.len());
+        // (owner, keys, basis) -> targets
+        let mut groups: BTreeMap<(String, PatientKeys, String), (Basis, Vec<String>)> =
+            BTreeMap::new();
+        for s in found {
+            let keys = match &s.patient_ref {
+                Some(p) => match keys_of.get(p) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let k = access::patient_keys(&self.db, p).await?;
+                        keys_of.insert(p.clone(), k.clone());
+                        k
+                    }
+                },
+                None => PatientKeys::default(),
+            };
+            let own = s.hospital_id == actor.hospital_id;
+            let seen = match &actor.kind {
+                ActorKind::Citizen(mine) if own && keys.matches(mine) => Seen::Allowed(None),
+                ActorKind::Citizen(_) => Seen::Denied,
+                _ if own => Seen::Allowed(Some(Basis::OwnHospital)),
+                ActorKind::System => Seen::Denied,
+                ActorKind::Staff => match access::cross_hospital_basis(
+                    &self.db,
+                    &actor.hospital_id,
+                    &s.hospital_id,
+                    &keys,
+                    actor.purpose,
+                )
+                .await?
+                {
+                    Some(b) => Seen::Allowed(Some(b)),
+                    None => Seen::Denied,
+                },
+            };
+            match seen {
+                Seen::Allowed(Some(basis)) if !keys.is_empty() => {
+                    groups
+                        .entry((s.hospital_id.clone(), keys, basis.as_text()))
+                        .or_insert_with(|| (basis, Vec::new()))
+                        .1
+                        .push(format!("{}/{}", s.resource_type, s.id));
+                    decisions.push(true);
+                }
+                Seen::Allowed(_) => decisions.push(true),
+                Seen::Denied => decisions.push(false),
+            }
+        }
+        if groups.is_empty() {
+            return Ok(decisions);
+        }
+        let mut tx = self.db.begin_write().await?;
+        for ((owner, keys, _), (basis, targets)) in groups {
+            let cross = basis != Basis::OwnHospital;
+            let entry = AccessEntry {
+                keys,
+                reader_subject: actor.subject.clone(),
+                reader_name: actor.name.clone(),
+                reader_hospital: Some(actor.hospital_id.clone()),
+                owner_hospital: owner.clone(),
+                plugin_id: actor.plugin.clone(),
+                interaction: interaction.to_owned(),
+                targets,
+                purpose: actor.purpose,
+                basis,
+            };
+            access::log_access(&mut tx, &entry).await?;
+            if cross {
+                AuditLog::append_in(
+                    &mut tx,
+                    AuditEvent {
+                        actor: actor.subject.clone(),
+                        action: "records.cross_hospital_read".into(),
+                        target: entry.targets.join(","),
+                        hospital_id: Some(owner),
+                        details: json!({
+                            "caller_hospital": actor.hospital_id,
+                            "interaction": interaction,
+                            "purpose": actor.purpose.as_str(),
+                            "basis": entry.basis.as_text(),
+                            "plugin": actor.plugin,
+                        }),
+                    },
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(decisions)
     }
 
-    async fn check_owner(
+    /// Allow one resource or fail, auditing a refusal.
+    async fn authorize_one(
         &self,
         actor: &Actor,
         s: &Stored,
         interaction: &str,
+        admit: Admit<'_>,
     ) -> Result<(), RecordError> {
-        if s.hospital_id == actor.hospital_id {
+        if let Some(admit) = admit
+            && !admit(&s.resource)
+        {
+            return Err(RecordError::Forbidden(format!(
+                "{}/{} is outside the plugin's data scope",
+                s.resource_type, s.id
+            )));
+        }
+        let ok = self
+            .authorize(actor, std::slice::from_ref(s), interaction)
+            .await?;
+        if ok.first() == Some(&true) {
             return Ok(());
+        }
+        if let ActorKind::Citizen(_) = actor.kind {
+            return Err(RecordError::Forbidden(format!(
+                "{}/{} is not about you",
+                s.resource_type, s.id
+            )));
         }
         Err(self
             .deny(
@@ -404,7 +655,38 @@ impl RecordStore {
             .await)
     }
 
-    /// One version, if the caller's hospital owns the resource.
+    /// The current version, if the caller may see it.
+    pub async fn read(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        id: &str,
+    ) -> Result<Stored, RecordError> {
+        self.read_scoped(actor, rt, id, None).await
+    }
+
+    /// [`read`](Self::read), also requiring `admit` of the resource.
+    pub async fn read_scoped(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        id: &str,
+        admit: Admit<'_>,
+    ) -> Result<Stored, RecordError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM fhir_resources WHERE resource_type = $1 AND id = $2"
+        )))
+        .bind(rt.as_str())
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| RecordError::NotFound(format!("{rt}/{id}")))?;
+        let stored = stored_from_row(&row)?;
+        self.authorize_one(actor, &stored, "read", admit).await?;
+        Ok(stored)
+    }
+
+    /// One version, if the caller may see the resource.
     pub async fn vread(
         &self,
         actor: &Actor,
@@ -412,10 +694,9 @@ impl RecordStore {
         id: &str,
         version: i64,
     ) -> Result<Stored, RecordError> {
-        let row = sqlx::query(
-            "SELECT resource_type, id, version_id, last_updated, hospital_id, content FROM fhir_history \
-             WHERE resource_type = $1 AND id = $2 AND version_id = $3",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM fhir_history WHERE resource_type = $1 AND id = $2 AND version_id = $3"
+        )))
         .bind(rt.as_str())
         .bind(id)
         .bind(version)
@@ -423,7 +704,7 @@ impl RecordStore {
         .await?
         .ok_or_else(|| RecordError::NotFound(format!("{rt}/{id}/_history/{version}")))?;
         let stored = stored_from_row(&row)?;
-        self.check_owner(actor, &stored, "vread").await?;
+        self.authorize_one(actor, &stored, "vread", None).await?;
         Ok(stored)
     }
 
@@ -434,10 +715,9 @@ impl RecordStore {
         rt: ResourceType,
         id: &str,
     ) -> Result<Vec<Stored>, RecordError> {
-        let rows = sqlx::query(
-            "SELECT resource_type, id, version_id, last_updated, hospital_id, content FROM fhir_history \
-             WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM fhir_history WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC"
+        )))
         .bind(rt.as_str())
         .bind(id)
         .fetch_all(&self.db.pool)
@@ -449,30 +729,90 @@ impl RecordStore {
         let Some(first) = versions.first() else {
             return Err(RecordError::NotFound(format!("{rt}/{id}")));
         };
-        self.check_owner(actor, first, "history").await?;
+        self.authorize_one(actor, first, "history", None).await?;
         Ok(versions)
     }
 
-    /// Resources of `rt` owned by the caller's hospital matching `q`,
-    /// oldest change first.
+    /// Resources of `rt` matching `q` that the caller may see, oldest
+    /// change first. Without a `patient.identifier` criterion only the
+    /// caller's hospital is searched; with one naming a citizen ID or health
+    /// ID, also the hospitals a consent or consultation opens for it.
     pub async fn search(
         &self,
         actor: &Actor,
         rt: ResourceType,
         q: &SearchQuery,
     ) -> Result<Page, RecordError> {
-        let mut binds = vec![
-            Bind::Text(rt.as_str().into()),
-            Bind::Text(actor.hospital_id.clone()),
-        ];
-        let mut clauses = vec![
-            "r.resource_type = $1".to_owned(),
-            "r.hospital_id = $2".to_owned(),
-        ];
+        self.search_scoped(actor, rt, q, None).await
+    }
+
+    /// [`search`](Self::search), keeping only resources `admit` accepts.
+    pub async fn search_scoped(
+        &self,
+        actor: &Actor,
+        rt: ResourceType,
+        q: &SearchQuery,
+        admit: Admit<'_>,
+    ) -> Result<Page, RecordError> {
+        let mut binds = vec![Bind::Text(rt.as_str().into())];
+        let mut clauses = vec!["r.resource_type = $1".to_owned()];
         let bind = |b: Bind, binds: &mut Vec<Bind>| {
             binds.push(b);
             format!("${}", binds.len())
         };
+        // Which hospitals' records the search reaches.
+        let mut hospitals = Some(vec![actor.hospital_id.clone()]);
+        if actor.kind == ActorKind::Staff {
+            for (system, value) in &q.patient_identifiers {
+                let keys = PatientKeys {
+                    national_id: (system.as_deref().is_none_or(|s| s == CCCD_SYSTEM))
+                        .then(|| value.clone()),
+                    health_id: (system.as_deref().is_none_or(|s| s == BHYT_SYSTEM))
+                        .then(|| value.clone()),
+                };
+                match access::readable_hospitals(&self.db, &actor.hospital_id, &keys, actor.purpose)
+                    .await?
+                {
+                    None => hospitals = None,
+                    Some(more) => {
+                        if let Some(h) = hospitals.as_mut() {
+                            h.extend(more);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(hospitals) = hospitals {
+            let list: Vec<String> = hospitals
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|h| bind(Bind::Text(h), &mut binds))
+                .collect();
+            clauses.push(format!("r.hospital_id IN ({})", list.join(", ")));
+        }
+        if let ActorKind::Citizen(keys) = &actor.kind {
+            // A citizen finds only records about themselves.
+            let mut alternatives = Vec::new();
+            for (system, value) in [
+                (CCCD_SYSTEM, &keys.national_id),
+                (BHYT_SYSTEM, &keys.health_id),
+            ] {
+                if let Some(v) = value {
+                    let s = bind(Bind::Text(system.into()), &mut binds);
+                    let v = bind(Bind::Text(v.clone()), &mut binds);
+                    alternatives.push(format!("(i.system = {s} AND i.value = {v})"));
+                }
+            }
+            if alternatives.is_empty() {
+                alternatives.push("1 = 0".into());
+            }
+            clauses.push(format!(
+                "r.patient_ref IN (SELECT 'Patient/' || i.id FROM fhir_search_index i WHERE i.resource_type = 'Patient' \
+                 AND i.kind = 'identifier' AND ({}))",
+                alternatives.join(" OR ")
+            ));
+        }
         for id in &q.ids {
             let p = bind(Bind::Text(id.clone()), &mut binds);
             clauses.push(format!("r.id = {p}"));
@@ -480,6 +820,19 @@ impl RecordStore {
         for patient in &q.patients {
             let p = bind(Bind::Text(patient.clone()), &mut binds);
             clauses.push(format!("r.patient_ref = {p}"));
+        }
+        for (system, value) in &q.patient_identifiers {
+            let v = bind(Bind::Text(value.clone()), &mut binds);
+            let mut c = format!(
+                "r.patient_ref IN (SELECT 'Patient/' || i.id FROM fhir_search_index i WHERE i.resource_type = 'Patient' \
+                 AND i.kind = 'identifier' AND i.value = {v}"
+            );
+            if let Some(system) = system {
+                let s = bind(Bind::Text(system.clone()), &mut binds);
+                c.push_str(&format!(" AND i.system = {s}"));
+            }
+            c.push(')');
+            clauses.push(c);
         }
         for (kind, list) in [("identifier", &q.identifiers), ("code", &q.codes)] {
             for (system, value) in list {
@@ -527,7 +880,7 @@ impl RecordStore {
         }
         let total: i64 = count.fetch_one(&self.db.pool).await?.try_get("n")?;
         let page_sql = format!(
-            "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.hospital_id, r.content \
+            "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.hospital_id, r.patient_ref, r.content \
              FROM fhir_resources r WHERE {filter} ORDER BY r.last_updated, r.id LIMIT ${} OFFSET ${}",
             binds.len() + 1,
             binds.len() + 2
@@ -544,13 +897,24 @@ impl RecordStore {
             .bind(q.offset)
             .fetch_all(&self.db.pool)
             .await?;
-        let entries = rows
+        let mut entries = rows
             .iter()
             .map(stored_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let mut dropped = 0;
+        if let Some(admit) = admit {
+            let before = entries.len();
+            entries.retain(|s| admit(&s.resource));
+            dropped += before - entries.len();
+        }
+        let allowed = self.authorize(actor, &entries, "search").await?;
+        let mut allowed = allowed.into_iter();
+        let before = entries.len();
+        entries.retain(|_| allowed.next().unwrap_or(false));
+        dropped += before - entries.len();
         let next = q.offset + q.count;
         Ok(Page {
-            total,
+            total: total - i64::try_from(dropped).unwrap_or(0),
             entries,
             next_offset: (q.count > 0 && next < total).then_some(next),
         })
@@ -585,7 +949,11 @@ fn stamp(resource: &mut Map<String, Value>, id: &str, version: i64, now: i64) {
 }
 
 /// Every relative reference must name a resource of the caller's hospital.
-async fn resolve(tx: &mut WriteTx, hospital: &str, refs: &[Reference]) -> Result<(), RecordError> {
+pub(crate) async fn resolve(
+    tx: &mut WriteTx,
+    hospital: &str,
+    refs: &[Reference],
+) -> Result<(), RecordError> {
     let mut seen = BTreeSet::new();
     for r in refs {
         if !seen.insert((r.resource_type, r.id.clone())) {

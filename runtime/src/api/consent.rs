@@ -1,0 +1,336 @@
+//! `/api/v1` routes of cross-hospital record access: a citizen's consents
+//! and the log of who read their records, and consultations between two
+//! hospitals about a patient.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::Runtime;
+use crate::identity::{Authenticated, Principal, Role};
+use crate::records::access::{AccessStore, Consent, PatientKeys, access_log_of, now_millis};
+use crate::records::{BHYT_SYSTEM, CCCD_SYSTEM, Purpose, RecordError};
+
+/// The routes.
+pub fn routes() -> Router<Arc<Runtime>> {
+    Router::new()
+        .route(
+            "/api/v1/me/consents",
+            post(grant_consent).get(list_consents),
+        )
+        .route("/api/v1/me/consents/{id}", delete(revoke_consent))
+        .route("/api/v1/me/record-access", get(record_access))
+        .route(
+            "/api/v1/consultations",
+            post(request_consultation).get(list_consultations),
+        )
+        .route("/api/v1/consultations/{id}/accept", post(accept))
+        .route("/api/v1/consultations/{id}/decline", post(decline))
+        .route("/api/v1/consultations/{id}/end", post(end))
+}
+
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::NotFound(m) => ApiError::NotFound(m),
+            RecordError::Forbidden(m) => ApiError::Forbidden(m),
+            RecordError::Conflict(m) => ApiError::Conflict(m),
+            RecordError::Database(_) | RecordError::Audit(_) => ApiError::Internal(e.to_string()),
+            other => ApiError::Unprocessable(other.to_string()),
+        }
+    }
+}
+
+fn access(rt: &Runtime) -> AccessStore {
+    AccessStore::new(rt.db.clone())
+}
+
+/// The caller as a citizen with at least one citizen identifier.
+fn citizen(p: &Principal) -> Result<PatientKeys, ApiError> {
+    if !p.has_role(Role::Citizen) {
+        return Err(ApiError::Forbidden(
+            "only citizens manage consents and read their own access log".into(),
+        ));
+    }
+    let keys = PatientKeys {
+        national_id: p.national_id.clone(),
+        health_id: p.health_id.clone(),
+    };
+    if keys.is_empty() {
+        return Err(ApiError::Forbidden(
+            "your account carries neither a citizen ID nor a health ID, so no record can be matched to you".into(),
+        ));
+    }
+    Ok(keys)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    /// The hospital whose staff may read.
+    grantee_hospital: String,
+    /// Only this hospital's records; all hospitals' when absent.
+    source_hospital: Option<String>,
+    /// Purposes of use; treatment when absent.
+    purposes: Option<Vec<String>>,
+    /// How long the consent lasts; for good when absent.
+    expires_in_days: Option<u32>,
+}
+
+async fn grant_consent(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Json(body): Json<ConsentBody>,
+) -> Result<Response, ApiError> {
+    let keys = citizen(&p)?;
+    for h in std::iter::once(&body.grantee_hospital).chain(body.source_hospital.as_ref()) {
+        if rt.hospitals.get(h).is_none() {
+            return Err(ApiError::Unprocessable(format!("unknown hospital `{h}`")));
+        }
+    }
+    if body.source_hospital.as_ref() == Some(&body.grantee_hospital) {
+        return Err(ApiError::Unprocessable(
+            "a hospital already reads its own records; name another source hospital".into(),
+        ));
+    }
+    let mut purposes = Vec::new();
+    for name in body.purposes.unwrap_or_else(|| vec!["treatment".into()]) {
+        let p: Purpose = name.parse().map_err(ApiError::Unprocessable)?;
+        if !purposes.contains(&p) {
+            purposes.push(p);
+        }
+    }
+    if purposes.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "name at least one purpose of use".into(),
+        ));
+    }
+    let now = now_millis();
+    let expires_at = match body.expires_in_days {
+        Some(0) => {
+            return Err(ApiError::Unprocessable(
+                "expires_in_days must be at least 1".into(),
+            ));
+        }
+        Some(d) => Some(now + i64::from(d) * 86_400_000),
+        None => None,
+    };
+    let consent = Consent {
+        id: uuid::Uuid::now_v7().to_string(),
+        citizen_subject: p.subject.clone(),
+        keys,
+        grantee_hospital: body.grantee_hospital,
+        source_hospital: body.source_hospital,
+        purposes,
+        active: true,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    access(&rt).grant_consent(&consent).await?;
+    Ok((StatusCode::CREATED, Json(consent.to_fhir())).into_response())
+}
+
+async fn list_consents(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    citizen(&p)?;
+    let consents = access(&rt).consents_of(&p.subject).await?;
+    Ok(Json(json!({
+        "consents": consents.iter().map(Consent::to_fhir).collect::<Vec<_>>()
+    })))
+}
+
+async fn revoke_consent(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    citizen(&p)?;
+    let consent = access(&rt).revoke_consent(&p.subject, &id).await?;
+    Ok(Json(consent.to_fhir()))
+}
+
+#[derive(Deserialize)]
+struct AccessQuery {
+    limit: Option<i64>,
+}
+
+async fn record_access(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Query(q): Query<AccessQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let keys = citizen(&p)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut entries = access_log_of(&rt.db, &keys, limit).await?;
+    // Name the hospitals, so the citizen reads who, not an id.
+    for e in &mut entries {
+        for field in ["reader_hospital", "records_of_hospital"] {
+            if let Some(name) = e[field]
+                .as_str()
+                .and_then(|h| rt.hospitals.get(h))
+                .map(|h| h.name)
+            {
+                e[format!("{field}_name")] = json!(name);
+            }
+        }
+    }
+    Ok(Json(json!({ "entries": entries })))
+}
+
+/// The caller as a practitioner or admin of a hospital.
+fn staff(p: &Principal) -> Result<String, ApiError> {
+    match &p.hospital_id {
+        Some(h) if p.has_role(Role::Practitioner) || p.has_role(Role::HospitalAdmin) => {
+            Ok(h.clone())
+        }
+        _ => Err(ApiError::Forbidden(
+            "consultations are for the practitioners and admins of hospitals".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatientBody {
+    national_id: Option<String>,
+    health_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsultationBody {
+    host_hospital: String,
+    patient: PatientBody,
+    reason: String,
+}
+
+async fn request_consultation(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Json(body): Json<ConsultationBody>,
+) -> Result<Response, ApiError> {
+    let own = staff(&p)?;
+    if !p.has_role(Role::Practitioner) {
+        return Err(ApiError::Forbidden(
+            "a practitioner requests a consultation".into(),
+        ));
+    }
+    if rt.hospitals.get(&body.host_hospital).is_none() {
+        return Err(ApiError::Unprocessable(format!(
+            "unknown hospital `{}`",
+            body.host_hospital
+        )));
+    }
+    if body.host_hospital == own {
+        return Err(ApiError::Unprocessable(
+            "a consultation is between two hospitals".into(),
+        ));
+    }
+    let digits = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit());
+    if let Some(n) = &body.patient.national_id
+        && !digits(n, 12)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "patient.national_id must be the 12-digit citizen ID ({CCCD_SYSTEM})"
+        )));
+    }
+    if let Some(h) = &body.patient.health_id
+        && !digits(h, 10)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "patient.health_id must be the 10-digit social-insurance number ({BHYT_SYSTEM})"
+        )));
+    }
+    let patient = PatientKeys {
+        national_id: body.patient.national_id,
+        health_id: body.patient.health_id,
+    };
+    if patient.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "name the patient by national_id or health_id".into(),
+        ));
+    }
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.len() > 2000 {
+        return Err(ApiError::Unprocessable(
+            "reason must be 1 to 2000 bytes".into(),
+        ));
+    }
+    let c = access(&rt)
+        .request_consultation(&p.subject, &own, &body.host_hospital, &patient, reason)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(c))).into_response())
+}
+
+async fn list_consultations(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let own = staff(&p)?;
+    let list = access(&rt).consultations_of(&own).await?;
+    Ok(Json(json!({ "consultations": list })))
+}
+
+/// Move a consultation the caller's hospital takes part in; `host_only`
+/// restricts it to the host hospital (accepting and declining).
+async fn transition(
+    rt: &Runtime,
+    p: &Principal,
+    id: &str,
+    host_only: bool,
+    from: &[&str],
+    to: &str,
+) -> Result<Json<Value>, ApiError> {
+    let own = staff(p)?;
+    let store = access(rt);
+    let c = store.consultation(id).await?;
+    let allowed = if host_only {
+        c.host_hospital == own
+    } else {
+        c.host_hospital == own || c.requesting_hospital == own
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "consultation {id} is not {} your hospital",
+            if host_only { "hosted by" } else { "between" }
+        )));
+    }
+    let c = store
+        .transition_consultation(id, &p.subject, &own, from, to)
+        .await?;
+    Ok(Json(json!(c)))
+}
+
+async fn accept(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    transition(&rt, &p, &id, true, &["requested"], "active").await
+}
+
+async fn decline(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    transition(&rt, &p, &id, true, &["requested"], "declined").await
+}
+
+async fn end(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    transition(&rt, &p, &id, false, &["requested", "active"], "ended").await
+}
