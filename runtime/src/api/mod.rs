@@ -3,6 +3,7 @@
 mod error;
 pub mod fhir;
 mod governance;
+mod imaging_share;
 mod plugin_route;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(crate::identity::routes())
         .merge(governance::routes())
         .merge(fhir::routes())
+        .merge(imaging_share::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),
