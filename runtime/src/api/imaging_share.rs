@@ -19,7 +19,7 @@ use super::fhir::FHIR_JSON;
 use crate::Runtime;
 use crate::governance::audit::AuditEvent;
 use crate::identity::{Authenticated, Principal, Role};
-use crate::imaging::{DEFAULT_EXPIRY_DAYS, NewShare, ShareError, is_staff_of};
+use crate::imaging::{DEFAULT_EXPIRY_DAYS, NewShare, ShareError, is_staff_of, now_millis};
 use crate::records::{Actor, RecordError};
 
 /// The imaging share routes.
@@ -194,9 +194,7 @@ async fn list(
             "the list of imaging shares is an assessor's own; hospitals see theirs in the audit trail".into(),
         ));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now = now_millis();
     let shares: Vec<Value> = rt
         .imaging
         .list_for_assessor(&p.subject)
@@ -219,8 +217,6 @@ async fn revoke(
 ) -> Result<Json<Value>, ApiError> {
     staff_of(&rt, &p, &hospital).await?;
     let share = rt.imaging.revoke(&p, &hospital, &id).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now = now_millis();
     Ok(Json(json!(share.summary(now))))
 }

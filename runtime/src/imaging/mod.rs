@@ -51,6 +51,8 @@ pub enum ShareError {
     Audit(#[from] AuditError),
     #[error("document signing key: {0}")]
     Secrets(#[from] SecretsError),
+    #[error("stored imaging share is unreadable: {0}")]
+    Corrupt(String),
 }
 
 /// A share to create.
@@ -84,6 +86,15 @@ pub struct Share {
     pub revoked_at: Option<i64>,
 }
 
+/// Whether a share can still be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
 /// What an assessor's list shows of a share.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShareSummary {
@@ -92,8 +103,7 @@ pub struct ShareSummary {
     pub hospital: String,
     pub created_at: String,
     pub expires_at: String,
-    /// `active`, `expired` or `revoked`.
-    pub status: &'static str,
+    pub status: ShareStatus,
 }
 
 impl Share {
@@ -106,7 +116,7 @@ impl Share {
             assessor: row.try_get("assessor")?,
             patient_health_id: row.try_get("patient_health_id")?,
             document: serde_json::from_str(&text)
-                .map_err(|e| ShareError::Invalid(format!("stored document is unreadable: {e}")))?,
+                .map_err(|e| ShareError::Corrupt(e.to_string()))?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
@@ -114,17 +124,18 @@ impl Share {
         })
     }
 
-    /// `active`, `expired` or `revoked` at `now`.
-    pub fn status(&self, now: i64) -> &'static str {
+    /// The share's status at `now` (milliseconds since the epoch).
+    pub fn status(&self, now: i64) -> ShareStatus {
         if self.revoked_at.is_some() {
-            "revoked"
+            ShareStatus::Revoked
         } else if self.expires_at <= now {
-            "expired"
+            ShareStatus::Expired
         } else {
-            "active"
+            ShareStatus::Active
         }
     }
 
+    /// What an assessor's list shows of it at `now`.
     pub fn summary(&self, now: i64) -> ShareSummary {
         ShareSummary {
             id: self.id.clone(),
@@ -137,7 +148,8 @@ impl Share {
     }
 }
 
-fn now_millis() -> i64 {
+/// Milliseconds since the epoch.
+pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -356,18 +368,18 @@ impl ImagingShares {
             return Err(self.deny(p, &share, "read").await);
         }
         match share.status(now_millis()) {
-            "revoked" => {
+            ShareStatus::Revoked => {
                 return Err(ShareError::Gone(format!(
                     "imaging share `{id}` was revoked by the hospital"
                 )));
             }
-            "expired" => {
+            ShareStatus::Expired => {
                 return Err(ShareError::Gone(format!(
                     "imaging share `{id}` expired at {}",
                     rfc3339(share.expires_at)
                 )));
             }
-            _ => {}
+            ShareStatus::Active => {}
         }
         AuditLog::new(self.db.clone())
             .append(AuditEvent {
