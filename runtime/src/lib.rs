@@ -24,6 +24,7 @@ pub mod directory;
 pub mod engine;
 pub mod governance;
 pub mod identity;
+pub mod imaging;
 pub mod metrics;
 pub mod plugins;
 pub mod records;
@@ -43,6 +44,7 @@ use crate::engine::PluginEngine;
 use crate::governance::registry::Registry;
 use crate::governance::service::Governance;
 use crate::identity::{IdentityOptions, IdentityService};
+use crate::imaging::ImagingShares;
 use crate::metrics::Metrics;
 use crate::plugins::PluginRegistry;
 use crate::records::RecordStore;
@@ -114,6 +116,8 @@ pub struct Runtime {
     pub governance: Arc<Governance>,
     /// FHIR R4 health records of every hospital.
     pub records: Arc<RecordStore>,
+    /// Signed imaging documents shared with social-insurance assessors.
+    pub imaging: Arc<ImagingShares>,
     pub limits: Limits,
     pub db: Database,
     pub metrics: Metrics,
@@ -148,15 +152,22 @@ impl Runtime {
             Some(path) => MasterKey::load_or_create(path)?,
             None => MasterKey::ephemeral()?,
         };
+        let document_keys = master.document_keys();
         let governance =
             Arc::new(Governance::new(Registry::new(db.clone()), master, engine.clone()).await?);
         governance.spawn_epoch_watcher();
+        let records = Arc::new(RecordStore::new(db.clone()));
         Ok(Arc::new(Self {
             engine,
             plugins,
             hospitals,
             kv: Arc::new(KvStore::new(db.clone())),
-            records: Arc::new(RecordStore::new(db.clone())),
+            imaging: Arc::new(ImagingShares::new(
+                db.clone(),
+                records.clone(),
+                document_keys,
+            )),
+            records,
             identity,
             governance,
             call_slots: Arc::new(Semaphore::new(options.limits.max_concurrent_calls as usize)),

@@ -73,11 +73,72 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Check signed imaging documents (BHYT imaging shares).
+    ImagingShare {
+        #[command(subcommand)]
+        command: ImagingShareCommand,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ImagingShareCommand {
+    /// Verify a document's signature against the hospital's published key;
+    /// exit 1 when it does not verify (altered, or another signer).
+    Verify {
+        /// The signed Bundle (or the JSON answer of the create request).
+        file: PathBuf,
+        /// The key: a JWK (or JWK Set) file, or the URL of
+        /// `/api/v1/hospitals/{hospital}/signing-key`.
+        #[arg(long)]
+        key: String,
+    },
+}
+
+async fn run_imaging_share(command: ImagingShareCommand) -> anyhow::Result<()> {
+    let ImagingShareCommand::Verify { file, key } = command;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let doc = match doc.get("document") {
+        Some(inner) => inner.clone(),
+        None => doc,
+    };
+    let jwk: serde_json::Value = if key.starts_with("https://") || key.starts_with("http://") {
+        reqwest::get(&key)
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("fetching {key}"))?
+            .json()
+            .await
+            .with_context(|| format!("{key} did not answer JSON"))?
+    } else {
+        let text = std::fs::read_to_string(&key).with_context(|| format!("reading {key}"))?;
+        serde_json::from_str(&text).with_context(|| format!("{key} is not JSON"))?
+    };
+    let keys = match jwk.get("keys").and_then(|k| k.as_array()) {
+        Some(set) => set.clone(),
+        None => vec![jwk],
+    };
+    let mut last = None;
+    for k in &keys {
+        match vtelehealth_runtime::imaging::verify(&doc, k) {
+            Ok(kid) => {
+                println!("signature valid: signed by key {kid}");
+                return Ok(());
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => anyhow::bail!("signature NOT valid: {e}"),
+        None => anyhow::bail!("no key in {key}"),
+    }
 }
 
 #[derive(Subcommand)]
@@ -232,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Audit { command } => run_audit(command).await?,
+        Command::ImagingShare { command } => run_imaging_share(command).await?,
         Command::Keys { command } => vtelehealth_runtime::governance::cli::run_keys(command)?,
         Command::Plugin { command } => {
             vtelehealth_runtime::governance::cli::run_plugin(command).await?

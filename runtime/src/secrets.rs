@@ -1,14 +1,16 @@
 //! The node's master key: seals activation secrets at rest (AES-256-GCM)
-//! and derives the platform's Ed25519 key that signs review decisions.
+//! and derives the platform's Ed25519 key that signs review decisions and
+//! each hospital's Ed25519 key that signs its documents.
 
 use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
-use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Prk, Salt};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use sha2::{Digest, Sha256};
 
 /// Why the master key could not be loaded or a secret opened.
@@ -72,16 +74,12 @@ impl MasterKey {
         Ok(Self { key })
     }
 
+    fn prk(&self) -> Prk {
+        Salt::new(HKDF_SHA256, b"vtelehealth").extract(&self.key)
+    }
+
     fn derive(&self, label: &'static [u8]) -> Result<[u8; 32], SecretsError> {
-        let prk = Salt::new(HKDF_SHA256, b"vtelehealth").extract(&self.key);
-        let info = [label];
-        let okm = prk
-            .expand(&info, HKDF_SHA256)
-            .map_err(|_| SecretsError::Crypto("hkdf"))?;
-        let mut out = [0u8; 32];
-        okm.fill(&mut out)
-            .map_err(|_| SecretsError::Crypto("hkdf"))?;
-        Ok(out)
+        expand(&self.prk(), label)
     }
 
     /// Encrypt `plaintext`; `context` (e.g. "hospital/plugin") is bound to it.
@@ -124,6 +122,91 @@ impl MasterKey {
             pair,
             public,
             key_id,
+        })
+    }
+
+    /// What derives the hospitals' document signing keys. Its API expands
+    /// only document-signing labels; it is as secret as the master key.
+    pub fn document_keys(&self) -> DocumentKeys {
+        DocumentKeys { prk: self.prk() }
+    }
+}
+
+fn expand(prk: &Prk, info: &[u8]) -> Result<[u8; 32], SecretsError> {
+    let info = [info];
+    let okm = prk
+        .expand(&info, HKDF_SHA256)
+        .map_err(|_| SecretsError::Crypto("hkdf"))?;
+    let mut out = [0u8; 32];
+    okm.fill(&mut out)
+        .map_err(|_| SecretsError::Crypto("hkdf"))?;
+    Ok(out)
+}
+
+/// HKDF info of a hospital's document signing key, followed by its id. The
+/// version lets a later rotation derive new keys and keep publishing old ones.
+pub const HOSPITAL_DOCUMENT_KEY_INFO: &str = "vtelehealth hospital document signing v1 ";
+
+/// Derives each hospital's document signing key from the master key; every
+/// node of a deployment derives the same key, and none is ever stored.
+#[derive(Clone)]
+pub struct DocumentKeys {
+    prk: Prk,
+}
+
+impl DocumentKeys {
+    /// The Ed25519 key that signs `hospital`'s documents.
+    pub fn hospital(&self, hospital: &str) -> Result<HospitalSigner, SecretsError> {
+        let info = format!("{HOSPITAL_DOCUMENT_KEY_INFO}{hospital}");
+        let seed = expand(&self.prk, info.as_bytes())?;
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| SecretsError::Crypto("ed25519"))?;
+        let public: [u8; 32] = pair
+            .public_key()
+            .as_ref()
+            .try_into()
+            .map_err(|_| SecretsError::Crypto("ed25519 public key"))?;
+        Ok(HospitalSigner {
+            pair,
+            kid: jwk_thumbprint(&public),
+            public,
+        })
+    }
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public key (the members of the OKP JWK
+/// in lexicographic order, SHA-256, base64url).
+pub fn jwk_thumbprint(public: &[u8; 32]) -> String {
+    let members = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        B64URL.encode(public)
+    );
+    B64URL.encode(Sha256::digest(members.as_bytes()))
+}
+
+/// A hospital's document signing key.
+pub struct HospitalSigner {
+    pair: Ed25519KeyPair,
+    public: [u8; 32],
+    /// The JWK thumbprint of the public key.
+    pub kid: String,
+}
+
+impl HospitalSigner {
+    /// The raw Ed25519 signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+
+    /// The public key as a JWK (OKP, Ed25519), with `kid`, `alg` and `use`.
+    pub fn jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": B64URL.encode(self.public),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
         })
     }
 }
@@ -194,6 +277,21 @@ mod tests {
         let sig = a.sign(b"decision");
         assert!(b.verify(b"decision", &sig));
         assert!(!b.verify(b"decisioN", &sig));
+    }
+
+    #[test]
+    fn hospital_keys_are_stable_and_distinct() {
+        let key = MasterKey::from_base64(&B64.encode([7u8; 32])).unwrap();
+        let a = key.document_keys().hospital("bv-a").unwrap();
+        let a2 = key.document_keys().hospital("bv-a").unwrap();
+        let b = key.document_keys().hospital("bv-b").unwrap();
+        assert_eq!(a.jwk(), a2.jwk());
+        assert_ne!(a.kid, b.kid);
+        assert_ne!(a.public.to_vec(), key.platform_signer().unwrap().public);
+        let sig = a.sign(b"document");
+        let public =
+            aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, a.public);
+        assert!(public.verify(b"document", &sig).is_ok());
     }
 
     #[test]

@@ -14,12 +14,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use vtelehealth_runtime::RuntimeOptions;
+use vtelehealth_runtime::capabilities::identity::{Hospital, Tier};
 use vtelehealth_runtime::governance::bundle::Bundle;
 use vtelehealth_runtime::governance::demo::{REFERENCE_VENDOR, publish_reference_plugins};
 use vtelehealth_runtime::governance::registry::Decision;
 use vtelehealth_runtime::governance::signing::{self, SigningKey};
 use vtelehealth_runtime::identity::{IdentityOptions, NewUser, Role};
+use vtelehealth_runtime::imaging::NewShare;
+use vtelehealth_runtime::records::{Actor, BHYT_SYSTEM};
+use vtelehealth_runtime::{Runtime, RuntimeOptions};
 use vtelehealth_tests::{TestServer, component, plugin_dir, repo_root};
 
 /// The kinds of caller, in the matrix's column order.
@@ -36,11 +39,13 @@ enum Who {
     Reviewer,
     Operator,
     ServiceA,
+    Assessor,
+    OtherAssessor,
 }
 
 use Who::*;
 
-const WHO: [Who; 11] = [
+const WHO: [Who; 13] = [
     NoToken,
     Citizen,
     PractitionerA,
@@ -52,6 +57,8 @@ const WHO: [Who; 11] = [
     Reviewer,
     Operator,
     ServiceA,
+    Assessor,
+    OtherAssessor,
 ];
 
 impl Who {
@@ -69,6 +76,8 @@ impl Who {
             Reviewer => "reviewer",
             Operator => "operator",
             ServiceA => "service A",
+            Assessor => "assessor",
+            OtherAssessor => "assessor 2",
         }
     }
 }
@@ -114,6 +123,20 @@ enum Op {
     AuditVerify,
     RotateKeys,
     PluginCall,
+    SigningKey,
+    CreateShare,
+    ListShares,
+    ReadShare,
+    RevokeShare,
+    GrantConsent,
+    ListConsents,
+    RevokeConsent,
+    RecordAccess,
+    RequestConsultation,
+    ListConsultations,
+    AcceptConsultation,
+    DeclineConsultation,
+    EndConsultation,
 }
 
 struct Row {
@@ -122,10 +145,10 @@ struct Row {
     route: &'static str,
     /// A 404 on this row is a deliberate denial (existence is hidden).
     hides: bool,
-    expect: [Cell; 11],
+    expect: [Cell; 13],
 }
 
-const fn row(op: Op, route: &'static str, hides: bool, expect: [Cell; 11]) -> Row {
+const fn row(op: Op, route: &'static str, hides: bool, expect: [Cell; 13]) -> Row {
     Row {
         op,
         route,
@@ -137,30 +160,45 @@ const fn row(op: Op, route: &'static str, hides: bool, expect: [Cell; 11]) -> Ro
 /// The expected policy. Columns: no token, citizen, practitioner of A,
 /// practitioner of B, admin of A, admin of B, vendor user of the plugin's
 /// vendor, vendor user of another vendor, reviewer, operator, service
-/// client of A. Hospital-scoped paths are hospital A's.
+/// client of A, the assessor a share names, another assessor.
+/// Hospital-scoped paths are hospital A's.
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
-    //                                                                                        none cit pA pB aA aB ven v2 rev op svcA
-    row(Op::Me,              "GET /api/v1/me",                                   false, [D, A, A, A, A, A, A, A, A, A, A]),
-    row(Op::Plugins,         "GET /api/v1/plugins",                              false, [A, A, A, A, A, A, A, A, A, A, A]),
-    row(Op::Hospitals,       "GET /api/v1/hospitals",                            false, [A, A, A, A, A, A, A, A, A, A, A]),
-    row(Op::PlatformKeys,    "GET /api/v1/platform/keys",                        false, [A, A, A, A, A, A, A, A, A, A, A]),
-    row(Op::VendorKeys,      "POST /api/v1/vendor/keys",                         false, [D, D, D, D, D, D, A, A, D, D, D]),
-    row(Op::ListVersions,    "GET /api/v1/plugin-versions",                      false, [D, D, A, A, A, A, A, A, A, A, D]),
-    row(Op::GetApproved,     "GET /api/v1/plugin-versions/{approved}",           true,  [D, D, A, A, A, A, A, D, A, A, D]),
-    row(Op::GetSubmitted,    "GET /api/v1/plugin-versions/{submitted}",          true,  [D, D, D, D, D, D, A, D, A, A, D]),
-    row(Op::Submit,          "POST /api/v1/plugin-versions",                     false, [D, D, D, D, D, D, A, D, D, D, D]),
-    row(Op::Approve,         "POST /api/v1/plugin-versions/{submitted}/approve", false, [D, D, D, D, D, D, D, D, A, D, D]),
-    row(Op::Reject,          "POST /api/v1/plugin-versions/{submitted}/reject",  false, [D, D, D, D, D, D, D, D, A, D, D]),
-    row(Op::Revoke,          "POST /api/v1/plugin-versions/{approved}/revoke",   false, [D, D, D, D, D, D, D, D, A, D, D]),
-    row(Op::Rollout,         "POST /api/v1/plugin-versions/{approved}/rollout",  false, [D, D, D, D, D, D, D, D, A, D, D]),
-    row(Op::ListActivations, "GET /api/v1/hospitals/A/activations",              false, [D, D, A, D, A, D, D, D, A, A, D]),
-    row(Op::Activate,        "PUT /api/v1/hospitals/A/activations/{plugin}",     false, [D, D, D, D, A, D, D, D, D, D, D]),
-    row(Op::Deactivate,      "DELETE /api/v1/hospitals/A/activations/{plugin}",  false, [D, D, D, D, A, D, D, D, D, D, D]),
-    row(Op::Audit,           "GET /api/v1/audit",                                false, [D, D, D, D, D, D, D, D, A, A, D]),
-    row(Op::AuditVerify,     "GET /api/v1/audit/verify",                         false, [D, D, D, D, D, D, D, D, A, A, D]),
-    row(Op::RotateKeys,      "POST /api/v1/identity/keys/rotate",                false, [D, D, D, D, D, D, D, D, D, A, D]),
-    row(Op::PluginCall,      "GET /hospitals/A/plugins/hello/",                  false, [D, A, A, D, A, D, D, D, D, D, A]),
+    //                                                                                        none cit pA pB aA aB ven v2 rev op svcA as as2
+    row(Op::Me,              "GET /api/v1/me",                                   false, [D, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::Plugins,         "GET /api/v1/plugins",                              false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::Hospitals,       "GET /api/v1/hospitals",                            false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::PlatformKeys,    "GET /api/v1/platform/keys",                        false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::VendorKeys,      "POST /api/v1/vendor/keys",                         false, [D, D, D, D, D, D, A, A, D, D, D, D, D]),
+    row(Op::ListVersions,    "GET /api/v1/plugin-versions",                      false, [D, D, A, A, A, A, A, A, A, A, D, D, D]),
+    row(Op::GetApproved,     "GET /api/v1/plugin-versions/{approved}",           true,  [D, D, A, A, A, A, A, D, A, A, D, D, D]),
+    row(Op::GetSubmitted,    "GET /api/v1/plugin-versions/{submitted}",          true,  [D, D, D, D, D, D, A, D, A, A, D, D, D]),
+    row(Op::Submit,          "POST /api/v1/plugin-versions",                     false, [D, D, D, D, D, D, A, D, D, D, D, D, D]),
+    row(Op::Approve,         "POST /api/v1/plugin-versions/{submitted}/approve", false, [D, D, D, D, D, D, D, D, A, D, D, D, D]),
+    row(Op::Reject,          "POST /api/v1/plugin-versions/{submitted}/reject",  false, [D, D, D, D, D, D, D, D, A, D, D, D, D]),
+    row(Op::Revoke,          "POST /api/v1/plugin-versions/{approved}/revoke",   false, [D, D, D, D, D, D, D, D, A, D, D, D, D]),
+    row(Op::Rollout,         "POST /api/v1/plugin-versions/{approved}/rollout",  false, [D, D, D, D, D, D, D, D, A, D, D, D, D]),
+    row(Op::ListActivations, "GET /api/v1/hospitals/A/activations",              false, [D, D, A, D, A, D, D, D, A, A, D, D, D]),
+    row(Op::Activate,        "PUT /api/v1/hospitals/A/activations/{plugin}",     false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::Deactivate,      "DELETE /api/v1/hospitals/A/activations/{plugin}",  false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::Audit,           "GET /api/v1/audit",                                false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::AuditVerify,     "GET /api/v1/audit/verify",                         false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::RotateKeys,      "POST /api/v1/identity/keys/rotate",                false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::PluginCall,      "GET /hospitals/A/plugins/hello/",                  false, [D, A, A, D, A, D, D, D, D, D, A, D, D]),
+    row(Op::SigningKey,      "GET /api/v1/hospitals/A/signing-key",              false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::CreateShare,     "POST /api/v1/hospitals/A/imaging-shares",          false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::ListShares,      "GET /api/v1/imaging-shares",                       false, [D, D, D, D, D, D, D, D, D, D, D, A, A]),
+    row(Op::ReadShare,       "GET /api/v1/imaging-shares/{share}",               false, [D, D, A, D, A, D, D, D, D, D, D, A, D]),
+    row(Op::RevokeShare,     "DELETE /api/v1/hospitals/A/imaging-shares/{share}", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::GrantConsent,    "POST /api/v1/me/consents",                         false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::ListConsents,    "GET /api/v1/me/consents",                          false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::RevokeConsent,   "DELETE /api/v1/me/consents/{consent}",             false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::RecordAccess,    "GET /api/v1/me/record-access",                     false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::RequestConsultation, "POST /api/v1/consultations",                   false, [D, D, A, A, D, D, D, D, D, D, D, D, D]),
+    row(Op::ListConsultations, "GET /api/v1/consultations",                      false, [D, D, A, A, A, A, D, D, D, D, D, D, D]),
+    row(Op::AcceptConsultation, "POST /api/v1/consultations/{consultation}/accept", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::DeclineConsultation, "POST /api/v1/consultations/{consultation}/decline", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::EndConsultation, "POST /api/v1/consultations/{consultation}/end",    false, [D, D, A, A, A, A, D, D, D, D, D, D, D]),
 ];
 
 const HOSPITAL_A: &str = "bv-a";
@@ -192,6 +230,13 @@ struct Fixture {
     /// A hello version submitted and never decided.
     hello_submitted: String,
     versions: AtomicU32,
+    /// The assessor column's subject: the shares are made for them.
+    assessor: String,
+    /// A DiagnosticReport and its ImagingStudy in A's records.
+    report: String,
+    study: String,
+    /// A share of A's for the assessor.
+    share: String,
 }
 
 impl Fixture {
@@ -255,7 +300,7 @@ impl Fixture {
 
         // One principal of each kind.
         let mut tokens = HashMap::new();
-        let users: [UserSeed; 9] = [
+        let users: [UserSeed; 11] = [
             (Citizen, "001090000123", Role::Citizen, None, None),
             (
                 PractitionerA,
@@ -289,7 +334,10 @@ impl Fixture {
             ),
             (Reviewer, "reviewer", Role::Reviewer, None, None),
             (Operator, "operator", Role::Operator, None, None),
+            (Assessor, "assessor", Role::Assessor, None, None),
+            (OtherAssessor, "assessor.2", Role::Assessor, None, None),
         ];
+        let mut assessor = String::new();
         for (who, username, role, hospital, vendor) in users {
             let mut u = NewUser::new(username, username, role, "password-1");
             u.hospital_id = hospital.map(Into::into);
@@ -300,6 +348,9 @@ impl Fixture {
             }
             let user = id.create_user(u).await.expect("user");
             tokens.insert(who, id.token_for(&user).expect("token"));
+            if who == Assessor {
+                assessor = user.id.clone();
+            }
         }
         id.register_service_client("his-bv-a", "HIS A", HOSPITAL_A, "a-long-service-secret")
             .await
@@ -331,9 +382,38 @@ impl Fixture {
             counter_approved,
             hello_submitted: String::new(),
             versions: AtomicU32::new(1),
+            assessor,
+            report: String::new(),
+            study: String::new(),
+            share: String::new(),
         };
         fx.hello_submitted = fx.submitted().await;
+        (fx.report, fx.study) = imaging_records(&fx.server.runtime).await;
+        fx.share = fx.new_share().await;
         fx
+    }
+
+    /// A fresh share of A's imaging records for the assessor.
+    async fn new_share(&self) -> String {
+        let rt = &self.server.runtime;
+        let hospital = rt.hospitals.get(HOSPITAL_A).expect("hospital A");
+        rt.imaging
+            .create(
+                &seed_actor(),
+                &hospital,
+                &format!("{}/fhir/R4", self.server.base),
+                NewShare {
+                    claim_id: "HS-AUTHZ".into(),
+                    assessor: self.assessor.clone(),
+                    diagnostic_report: self.report.clone(),
+                    imaging_study: self.study.clone(),
+                    dicomweb_base_url: Some("https://pacs.bv-a.example/dicomweb".into()),
+                    expires_in_days: 1,
+                },
+            )
+            .await
+            .expect("share")
+            .id
     }
 
     /// A new hello version, signed and naming `vendor`.
@@ -500,8 +580,138 @@ impl Fixture {
                 format!("/hospitals/{HOSPITAL_A}/plugins/hello/"),
                 None,
             ),
+            Op::SigningKey => (
+                "GET",
+                format!("/api/v1/hospitals/{HOSPITAL_A}/signing-key"),
+                None,
+            ),
+            Op::CreateShare => (
+                "POST",
+                format!("/api/v1/hospitals/{HOSPITAL_A}/imaging-shares"),
+                Some(json!({
+                    "claim_id": "HS-AUTHZ", "assessor": self.assessor,
+                    "diagnostic_report": self.report, "imaging_study": self.study,
+                    "dicomweb_base_url": "https://pacs.bv-a.example/dicomweb"
+                })),
+            ),
+            Op::ListShares => ("GET", "/api/v1/imaging-shares".into(), None),
+            Op::ReadShare => (
+                "GET",
+                format!("/api/v1/imaging-shares/{}", self.share),
+                None,
+            ),
+            Op::RevokeShare => (
+                "DELETE",
+                format!(
+                    "/api/v1/hospitals/{HOSPITAL_A}/imaging-shares/{}",
+                    self.new_share().await
+                ),
+                None,
+            ),
+            Op::GrantConsent => (
+                "POST",
+                "/api/v1/me/consents".into(),
+                Some(json!({ "grantee_hospital": "bv-b", "expires_in_days": 1 })),
+            ),
+            Op::ListConsents => ("GET", "/api/v1/me/consents".into(), None),
+            Op::RevokeConsent => {
+                let (status, consent) = self
+                    .send(
+                        "POST",
+                        "/api/v1/me/consents",
+                        Citizen,
+                        Some(json!({ "grantee_hospital": "bv-b" })),
+                    )
+                    .await;
+                assert_eq!(status, 201, "consent: {consent}");
+                let id = consent["id"].as_str().unwrap_or_default();
+                ("DELETE", format!("/api/v1/me/consents/{id}"), None)
+            }
+            Op::RecordAccess => ("GET", "/api/v1/me/record-access".into(), None),
+            Op::RequestConsultation => {
+                // Hospital C hosts, so both A's and B's practitioners may ask it.
+                let rt = &self.server.runtime;
+                rt.hospitals
+                    .upsert(Hospital {
+                        id: "bv-c".into(),
+                        name: "Bệnh viện C".into(),
+                        tier: Tier::Central,
+                        province: "Hà Nội".into(),
+                    })
+                    .await
+                    .expect("hospital C");
+                (
+                    "POST",
+                    "/api/v1/consultations".into(),
+                    Some(
+                        json!({ "host_hospital": "bv-c", "patient": { "health_id": "0101111111" }, "reason": "authz" }),
+                    ),
+                )
+            }
+            Op::ListConsultations => ("GET", "/api/v1/consultations".into(), None),
+            Op::AcceptConsultation | Op::DeclineConsultation | Op::EndConsultation => {
+                let (status, c) = self
+                    .send(
+                        "POST",
+                        "/api/v1/consultations",
+                        PractitionerB,
+                        Some(json!({ "host_hospital": HOSPITAL_A, "patient": { "health_id": "0101111111" }, "reason": "authz" })),
+                    )
+                    .await;
+                assert_eq!(status, 201, "consultation: {c}");
+                let id = c["id"].as_str().unwrap_or_default();
+                let action = match op {
+                    Op::AcceptConsultation => "accept",
+                    Op::DeclineConsultation => "decline",
+                    _ => "end",
+                };
+                ("POST", format!("/api/v1/consultations/{id}/{action}"), None)
+            }
         }
     }
+}
+
+fn seed_actor() -> Actor {
+    Actor::staff("test:seed", HOSPITAL_A)
+}
+
+/// A Patient with a health ID, a CT ImagingStudy and its DiagnosticReport
+/// in A's records: (report, study).
+async fn imaging_records(rt: &Runtime) -> (String, String) {
+    let create = |resource: Value| async move {
+        let Value::Object(r) = resource else {
+            panic!("a resource is an object")
+        };
+        let ty = r["resourceType"]
+            .as_str()
+            .expect("type")
+            .parse()
+            .expect("known type");
+        rt.records
+            .create(&seed_actor(), ty, r)
+            .await
+            .expect("stored")
+            .id
+    };
+    let patient = create(json!({
+        "resourceType": "Patient",
+        "identifier": [{ "system": BHYT_SYSTEM, "value": "0101234567" }]
+    }))
+    .await;
+    let study = create(json!({
+        "resourceType": "ImagingStudy", "status": "available",
+        "subject": { "reference": format!("Patient/{patient}") },
+        "series": [{ "uid": "1.2.3.4", "modality": { "system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT" } }]
+    }))
+    .await;
+    let report = create(json!({
+        "resourceType": "DiagnosticReport", "status": "final",
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "24627-2" }] },
+        "subject": { "reference": format!("Patient/{patient}") },
+        "imagingStudy": [{ "reference": format!("ImagingStudy/{study}") }]
+    }))
+    .await;
+    (report, study)
 }
 
 /// What one cell's status means.
@@ -522,7 +732,7 @@ fn proper_denial(who: Who, status: u16, hides: bool) -> bool {
     }
 }
 
-fn render(observed: &[[(u16, Cell); 11]]) -> String {
+fn render(observed: &[[(u16, Cell); 13]]) -> String {
     let width = MATRIX.iter().map(|r| r.route.len()).max().unwrap_or(0);
     let mut out = format!("{:width$}", "");
     for who in WHO {
@@ -547,7 +757,7 @@ async fn every_route_for_every_principal() {
     let mut observed = Vec::new();
     let mut problems = Vec::new();
     for row in MATRIX {
-        let mut cells = [(0u16, D); 11];
+        let mut cells = [(0u16, D); 13];
         for (i, who) in WHO.into_iter().enumerate() {
             let (method, path, body) = fx.prepare(row.op, who).await;
             let (status, response) = fx.send(method, &path, who, body).await;

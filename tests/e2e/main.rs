@@ -8,6 +8,7 @@ mod fhir;
 mod governance;
 mod identity;
 mod identity_wit;
+mod imaging_share;
 mod plugins;
 mod postgres;
 mod records_access;

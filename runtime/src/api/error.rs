@@ -30,6 +30,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// Existed but is no longer available: expired or revoked (410).
+    #[error("{0}")]
+    Gone(String),
     #[error(transparent)]
     Call(#[from] CallError),
     #[error("internal error")]
@@ -48,6 +51,7 @@ impl ApiError {
             Self::Suspended(_) => (StatusCode::FORBIDDEN, "plugin_suspended"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::Gone(_) => (StatusCode::GONE, "gone"),
             Self::Call(e) => {
                 let status = match e {
                     CallError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,

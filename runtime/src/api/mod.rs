@@ -4,6 +4,7 @@ mod consent;
 mod error;
 pub mod fhir;
 mod governance;
+mod imaging_share;
 mod plugin_route;
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(governance::routes())
         .merge(fhir::routes())
         .merge(consent::routes())
+        .merge(imaging_share::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

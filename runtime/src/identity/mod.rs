@@ -57,10 +57,13 @@ pub enum Role {
     Operator,
     /// A service account (client credentials) acting for a hospital.
     Service,
+    /// A social-insurance assessor (giám định viên BHYT): belongs to no
+    /// hospital and reads only the imaging shares made for them.
+    Assessor,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Self::Citizen,
         Self::Practitioner,
         Self::HospitalAdmin,
@@ -68,6 +71,7 @@ impl Role {
         Self::Reviewer,
         Self::Operator,
         Self::Service,
+        Self::Assessor,
     ];
 
     /// The name used in tokens, the database and the WIT interface.
@@ -80,6 +84,7 @@ impl Role {
             Self::Reviewer => "reviewer",
             Self::Operator => "operator",
             Self::Service => "service",
+            Self::Assessor => "assessor",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The directory of people and organisations: citizens, practitioners,
 //! hospital admins, vendors and their users, ministry reviewers, operators,
-//! and the OAuth clients (browser apps and hospital service accounts).
+//! social-insurance assessors, and the OAuth clients (browser apps and hospital service accounts).
 
 use std::num::NonZeroU32;
 
@@ -367,6 +367,12 @@ pub fn demo_accounts() -> Vec<DemoAccount> {
             "demo-vanhanh",
             "Vận hành nền tảng",
             Role::Operator,
+        ),
+        base(
+            "giamdinh.bhxh",
+            "demo-giamdinh",
+            "Giám định viên BHXH Hà Nội",
+            Role::Assessor,
         ),
     ]
 }
