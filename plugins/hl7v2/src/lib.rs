@@ -26,6 +26,7 @@ mod datetime;
 mod error;
 mod fhir;
 mod message;
+mod receive;
 
 pub use ack::{AckTarget, ack};
 pub use datetime::{BadTimestamp, Timestamp, hl7_timestamp_vn};
@@ -34,6 +35,7 @@ pub use fhir::{
     BHXH_SYSTEM, CCCD_SYSTEM, MapError, MapErrorKind, MappingContext, SUPPORTED_MESSAGES,
     SUPPORTED_VERSIONS, check_supported, idempotency_key, name_uuid, to_fhir_bundle, translate,
 };
+pub use receive::{Received, receive};
 pub use message::{
     Field, Message, ParseError, ParseErrorKind, Repetition, Segment, Separators, parse,
 };
