@@ -233,8 +233,10 @@ mod tests {
 
     #[test]
     fn aa_swaps_sender_and_receiver() {
-        let m = crate::parse("MSH|^~\\&|HIS|BVBM^1.2^ISO|VTH|VTEL|20240101||ADT^A01^ADT_A01|C1|P|2.5.1")
-            .expect("parses");
+        let m = crate::parse(
+            "MSH|^~\\&|HIS|BVBM^1.2^ISO|VTH|VTEL|20240101||ADT^A01^ADT_A01|C1|P|2.5.1",
+        )
+        .expect("parses");
         let ack = ack(&AckTarget::from_message(&m), None, "20240101120000+0700");
         assert_eq!(
             ack,
@@ -257,7 +259,9 @@ mod tests {
         let a = ack(&AckTarget::from_message(&m), Some(&issue), "2024");
         assert!(a.contains("ACK^A01|ACKC1|P|2.3\r"), "{a}");
         assert!(
-            a.ends_with("MSA|AE|C1|PID-3 \\F\\ missing\rERR|PID^1^3^101&Required field missing&HL70357\r"),
+            a.ends_with(
+                "MSA|AE|C1|PID-3 \\F\\ missing\rERR|PID^1^3^101&Required field missing&HL70357\r"
+            ),
             "{a}"
         );
     }
@@ -271,7 +275,14 @@ mod tests {
         assert_eq!(t.version, "2.4");
         let t = AckTarget::sniff("hello");
         assert_eq!(t.control_id, "");
-        let a = ack(&t, Some(&Issue::reject(ErrorCode::SegmentSequence, "no MSH")), "2024");
-        assert!(a.starts_with("MSH|^~\\&|||||2024||ACK^^ACK|ACK|P|2.5\r"), "{a}");
+        let a = ack(
+            &t,
+            Some(&Issue::reject(ErrorCode::SegmentSequence, "no MSH")),
+            "2024",
+        );
+        assert!(
+            a.starts_with("MSH|^~\\&|||||2024||ACK^^ACK|ACK|P|2.5\r"),
+            "{a}"
+        );
     }
 }

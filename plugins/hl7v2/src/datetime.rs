@@ -53,9 +53,10 @@ impl Timestamp {
             return Err(bad());
         }
         let fraction = match fraction {
-            Some(f) if digits.len() == 14
-                && (1..=4).contains(&f.len())
-                && f.bytes().all(|b| b.is_ascii_digit()) =>
+            Some(f)
+                if digits.len() == 14
+                    && (1..=4).contains(&f.len())
+                    && f.bytes().all(|b| b.is_ascii_digit()) =>
             {
                 Some(f.to_owned())
             }
@@ -147,7 +148,9 @@ fn parse_offset(z: &str) -> Option<String> {
 
 fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -208,8 +211,16 @@ mod tests {
     #[test]
     fn refuses_nonsense() {
         for bad in [
-            "", "24", "2024-03-05", "20241305", "20230229", "20240305256000", "2024030508+7",
-            "20240305.5", "abcd", "0000",
+            "",
+            "24",
+            "2024-03-05",
+            "20241305",
+            "20230229",
+            "20240305256000",
+            "2024030508+7",
+            "20240305.5",
+            "abcd",
+            "0000",
         ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
         }

@@ -241,6 +241,14 @@ struct Mapper<'a> {
     entries: Vec<Value>,
 }
 
+/// An OBR with the ORC before it and its index among the message's segments.
+#[derive(Clone, Copy)]
+struct OrderGroup<'a> {
+    orc: Option<&'a Segment>,
+    index: usize,
+    obr: &'a Segment,
+}
+
 /// The Patient entry's fullUrl, for references.
 struct PatientRef(String);
 
@@ -648,8 +656,10 @@ impl<'a> Mapper<'a> {
 
     fn order_identifiers(&self, placer: &Option<String>, filler: &Option<String>) -> Vec<Value> {
         let mut out = Vec::new();
-        for (number, what, code) in [(placer, "placer-order", "PLAC"), (filler, "filler-order", "FILL")]
-        {
+        for (number, what, code) in [
+            (placer, "placer-order", "PLAC"),
+            (filler, "filler-order", "FILL"),
+        ] {
             if let Some(number) = number {
                 out.push(json!({
                     "type": { "coding": [{ "system": V2_0203, "code": code }] },
@@ -662,7 +672,7 @@ impl<'a> Mapper<'a> {
     }
 
     /// The OBR segments with their ORC, index in the message, in order.
-    fn order_groups(&self) -> Result<Vec<(Option<&'a Segment>, usize, &'a Segment)>, MapError> {
+    fn order_groups(&self) -> Result<Vec<OrderGroup<'a>>, MapError> {
         let mut groups = Vec::new();
         let mut orc: Option<&'a Segment> = None;
         for (i, seg) in self.message.segments().iter().enumerate() {
@@ -673,7 +683,11 @@ impl<'a> Mapper<'a> {
                     }
                     orc = Some(seg);
                 }
-                "OBR" => groups.push((orc.take(), i, seg)),
+                "OBR" => groups.push(OrderGroup {
+                    orc: orc.take(),
+                    index: i,
+                    obr: seg,
+                }),
                 _ => {}
             }
         }
@@ -691,7 +705,7 @@ impl<'a> Mapper<'a> {
     }
 
     fn orders(&mut self, patient: &PatientRef) -> Result<(), MapError> {
-        for (orc, index, obr) in self.order_groups()? {
+        for OrderGroup { orc, index, obr } in self.order_groups()? {
             let (placer, filler) = self.order_numbers(orc, obr);
             if placer.is_none() && filler.is_none() {
                 let at = orc.unwrap_or(obr);
@@ -786,7 +800,9 @@ impl<'a> Mapper<'a> {
             _ => Err(MapError::new(
                 MapErrorKind::UnknownCode,
                 Some(orc.location(Some(1))),
-                format!("ORC-1: order control {control:?} is not supported (NW, XO, SC, CA, DC, HD...)"),
+                format!(
+                    "ORC-1: order control {control:?} is not supported (NW, XO, SC, CA, DC, HD...)"
+                ),
             )),
         }
     }
@@ -818,7 +834,7 @@ impl<'a> Mapper<'a> {
         let groups = self.order_groups()?;
         let segments = self.message.segments();
         // OBX must follow an OBR.
-        if let Some(first_obr) = groups.first().map(|g| g.1)
+        if let Some(first_obr) = groups.first().map(|g| g.index)
             && let Some(stray) = segments[..first_obr].iter().find(|s| s.id() == "OBX")
         {
             return Err(MapError::new(
@@ -828,8 +844,8 @@ impl<'a> Mapper<'a> {
             ));
         }
         let mut reports = Vec::new();
-        for (g, &(orc, index, obr)) in groups.iter().enumerate() {
-            let end = groups.get(g + 1).map_or(segments.len(), |next| next.1);
+        for (g, &OrderGroup { orc, index, obr }) in groups.iter().enumerate() {
+            let end = groups.get(g + 1).map_or(segments.len(), |next| next.index);
             let mut results = Vec::new();
             let mut statuses = Vec::new();
             for (i, seg) in segments.iter().enumerate().take(end).skip(index + 1) {
@@ -886,7 +902,9 @@ impl<'a> Mapper<'a> {
                 return Err(MapError::new(
                     MapErrorKind::UnknownCode,
                     Some(obx.location(Some(11))),
-                    format!("OBX-11: result status {status_code:?} is not one of F, C, P, R, S, I, X, D, W, A, U"),
+                    format!(
+                        "OBX-11: result status {status_code:?} is not one of F, C, P, R, S, I, X, D, W, A, U"
+                    ),
                 ));
             }
         };
@@ -912,7 +930,10 @@ impl<'a> Mapper<'a> {
             obs.insert(key.into(), value);
         }
         if let Some(range) = self.value(obx, 7, 1) {
-            obs.insert("referenceRange".into(), json!([reference_range(&range, &unit)]));
+            obs.insert(
+                "referenceRange".into(),
+                json!([reference_range(&range, &unit)]),
+            );
         }
         let flags: Vec<Value> = self
             .message
@@ -998,7 +1019,10 @@ impl<'a> Mapper<'a> {
                 let separator = get(3).unwrap_or_default();
                 let n2 = get(4).as_deref().and_then(decimal);
                 structured_numeric(&comparator, n1, &separator, n2, unit).ok_or_else(|| {
-                    bad(format!("{:?} is not a structured numeric value", first.raw()))
+                    bad(format!(
+                        "{:?} is not a structured numeric value",
+                        first.raw()
+                    ))
                 })?
             }
             "ST" | "TX" | "FT" => {
@@ -1027,7 +1051,9 @@ impl<'a> Mapper<'a> {
                 return Err(MapError::new(
                     MapErrorKind::UnknownCode,
                     Some(obx.location(Some(2))),
-                    format!("OBX-2: value type {other} is not supported (NM, SN, ST, TX, FT, CE, CWE, CNE, DT, TS, DTM, TM)"),
+                    format!(
+                        "OBX-2: value type {other} is not supported (NM, SN, ST, TX, FT, CE, CWE, CNE, DT, TS, DTM, TM)"
+                    ),
                 ));
             }
         };
@@ -1054,7 +1080,9 @@ impl<'a> Mapper<'a> {
                     return Err(MapError::new(
                         MapErrorKind::UnknownCode,
                         Some(obr.location(Some(25))),
-                        format!("OBR-25: result status {code:?} is not one of O, I, S, A, R, P, C, F, X"),
+                        format!(
+                            "OBR-25: result status {code:?} is not one of O, I, S, A, R, P, C, F, X"
+                        ),
                     ));
                 }
             },
@@ -1272,8 +1300,7 @@ fn contact_point(rep: Repetition<'_>, work: bool) -> Option<Value> {
     let get = |n: usize| rep.component(n).and_then(not_null);
     let equipment = get(3).unwrap_or_default().to_ascii_uppercase();
     let use_code = get(2).unwrap_or_default().to_ascii_uppercase();
-    let (system, value) = if equipment == "INTERNET" || equipment == "X.400" || use_code == "NET"
-    {
+    let (system, value) = if equipment == "INTERNET" || equipment == "X.400" || use_code == "NET" {
         ("email", get(4).or_else(|| get(1))?)
     } else {
         let number = get(1).or_else(|| get(12)).or_else(|| {
@@ -1452,7 +1479,10 @@ mod tests {
             reference_range("<5", &unit),
             json!({"high": {"value": 5}, "text": "<5"})
         );
-        assert_eq!(reference_range("âm tính", &unit), json!({"text": "âm tính"}));
+        assert_eq!(
+            reference_range("âm tính", &unit),
+            json!({"text": "âm tính"})
+        );
     }
 
     #[test]

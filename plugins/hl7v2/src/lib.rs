@@ -35,7 +35,7 @@ pub use fhir::{
     BHXH_SYSTEM, CCCD_SYSTEM, MapError, MapErrorKind, MappingContext, SUPPORTED_MESSAGES,
     SUPPORTED_VERSIONS, check_supported, idempotency_key, name_uuid, to_fhir_bundle, translate,
 };
-pub use receive::{Received, receive};
 pub use message::{
     Field, Message, ParseError, ParseErrorKind, Repetition, Segment, Separators, parse,
 };
+pub use receive::{Received, receive};

@@ -38,9 +38,14 @@ impl Default for Separators {
 impl Separators {
     /// MSH-2 as written: component, repetition, escape, subcomponent [, truncation].
     pub fn encoding_characters(&self) -> String {
-        let mut s: String = [self.component, self.repetition, self.escape, self.subcomponent]
-            .iter()
-            .collect();
+        let mut s: String = [
+            self.component,
+            self.repetition,
+            self.escape,
+            self.subcomponent,
+        ]
+        .iter()
+        .collect();
         s.extend(self.truncation);
         s
     }
@@ -157,7 +162,8 @@ impl Separators {
 
 /// `\Xhh..\`: bytes in hex; UTF-8 when they form UTF-8, otherwise Latin-1.
 fn decode_hex(hex: &str) -> Option<String> {
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     let bytes: Vec<u8> = (0..hex.len())
@@ -412,7 +418,9 @@ impl<'a> Repetition<'a> {
         if self.literal {
             return (s == 1).then_some(Cow::Borrowed(component));
         }
-        let sub = component.split(self.separators.subcomponent).nth(s.checked_sub(1)?)?;
+        let sub = component
+            .split(self.separators.subcomponent)
+            .nth(s.checked_sub(1)?)?;
         Some(self.separators.unescape(sub)).filter(|v| !v.is_empty())
     }
 
@@ -452,9 +460,7 @@ pub fn parse(input: &str) -> Result<Message, ParseError> {
     let input = input
         .trim_start_matches(['\u{feff}', '\u{0b}'])
         .trim_end_matches(['\u{1c}', '\r', '\n']);
-    let mut lines = input
-        .split(['\r', '\n'])
-        .filter(|l| !l.trim().is_empty());
+    let mut lines = input.split(['\r', '\n']).filter(|l| !l.trim().is_empty());
     let Some(first) = lines.next() else {
         return Err(ParseError::new(ParseErrorKind::Empty, 1, None));
     };
@@ -609,7 +615,11 @@ impl Message {
         if parts.next().is_some() || occurrence == 0 || repetition == 0 {
             return None;
         }
-        let segment = self.segments.iter().filter(|s| s.id == id).nth(occurrence - 1)?;
+        let segment = self
+            .segments
+            .iter()
+            .filter(|s| s.id == id)
+            .nth(occurrence - 1)?;
         let field = self.field(segment, field);
         field
             .repetitions()
@@ -706,8 +716,14 @@ mod tests {
         let err = |s: &str| parse(s).expect_err("fails").kind;
         assert_eq!(err(""), ParseErrorKind::Empty);
         assert_eq!(err("PID|1"), ParseErrorKind::NoMsh);
-        assert!(matches!(err("MSH|^~|A"), ParseErrorKind::BadEncodingCharacters(_)));
-        assert!(matches!(err("MSH|^^\\&|A"), ParseErrorKind::BadEncodingCharacters(_)));
+        assert!(matches!(
+            err("MSH|^~|A"),
+            ParseErrorKind::BadEncodingCharacters(_)
+        ));
+        assert!(matches!(
+            err("MSH|^^\\&|A"),
+            ParseErrorKind::BadEncodingCharacters(_)
+        ));
         assert!(matches!(
             err("MSH|^~\\&|A|B|||||ADT^A01||P|2.5"),
             ParseErrorKind::MissingHeaderField(_)

@@ -48,7 +48,10 @@ fn check_bundle(name: &str, bundle: &Value) -> BTreeMap<String, u64> {
         .map(|e| e["fullUrl"].as_str().expect("fullUrl"))
         .collect();
     for (i, url) in urls.iter().enumerate() {
-        assert!(url.starts_with("urn:uuid:") && url.len() == 45, "{name}: {url}");
+        assert!(
+            url.starts_with("urn:uuid:") && url.len() == 45,
+            "{name}: {url}"
+        );
         assert!(!urls[..i].contains(url), "{name}: duplicate {url}");
     }
     assert_eq!(entries[0]["resource"]["resourceType"], "Patient", "{name}");
@@ -62,11 +65,17 @@ fn check_bundle(name: &str, bundle: &Value) -> BTreeMap<String, u64> {
         let url = entry["request"]["url"].as_str().expect("url");
         match method {
             "POST" => assert_eq!(url, kind, "{name}"),
-            "PUT" => assert!(url.starts_with(&format!("{kind}?identifier=")), "{name}: {url}"),
+            "PUT" => assert!(
+                url.starts_with(&format!("{kind}?identifier=")),
+                "{name}: {url}"
+            ),
             other => panic!("{name}: method {other}"),
         }
         references(resource, &mut |r| {
-            assert!(urls.contains(&r), "{name}: {kind} refers to {r}, not in the Bundle")
+            assert!(
+                urls.contains(&r),
+                "{name}: {kind} refers to {r}, not in the Bundle"
+            )
         });
         for id in resource["identifier"].as_array().into_iter().flatten() {
             let value = id["value"].as_str().expect("identifier value");
@@ -104,14 +113,25 @@ fn every_corpus_file_has_its_expected_outcome() {
         for entry in std::fs::read_dir(corpus_dir().join(dir)).expect("corpus dir") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "hl7") {
-                let file = path.file_name().expect("name").to_string_lossy().into_owned();
-                on_disk.push(if dir.is_empty() { file } else { format!("{dir}/{file}") });
+                let file = path
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned();
+                on_disk.push(if dir.is_empty() {
+                    file
+                } else {
+                    format!("{dir}/{file}")
+                });
             }
         }
     }
     on_disk.sort();
     let listed: Vec<String> = files.keys().cloned().collect();
-    assert_eq!(on_disk, listed, "expected.json lists exactly the corpus files");
+    assert_eq!(
+        on_disk, listed,
+        "expected.json lists exactly the corpus files"
+    );
 
     for (name, want) in &files {
         let want_ack = want["ack"].as_str().expect("ack");
@@ -172,19 +192,36 @@ fn vietnamese_patient_with_cccd_and_bhxh() {
         "Patient?identifier=urn:vtelehealth:hospital:bach-mai:mrn|BN24005678"
     );
     let ids = patient["identifier"].as_array().expect("ids");
-    assert!(ids.iter().any(|i| i["system"] == hl7v2::CCCD_SYSTEM && i["value"] == "001195012345"));
+    assert!(
+        ids.iter()
+            .any(|i| i["system"] == hl7v2::CCCD_SYSTEM && i["value"] == "001195012345")
+    );
     // The 15-character BHYT card number carries the BHXH number in its last 10 characters.
-    assert!(ids.iter().any(|i| i["system"] == hl7v2::BHXH_SYSTEM && i["value"] == "0123456789"));
+    assert!(
+        ids.iter()
+            .any(|i| i["system"] == hl7v2::BHXH_SYSTEM && i["value"] == "0123456789")
+    );
     assert_eq!(patient["name"][0]["family"], "LÊ");
-    assert_eq!(patient["name"][0]["given"], serde_json::json!(["THỊ", "HỒNG", "NHUNG"]));
+    assert_eq!(
+        patient["name"][0]["given"],
+        serde_json::json!(["THỊ", "HỒNG", "NHUNG"])
+    );
     assert_eq!(patient["name"][0]["text"], "LÊ THỊ HỒNG NHUNG");
     assert_eq!(patient["gender"], "female");
     assert_eq!(patient["birthDate"], "1995-04-12");
     assert_eq!(patient["address"][0]["district"], "Quận 1");
     assert_eq!(patient["address"][0]["city"], "Thành phố Hồ Chí Minh");
     let telecom = patient["telecom"].as_array().expect("telecom");
-    assert!(telecom.iter().any(|t| t["system"] == "email" && t["value"] == "nhung.le@example.vn"));
-    assert!(telecom.iter().any(|t| t["use"] == "work" && t["value"] == "0283822999"));
+    assert!(
+        telecom
+            .iter()
+            .any(|t| t["system"] == "email" && t["value"] == "nhung.le@example.vn")
+    );
+    assert!(
+        telecom
+            .iter()
+            .any(|t| t["use"] == "work" && t["value"] == "0283822999")
+    );
     let encounter = &b["entry"][1]["resource"];
     assert_eq!(encounter["class"]["code"], "AMB");
     assert_eq!(encounter["status"], "in-progress");
@@ -199,7 +236,10 @@ fn custom_separators_and_middle_names() {
     assert_eq!(patient["name"][0]["text"], "ĐẶNG THỊ THU HÀ");
     assert_eq!(patient["address"][0]["line"][0], "Thôn Đông%Xóm 3");
     assert_eq!(patient["identifier"][1]["value"], "037090001234");
-    assert_eq!(b["entry"][1]["request"]["url"], "Encounter?identifier=urn:vtelehealth:hospital:bach-mai:visit|VTB0001");
+    assert_eq!(
+        b["entry"][1]["request"]["url"],
+        "Encounter?identifier=urn:vtelehealth:hospital:bach-mai:visit|VTB0001"
+    );
 }
 
 #[test]
@@ -218,7 +258,10 @@ fn lab_results() {
     assert_eq!(glucose["status"], "final");
     assert_eq!(glucose["category"][0]["coding"][0]["code"], "laboratory");
     assert_eq!(glucose["code"]["coding"][0]["system"], "http://loinc.org");
-    assert_eq!(glucose["code"]["coding"][1]["system"], "urn:vtelehealth:hospital:bach-mai:code:L");
+    assert_eq!(
+        glucose["code"]["coding"][1]["system"],
+        "urn:vtelehealth:hospital:bach-mai:code:L"
+    );
     assert_eq!(
         glucose["valueQuantity"],
         serde_json::json!({"value": 6.8, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"})
@@ -229,14 +272,29 @@ fn lab_results() {
     let creatinine = &entries[2]["resource"];
     assert_eq!(creatinine["status"], "corrected");
     assert_eq!(creatinine["valueQuantity"]["value"], 88);
-    assert_eq!(creatinine["note"][0]["text"], "Đã kiểm tra lại mẫu; kết quả hiệu chỉnh & xác nhận.");
-    assert_eq!(entries[3]["resource"]["valueString"], "Vàng nhạt | trong\nKhông cặn AB");
-    assert_eq!(entries[4]["resource"]["valueCodeableConcept"]["coding"][0]["system"], "http://snomed.info/sct");
+    assert_eq!(
+        creatinine["note"][0]["text"],
+        "Đã kiểm tra lại mẫu; kết quả hiệu chỉnh & xác nhận."
+    );
+    assert_eq!(
+        entries[3]["resource"]["valueString"],
+        "Vàng nhạt | trong\nKhông cặn AB"
+    );
+    assert_eq!(
+        entries[4]["resource"]["valueCodeableConcept"]["coding"][0]["system"],
+        "http://snomed.info/sct"
+    );
     assert_eq!(entries[4]["resource"]["status"], "preliminary");
     assert_eq!(entries[5]["resource"]["valueQuantity"]["comparator"], "<");
     // Effective time falls back to OBR-7.
-    assert_eq!(entries[6]["resource"]["effectiveDateTime"], "2024-03-08T07:15:00+07:00");
-    assert_eq!(entries[7]["resource"]["valueString"], "Hồng cầu bình thường\nKhông thấy tế bào lạ");
+    assert_eq!(
+        entries[6]["resource"]["effectiveDateTime"],
+        "2024-03-08T07:15:00+07:00"
+    );
+    assert_eq!(
+        entries[7]["resource"]["valueString"],
+        "Hồng cầu bình thường\nKhông thấy tế bào lạ"
+    );
     let report = &entries[8]["resource"];
     assert_eq!(report["resourceType"], "DiagnosticReport");
     assert_eq!(report["status"], "final");
@@ -260,11 +318,17 @@ fn orders() {
     assert_eq!(ct["authoredOn"], "2024-03-06T09:10:00+07:00");
     assert_eq!(ct["requester"]["display"], "BS PHẠM ĐỨC MINH");
     assert_eq!(ct["note"][0]["text"], "Bệnh nhân dị ứng thuốc cản quang");
-    assert_eq!(ct["reasonCode"][0]["coding"][0]["system"], "http://hl7.org/fhir/sid/icd-10");
+    assert_eq!(
+        ct["reasonCode"][0]["coding"][0]["system"],
+        "http://hl7.org/fhir/sid/icd-10"
+    );
     assert_eq!(
         b["entry"][1]["request"]["url"],
         "ServiceRequest?identifier=urn:vtelehealth:hospital:bach-mai:placer-order|CD-1001"
     );
     assert_eq!(b["entry"][2]["resource"]["priority"], "routine");
-    assert_eq!(b["entry"][2]["resource"]["code"]["coding"][0]["system"], "urn:vtelehealth:hospital:bach-mai:code:L");
+    assert_eq!(
+        b["entry"][2]["resource"]["code"]["coding"][0]["system"],
+        "urn:vtelehealth:hospital:bach-mai:code:L"
+    );
 }
