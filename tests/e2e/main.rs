@@ -6,6 +6,7 @@ mod bundles;
 mod docs;
 mod fhir;
 mod governance;
+mod his_hl7v2;
 mod identity;
 mod identity_wit;
 mod imaging_share;

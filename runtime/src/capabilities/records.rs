@@ -3,7 +3,7 @@
 //! capability and the call's purpose of use; one of its data scopes covers
 //! the resource type and interaction for this caller (a `patient/` scope
 //! when a citizen calls, `user/` for the hospital's practitioners and
-//! admins, `system/` for anyone); and the resource matches that scope's
+//! admins, `system/` for anyone of the hospital, services included); and the resource matches that scope's
 //! constraints. The store then applies the caller's own rights (tenancy,
 //! consent, consultation) and writes the audit trail and access log.
 
@@ -68,8 +68,12 @@ fn contexts(state: &CallState) -> Vec<(Context, ActorKind)> {
         if of_hospital && (p.has_role(Role::Practitioner) || p.has_role(Role::HospitalAdmin)) {
             out.push((Context::User, ActorKind::Staff));
         }
+        // `system/` acts for the whole hospital: only for its own people
+        // and services, never for an outsider a plugin happens to serve.
+        if of_hospital {
+            out.push((Context::System, ActorKind::System));
+        }
     }
-    out.push((Context::System, ActorKind::System));
     out
 }
 

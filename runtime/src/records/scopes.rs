@@ -252,7 +252,7 @@ impl DataScope {
                 "that the signed-in practitioner may see (their hospital's, or another's with the patient's consent or a consultation)"
             }
             Context::System => {
-                "of the whole hospital, whoever calls (for integrations such as a HIS)"
+                "of the whole hospital, for callers of that hospital including its services (integrations such as a HIS)"
             }
         };
         format!("{} {what}{narrowed} {whose}", join_words(&verbs))
