@@ -401,6 +401,10 @@ fn print_banner(runtime: &Runtime, listen: SocketAddr) {
             "    curl -X POST -H \"Authorization: Bearer $TOKEN\" {base}/hospitals/bach-mai/plugins/visit-counter/visits"
         );
         println!(
+            "    curl -X POST -H \"Authorization: Bearer $TOKEN\" -H \"Content-Type: x-application/hl7-v2+er7\" --data-binary @plugins/his-hl7v2/corpus/adt_a04_v25_cccd_bhxh.hl7 {base}/hospitals/bach-mai/plugins/his-hl7v2/messages"
+        );
+        println!("    curl -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/R4/Patient?_count=5'");
+        println!(
             "  review queue and audit (reviewer token): {base}/api/v1/plugin-versions, {base}/api/v1/audit"
         );
     }
