@@ -8,6 +8,7 @@ mod fhir;
 mod governance;
 mod identity;
 mod identity_wit;
+mod interop;
 mod plugins;
 mod postgres;
 mod sandbox;

@@ -3,10 +3,12 @@
 //! - `build-plugins`: build the guest workspace for `wasm32-unknown-unknown` and turn every
 //!   plugin into a Wasm component with its manifest, under `target/plugins/` (reference
 //!   plugins) and `target/test-plugins/` (test-only plugins).
-//! - `test`: build the plugins, start a throw-away PostgreSQL cluster (see `postgres.rs`),
-//!   then `cargo test --workspace` (extra arguments forwarded).
+//! - `test`: build the plugins, prepare the FHIR client's virtualenv for the interop test
+//!   (see `fhir_venv.rs`), start a throw-away PostgreSQL cluster (see `postgres.rs`), then
+//!   `cargo test --workspace` (extra arguments forwarded).
 //! - `run`: build the plugins, then start the server on them with demo data.
 
+mod fhir_venv;
 mod manifest;
 mod plugins;
 mod postgres;
@@ -31,7 +33,8 @@ enum Cmd {
     /// Build the guest workspace for wasm32 and write the plugin components and manifests
     /// to target/plugins/ and target/test-plugins/.
     BuildPlugins(toolchain::Options),
-    /// Build the plugins, then run `cargo test --workspace [ARGS]`.
+    /// Build the plugins, prepare the FHIR interop venv and PostgreSQL, then run
+    /// `cargo test --workspace [ARGS]`.
     Test {
         #[command(flatten)]
         toolchain: toolchain::Options,
@@ -111,6 +114,10 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
         Step {
             name: "build plugins",
             run: Box::new(|| plugins::build(&root, options)),
+        },
+        Step {
+            name: "Python venv with fhirclient for the FHIR interop test",
+            run: Box::new(|| fhir_venv::prepare(&root)),
         },
         Step {
             name: "PostgreSQL for the scale-out tests",

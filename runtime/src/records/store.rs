@@ -78,12 +78,16 @@ fn token(v: &str) -> (Option<String>, String) {
 }
 
 fn prefixed_date(name: &str, v: &str) -> Result<(Prefix, i64, i64), RecordError> {
-    let (prefix, rest) = match v.get(..2) {
-        Some("eq") => (Prefix::Eq, &v[2..]),
-        Some("ge") => (Prefix::Ge, &v[2..]),
-        Some("le") => (Prefix::Le, &v[2..]),
-        Some("gt") => (Prefix::Gt, &v[2..]),
-        Some("lt") => (Prefix::Lt, &v[2..]),
+    // `>=`, `<=`, `>`, `<` are the pre-R4 comparators that clients such as
+    // SMART's fhirclient (`$gte`, `$lte`…) still send; they mean the same.
+    let (prefix, rest) = match (v.get(..2), v.get(..1)) {
+        (Some("eq"), _) => (Prefix::Eq, &v[2..]),
+        (Some("ge" | ">="), _) => (Prefix::Ge, &v[2..]),
+        (Some("le" | "<="), _) => (Prefix::Le, &v[2..]),
+        (Some("gt"), _) => (Prefix::Gt, &v[2..]),
+        (Some("lt"), _) => (Prefix::Lt, &v[2..]),
+        (_, Some(">")) => (Prefix::Gt, &v[1..]),
+        (_, Some("<")) => (Prefix::Lt, &v[1..]),
         _ => (Prefix::Eq, v),
     };
     let (lo, hi) = date_range(rest).ok_or_else(|| {
@@ -664,4 +668,31 @@ async fn write_version(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_prefixes_include_the_old_comparators() {
+        let day = date_range("2026-03-02").expect("date");
+        for (v, prefix) in [
+            ("2026-03-02", Prefix::Eq),
+            ("ge2026-03-02", Prefix::Ge),
+            (">=2026-03-02", Prefix::Ge),
+            ("<=2026-03-02", Prefix::Le),
+            (">2026-03-02", Prefix::Gt),
+            ("lt2026-03-02", Prefix::Lt),
+            ("<2026-03-02", Prefix::Lt),
+        ] {
+            assert_eq!(
+                prefixed_date("date", v).ok(),
+                Some((prefix, day.0, day.1)),
+                "{v}"
+            );
+        }
+        assert!(prefixed_date("date", "=>2026").is_err());
+        assert!(prefixed_date("date", "ne2026").is_err());
+    }
 }
