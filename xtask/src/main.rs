@@ -7,6 +7,8 @@
 //!   (see `fhir_venv.rs`), start a throw-away PostgreSQL cluster (see `postgres.rs`), then
 //!   `cargo test --workspace` (extra arguments forwarded).
 //! - `run`: build the plugins, then start the server on them with demo data.
+//! - `bench-records`: start a throw-away PostgreSQL cluster, then run the records benchmark
+//!   (`runtime/benches/records.rs`) on SQLite and on it.
 
 mod fhir_venv;
 mod manifest;
@@ -50,6 +52,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Start a throw-away PostgreSQL, then run the records benchmark on SQLite and on it
+    /// (release build; results to copy into docs/benchmarks.md).
+    BenchRecords,
 }
 
 /// How `cargo xtask run` starts the server; the one place to adjust when the runtime's CLI
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::BuildPlugins(options) => plugins::build(&repo_root(), &options),
         Cmd::Test { toolchain, args } => test(&toolchain, &args),
         Cmd::Run { toolchain, args } => run(&toolchain, &args),
+        Cmd::BenchRecords => bench_records(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +174,33 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                     ])
                     .env(postgres::URL_VAR, cluster)
                     .env("VTH_E2E_ON_POSTGRES", "1");
+                run_command(cmd)
+            }),
+        },
+    ])
+}
+
+fn bench_records() -> Result<()> {
+    let root = repo_root();
+    let cluster: RefCell<Option<postgres::Cluster>> = RefCell::new(None);
+    run_steps(vec![
+        Step {
+            name: "PostgreSQL for the benchmark",
+            run: Box::new(|| {
+                *cluster.borrow_mut() = postgres::start()?;
+                Ok(())
+            }),
+        },
+        Step {
+            name: "cargo bench --bench records",
+            run: Box::new(|| {
+                let mut cmd = Command::new(cargo());
+                cmd.current_dir(&root)
+                    .args(["bench", "-p", RUNTIME_PACKAGE, "--bench", "records"]);
+                // Without our cluster, an already set VTH_TEST_POSTGRES_URL is used.
+                if let Some(cluster) = cluster.borrow().as_ref() {
+                    cmd.env("VTH_BENCH_POSTGRES_URL", cluster.url());
+                }
                 run_command(cmd)
             }),
         },
