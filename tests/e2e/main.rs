@@ -10,6 +10,7 @@ mod his_hl7v2;
 mod identity;
 mod identity_wit;
 mod imaging_share;
+mod interop;
 mod plugins;
 mod postgres;
 mod records_access;

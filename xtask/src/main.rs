@@ -3,10 +3,14 @@
 //! - `build-plugins`: build the guest workspace for `wasm32-unknown-unknown` and turn every
 //!   plugin into a Wasm component with its manifest, under `target/plugins/` (reference
 //!   plugins) and `target/test-plugins/` (test-only plugins).
-//! - `test`: build the plugins, start a throw-away PostgreSQL cluster (see `postgres.rs`),
-//!   then `cargo test --workspace` (extra arguments forwarded).
+//! - `test`: build the plugins, prepare the FHIR client's virtualenv for the interop test
+//!   (see `fhir_venv.rs`), start a throw-away PostgreSQL cluster (see `postgres.rs`), then
+//!   `cargo test --workspace` (extra arguments forwarded).
 //! - `run`: build the plugins, then start the server on them with demo data.
+//! - `bench-records`: start a throw-away PostgreSQL cluster, then run the records benchmark
+//!   (`runtime/benches/records.rs`) on SQLite and on it.
 
+mod fhir_venv;
 mod manifest;
 mod plugins;
 mod postgres;
@@ -31,7 +35,8 @@ enum Cmd {
     /// Build the guest workspace for wasm32 and write the plugin components and manifests
     /// to target/plugins/ and target/test-plugins/.
     BuildPlugins(toolchain::Options),
-    /// Build the plugins, then run `cargo test --workspace [ARGS]`.
+    /// Build the plugins, prepare the FHIR interop venv and PostgreSQL, then run
+    /// `cargo test --workspace [ARGS]`.
     Test {
         #[command(flatten)]
         toolchain: toolchain::Options,
@@ -47,6 +52,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Start a throw-away PostgreSQL, then run the records benchmark on SQLite and on it
+    /// (release build; results to copy into docs/benchmarks.md).
+    BenchRecords,
 }
 
 /// How `cargo xtask run` starts the server; the one place to adjust when the runtime's CLI
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::BuildPlugins(options) => plugins::build(&repo_root(), &options),
         Cmd::Test { toolchain, args } => test(&toolchain, &args),
         Cmd::Run { toolchain, args } => run(&toolchain, &args),
+        Cmd::BenchRecords => bench_records(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,6 +120,10 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
         Step {
             name: "build plugins",
             run: Box::new(|| plugins::build(&root, options)),
+        },
+        Step {
+            name: "Python venv with fhirclient for the FHIR interop test",
+            run: Box::new(|| fhir_venv::prepare(&root)),
         },
         Step {
             name: "PostgreSQL for the scale-out tests",
@@ -173,6 +186,33 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                     ])
                     .env(postgres::URL_VAR, cluster)
                     .env("VTH_E2E_ON_POSTGRES", "1");
+                run_command(cmd)
+            }),
+        },
+    ])
+}
+
+fn bench_records() -> Result<()> {
+    let root = repo_root();
+    let cluster: RefCell<Option<postgres::Cluster>> = RefCell::new(None);
+    run_steps(vec![
+        Step {
+            name: "PostgreSQL for the benchmark",
+            run: Box::new(|| {
+                *cluster.borrow_mut() = postgres::start()?;
+                Ok(())
+            }),
+        },
+        Step {
+            name: "cargo bench --bench records",
+            run: Box::new(|| {
+                let mut cmd = Command::new(cargo());
+                cmd.current_dir(&root)
+                    .args(["bench", "-p", RUNTIME_PACKAGE, "--bench", "records"]);
+                // Without our cluster, an already set VTH_TEST_POSTGRES_URL is used.
+                if let Some(cluster) = cluster.borrow().as_ref() {
+                    cmd.env("VTH_BENCH_POSTGRES_URL", cluster.url());
+                }
                 run_command(cmd)
             }),
         },

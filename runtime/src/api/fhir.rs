@@ -565,16 +565,17 @@ async fn search(
             e
         })
         .collect();
-    Ok(fhir_json(
-        StatusCode::OK,
-        &json!({
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": page.total,
-            "link": links,
-            "entry": entries,
-        }),
-    ))
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": page.total,
+        "link": links,
+    });
+    // FHIR JSON never has an empty array: no matches means no `entry`.
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
+    Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
 #[cfg(test)]
