@@ -218,8 +218,65 @@ async fn consent_opens_another_hospitals_records_until_revoked() {
     .await;
     assert_eq!(s, 403);
 
+    // An Observation first filed under another patient, then corrected to
+    // this citizen: its current version is readable, its history is not.
+    let (s, other) = send(&server, "POST", "/fhir/R4/Patient", &doctor_a,
+        Some(json!({"resourceType": "Patient", "identifier": [{ "system": CCCD_SYSTEM, "value": "001077000777" }]})), &[]).await;
+    assert_eq!(s, 201, "{other}");
+    let (s, misfiled) = send(
+        &server,
+        "POST",
+        "/fhir/R4/Observation",
+        &doctor_a,
+        Some(lab_observation(
+            other["id"].as_str().expect("id"),
+            "laboratory",
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{misfiled}");
+    let mut corrected = misfiled.clone();
+    corrected["subject"]["reference"] = current["subject"]["reference"].clone();
+    let misfiled_path = format!(
+        "/fhir/R4/Observation/{}",
+        misfiled["id"].as_str().expect("id")
+    );
+    let (s, _) = send(
+        &server,
+        "PUT",
+        &misfiled_path,
+        &doctor_a,
+        Some(corrected),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = send(&server, "GET", &misfiled_path, &doctor_b, None, &[]).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(
+        &server,
+        "GET",
+        &format!("{misfiled_path}/_history"),
+        &doctor_b,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = send(
+        &server,
+        "GET",
+        &format!("{misfiled_path}/_history/1"),
+        &doctor_b,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403);
+
     // Every cross-hospital read is in the audit trail.
-    assert_eq!(audit_count(&server, "records.cross_hospital_read").await, 3);
+    assert_eq!(audit_count(&server, "records.cross_hospital_read").await, 4);
 
     // The citizen sees who read their record, when and why.
     let (s, log) = send(
@@ -237,7 +294,7 @@ async fn consent_opens_another_hospitals_records_until_revoked() {
         .iter()
         .filter(|e| e["reader_hospital"] == "bv-b")
         .collect();
-    assert_eq!(by_b.len(), 3, "{log}");
+    assert_eq!(by_b.len(), 4, "{log}");
     assert!(by_b.iter().all(|e| e["reader_name"] == "Dr. bs-b"
         && e["records_of_hospital"] == "bv-a"
         && e["records_of_hospital_name"] == "Bệnh viện A"
@@ -302,6 +359,7 @@ async fn consent_opens_another_hospitals_records_until_revoked() {
         json!({ "grantee_hospital": "bv-b", "purposes": ["marketing"] }),
         json!({ "grantee_hospital": "bv-b", "source_hospital": "bv-b" }),
         json!({ "grantee_hospital": "bv-b", "expires_in_days": 0 }),
+        json!({ "grantee_hospital": "bv-b", "expires_in_days": 5000 }),
     ] {
         let (s, body) = send(
             &server,
@@ -441,6 +499,25 @@ async fn a_consultation_opens_records_between_its_two_hospitals_only() {
     )
     .await;
     assert_eq!((s, c["status"].clone()), (200, json!("ended")));
+    let (s, _) = send(&server, "GET", &read_path, &doctor_a, None, &[]).await;
+    assert_eq!(s, 403);
+
+    // A consultation naming this citizen's ID with someone else's health ID
+    // opens neither: the identifiers contradict the record's patient.
+    let (s, c) = send(&server, "POST", "/api/v1/consultations", &doctor_b,
+        Some(json!({ "host_hospital": "bv-a", "patient": { "national_id": CITIZEN_ID, "health_id": "0100000009" }, "reason": "x" })), &[]).await;
+    assert_eq!(s, 201, "{c}");
+    let mixed = c["id"].as_str().expect("id").to_owned();
+    let (s, _) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/consultations/{mixed}/accept"),
+        &doctor_a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
     let (s, _) = send(&server, "GET", &read_path, &doctor_a, None, &[]).await;
     assert_eq!(s, 403);
 
@@ -590,6 +667,18 @@ async fn transactions_write_all_entries_or_none() {
     .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["entry"][0]["response"]["status"], "201 Created");
+
+    // Two conditional updates of one identifier in one Bundle: one patient.
+    let mut twice = transaction("BN-3", "Đinh", patient_ref);
+    let mut second = twice["entry"][0].clone();
+    second["fullUrl"] = json!("urn:uuid:0b8f1c1e-0000-4000-8000-000000000009");
+    second["resource"]["name"] = json!([{ "family": "Đinh Văn" }]);
+    twice["entry"].as_array_mut().expect("entries").push(second);
+    let before = count(&server, &doctor_a, "Patient").await;
+    let (s, r) = send(&server, "POST", "/fhir/R4", &doctor_a, Some(twice), &[]).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(count(&server, &doctor_a, "Patient").await, before + 1);
+    assert_eq!(r["entry"][3]["response"]["status"], "200 OK", "{r}");
 
     // One bad entry: nothing of the Bundle is stored.
     let before = (

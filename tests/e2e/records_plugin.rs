@@ -256,6 +256,59 @@ async fn scopes_purposes_and_tenancy_hold_for_every_call() {
         "{log}"
     );
 
+    // A citizen acts in patient/ only: never through the plugin's system/
+    // or user/ scopes, even for a type patient/ does not cover.
+    let (s, o) = probe(
+        &server,
+        "bv-a",
+        "GET",
+        &format!("/read/Patient/{pid}"),
+        Some(&citizen),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{o}");
+    let (s, _) = probe(
+        &server,
+        "bv-a",
+        "POST",
+        "/create",
+        Some(&citizen),
+        Some(json!({"resourceType": "Patient", "name": [{"family": "X"}]})),
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // An update must find the stored version within the scope too.
+    let imaging_order = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "category": [{"coding": [{"code": "imaging"}]}], "subject": {"reference": format!("Patient/{pid}")}});
+    let (s, order) = send(
+        &server,
+        "POST",
+        "/fhir/R4/ServiceRequest",
+        &doctor_a,
+        Some(imaging_order),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{order}");
+    let mut relabelled = order.clone();
+    relabelled["category"] = json!([{"coding": [{"code": "laboratory"}]}]);
+    let (s, o) = probe(
+        &server,
+        "bv-a",
+        "PUT",
+        "/update",
+        Some(&his_a),
+        Some(relabelled),
+    )
+    .await;
+    assert_eq!(s, 403, "{o}");
+    assert!(
+        message(&o).contains("outside the plugin's data scopes"),
+        "{o}"
+    );
+
     // patient/Observation.rs: the citizen reads their own records only.
     let (s, page) = probe(
         &server,

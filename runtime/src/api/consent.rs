@@ -48,6 +48,11 @@ impl From<RecordError> for ApiError {
     }
 }
 
+/// Whose consents: issuer and subject, since two issuers may reuse a subject.
+fn citizen_key(p: &Principal) -> String {
+    format!("{}#{}", p.issuer, p.subject)
+}
+
 fn access(rt: &Runtime) -> AccessStore {
     AccessStore::new(rt.db.clone())
 }
@@ -119,12 +124,17 @@ async fn grant_consent(
                 "expires_in_days must be at least 1".into(),
             ));
         }
+        Some(d) if d > 3650 => {
+            return Err(ApiError::Unprocessable(
+                "expires_in_days is at most 3650 (ten years)".into(),
+            ));
+        }
         Some(d) => Some(now + i64::from(d) * 86_400_000),
         None => None,
     };
     let consent = Consent {
         id: uuid::Uuid::now_v7().to_string(),
-        citizen_subject: p.subject.clone(),
+        citizen_subject: citizen_key(&p),
         keys,
         grantee_hospital: body.grantee_hospital,
         source_hospital: body.source_hospital,
@@ -143,7 +153,7 @@ async fn list_consents(
     Authenticated(p): Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     citizen(&p)?;
-    let consents = access(&rt).consents_of(&p.subject).await?;
+    let consents = access(&rt).consents_of(&citizen_key(&p)).await?;
     Ok(Json(json!({
         "consents": consents.iter().map(Consent::to_fhir).collect::<Vec<_>>()
     })))
@@ -155,7 +165,7 @@ async fn revoke_consent(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     citizen(&p)?;
-    let consent = access(&rt).revoke_consent(&p.subject, &id).await?;
+    let consent = access(&rt).revoke_consent(&citizen_key(&p), &id).await?;
     Ok(Json(consent.to_fhir()))
 }
 

@@ -51,28 +51,32 @@ impl From<RecordError> for WitError {
     }
 }
 
-/// The contexts a caller's scopes may act in, most specific first.
+/// The contexts a caller's scopes may act in, most specific first. A
+/// citizen acts only in `patient/` (never falling through to a wider
+/// context); the hospital's practitioners and admins in `user/` then
+/// `system/`; its services in `system/`. Anyone else gets no context.
 fn contexts(state: &CallState) -> Vec<(Context, ActorKind)> {
+    let Some(p) = &state.ctx.principal else {
+        return Vec::new();
+    };
+    if p.has_role(Role::Citizen) {
+        return vec![(
+            Context::Patient,
+            ActorKind::Citizen(PatientKeys {
+                national_id: p.national_id.clone(),
+                health_id: p.health_id.clone(),
+            }),
+        )];
+    }
+    if p.hospital_id.as_deref() != Some(state.ctx.hospital.id.as_str()) {
+        return Vec::new();
+    }
     let mut out = Vec::new();
-    if let Some(p) = &state.ctx.principal {
-        let of_hospital = p.hospital_id.as_deref() == Some(state.ctx.hospital.id.as_str());
-        if p.has_role(Role::Citizen) {
-            out.push((
-                Context::Patient,
-                ActorKind::Citizen(PatientKeys {
-                    national_id: p.national_id.clone(),
-                    health_id: p.health_id.clone(),
-                }),
-            ));
-        }
-        if of_hospital && (p.has_role(Role::Practitioner) || p.has_role(Role::HospitalAdmin)) {
-            out.push((Context::User, ActorKind::Staff));
-        }
-        // `system/` acts for the whole hospital: only for its own people
-        // and services, never for an outsider a plugin happens to serve.
-        if of_hospital {
-            out.push((Context::System, ActorKind::System));
-        }
+    if p.has_role(Role::Practitioner) || p.has_role(Role::HospitalAdmin) {
+        out.push((Context::User, ActorKind::Staff));
+        out.push((Context::System, ActorKind::System));
+    } else if p.has_role(Role::Service) {
+        out.push((Context::System, ActorKind::System));
     }
     out
 }
@@ -224,6 +228,17 @@ impl CallState {
         if !d.admits(&Value::Object(resource.clone())) {
             return Err(denied(format!(
                 "the {rt} is outside the plugin's data scopes ({})",
+                scope_list(&d.scopes)
+            )));
+        }
+        // The version being replaced must be within the scope too, or a
+        // laboratory-only plugin could overwrite any Observation.
+        if let Some(current) = self.records().current(rt, &id).await?
+            && current.hospital_id == d.actor.hospital_id
+            && !d.admits(&current.resource)
+        {
+            return Err(denied(format!(
+                "{rt}/{id} is outside the plugin's data scopes ({})",
                 scope_list(&d.scopes)
             )));
         }

@@ -27,10 +27,15 @@ impl PatientKeys {
         self.national_id.is_none() && self.health_id.is_none()
     }
 
-    /// Whether the two name the same citizen.
+    /// Whether the two name the same citizen: one identifier agrees and
+    /// none contradicts (a record holding one person's citizen ID and
+    /// another's health ID links neither).
     pub fn matches(&self, other: &PatientKeys) -> bool {
         let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
-        same(&self.national_id, &other.national_id) || same(&self.health_id, &other.health_id)
+        let differ = |a: &Option<String>, b: &Option<String>| a.is_some() && b.is_some() && a != b;
+        (same(&self.national_id, &other.national_id) || same(&self.health_id, &other.health_id))
+            && !differ(&self.national_id, &other.national_id)
+            && !differ(&self.health_id, &other.health_id)
     }
 }
 
@@ -103,7 +108,7 @@ pub async fn cross_hospital_basis(
     }
     let now = now_millis();
     let rows = sqlx::query(
-        "SELECT id, purposes FROM record_consents WHERE status = 'active' AND grantee_hospital = $1 \
+        "SELECT id, purposes, national_id, health_id FROM record_consents WHERE status = 'active' AND grantee_hospital = $1 \
          AND (source_hospital IS NULL OR source_hospital = $2) AND (expires_at IS NULL OR expires_at > $3) \
          AND ((national_id IS NOT NULL AND national_id = $4) OR (health_id IS NOT NULL AND health_id = $5)) \
          ORDER BY created_at",
@@ -117,29 +122,39 @@ pub async fn cross_hospital_basis(
     .await?;
     for row in rows {
         let purposes: String = row.try_get("purposes")?;
-        if parse_purposes(&purposes).contains(&purpose) {
+        let consented = PatientKeys {
+            national_id: row.try_get("national_id")?,
+            health_id: row.try_get("health_id")?,
+        };
+        if consented.matches(keys) && parse_purposes(&purposes).contains(&purpose) {
             return Ok(Some(Basis::Consent(row.try_get("id")?)));
         }
     }
     if purpose != Purpose::Treatment {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT id FROM consultations WHERE status = 'active' \
+    let rows = sqlx::query(
+        "SELECT id, patient_national_id, patient_health_id FROM consultations WHERE status = 'active' \
          AND ((requesting_hospital = $1 AND host_hospital = $2) OR (requesting_hospital = $2 AND host_hospital = $1)) \
          AND ((patient_national_id IS NOT NULL AND patient_national_id = $3) OR (patient_health_id IS NOT NULL AND patient_health_id = $4)) \
-         ORDER BY created_at LIMIT 1",
+         ORDER BY created_at",
     )
     .bind(reader)
     .bind(owner)
     .bind(keys.national_id.as_deref())
     .bind(keys.health_id.as_deref())
-    .fetch_optional(&db.pool)
+    .fetch_all(&db.pool)
     .await?;
-    Ok(match row {
-        Some(r) => Some(Basis::Consultation(r.try_get("id")?)),
-        None => None,
-    })
+    for r in rows {
+        let named = PatientKeys {
+            national_id: r.try_get("patient_national_id")?,
+            health_id: r.try_get("patient_health_id")?,
+        };
+        if named.matches(keys) {
+            return Ok(Some(Basis::Consultation(r.try_get("id")?)));
+        }
+    }
+    Ok(None)
 }
 
 /// Other hospitals whose records about the patient `keys` `reader` may
@@ -592,6 +607,13 @@ impl AccessStore {
             "declined" => "ended_at = $1, decided_by = $2",
             _ => "ended_at = $1, decided_by = COALESCE(decided_by, $2)",
         };
+        // Only the fixed state names ever reach the SQL text.
+        let known = ["requested", "active", "declined", "ended"];
+        if let Some(bad) = from.iter().chain([&to]).find(|s| !known.contains(s)) {
+            return Err(RecordError::Conflict(format!(
+                "unknown consultation state `{bad}`"
+            )));
+        }
         let states = from
             .iter()
             .map(|s| format!("'{s}'"))

@@ -528,6 +528,7 @@ impl RecordStore {
         actor: &Actor,
         found: &[Stored],
         interaction: &str,
+        log_partial: bool,
     ) -> Result<Vec<bool>, RecordError> {
         let mut keys_of: BTreeMap<String, PatientKeys> = BTreeMap::new();
         let mut decisions = Vec::with_capacity(found.len());
@@ -578,7 +579,8 @@ impl RecordStore {
                 Seen::Denied => decisions.push(false),
             }
         }
-        if groups.is_empty() {
+        // A read refused as a whole shows nothing, so nothing is logged.
+        if groups.is_empty() || (!log_partial && decisions.contains(&false)) {
             return Ok(decisions);
         }
         let mut tx = self.db.begin_write().await?;
@@ -629,6 +631,10 @@ impl RecordStore {
         interaction: &str,
         admit: Admit<'_>,
     ) -> Result<(), RecordError> {
+        self.authorize_all(actor, std::slice::from_ref(s), interaction)
+            .await?;
+        // After the tenancy check, so that "outside the scope" never tells a
+        // plugin anything about another hospital's records.
         if let Some(admit) = admit
             && !admit(&s.resource)
         {
@@ -637,12 +643,20 @@ impl RecordStore {
                 s.resource_type, s.id
             )));
         }
-        let ok = self
-            .authorize(actor, std::slice::from_ref(s), interaction)
-            .await?;
-        if ok.first() == Some(&true) {
+        Ok(())
+    }
+
+    /// Allow every resource of `found` or fail, auditing a refusal.
+    async fn authorize_all(
+        &self,
+        actor: &Actor,
+        found: &[Stored],
+        interaction: &str,
+    ) -> Result<(), RecordError> {
+        let ok = self.authorize(actor, found, interaction, false).await?;
+        let Some(s) = found.iter().zip(&ok).find(|(_, ok)| !**ok).map(|(s, _)| s) else {
             return Ok(());
-        }
+        };
         if let ActorKind::Citizen(_) = actor.kind {
             return Err(RecordError::Forbidden(format!(
                 "{}/{} is not about you",
@@ -657,6 +671,22 @@ impl RecordStore {
                 interaction,
             )
             .await)
+    }
+
+    /// The current version, unchecked: for the host's own checks only.
+    pub(crate) async fn current(
+        &self,
+        rt: ResourceType,
+        id: &str,
+    ) -> Result<Option<Stored>, RecordError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM fhir_resources WHERE resource_type = $1 AND id = $2"
+        )))
+        .bind(rt.as_str())
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.as_ref().map(stored_from_row).transpose()
     }
 
     /// The current version, if the caller may see it.
@@ -730,10 +760,12 @@ impl RecordStore {
             .iter()
             .map(stored_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let Some(first) = versions.first() else {
+        if versions.is_empty() {
             return Err(RecordError::NotFound(format!("{rt}/{id}")));
-        };
-        self.authorize_one(actor, first, "history", None).await?;
+        }
+        // Every version: an old one may be about another patient (a record
+        // filed under the wrong patient and corrected since).
+        self.authorize_all(actor, &versions, "history").await?;
         Ok(versions)
     }
 
@@ -923,14 +955,17 @@ impl RecordStore {
             entries.retain(|s| admit(&s.resource));
             dropped += before - entries.len();
         }
-        let allowed = self.authorize(actor, &entries, "search").await?;
+        let allowed = self.authorize(actor, &entries, "search", true).await?;
         let mut allowed = allowed.into_iter();
         let before = entries.len();
         entries.retain(|_| allowed.next().unwrap_or(false));
         dropped += before - entries.len();
         let next = q.offset + q.count;
+        let shown = q.offset + i64::try_from(entries.len()).unwrap_or(0);
         Ok(Page {
-            total: total - i64::try_from(dropped).unwrap_or(0),
+            // Only this page's refusals are known; never report fewer
+            // matches than were shown.
+            total: (total - i64::try_from(dropped).unwrap_or(0)).max(shown),
             entries,
             next_offset: (q.count > 0 && next < total).then_some(next),
         })

@@ -280,22 +280,42 @@ impl RecordStore {
         // Ids first, so entries can refer to each other whatever their order.
         let mut targets = Vec::with_capacity(entries.len());
         let mut ids = BTreeMap::new();
+        // Conditional updates of one identifier within the Bundle share one id.
+        let mut upserts: BTreeMap<(ResourceType, Option<String>, String), String> = BTreeMap::new();
         for (i, e) in entries.iter().enumerate() {
             let rt = e.resource_type;
             let (id, existing) = match &e.method {
                 Method::Create => (uuid::Uuid::now_v7().to_string(), false),
                 Method::Update(id) => (id.clone(), true),
+                Method::Upsert { system, value }
+                    if upserts.contains_key(&(rt, system.clone(), value.clone())) =>
+                {
+                    (upserts[&(rt, system.clone(), value.clone())].clone(), true)
+                }
                 Method::Upsert { system, value } => {
-                    match find_by_identifier(
+                    if db.backend == crate::db::Backend::Postgres {
+                        // Two messages creating the same new patient at once
+                        // must not both create: serialize on the identifier.
+                        sqlx::query(
+                            "SELECT 1 AS one FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS l",
+                        )
+                        .bind(format!(
+                            "{}|{rt}|{}|{value}",
+                            actor.hospital_id,
+                            system.as_deref().unwrap_or("")
+                        ))
+                        .fetch_one(&mut *tx.tx)
+                        .await?;
+                    }
+                    let matches = find_by_identifier(
                         &mut tx,
                         &actor.hospital_id,
                         rt,
                         system.as_deref(),
                         value,
                     )
-                    .await?
-                    .as_slice()
-                    {
+                    .await?;
+                    let found = match matches.as_slice() {
                         [] => (uuid::Uuid::now_v7().to_string(), false),
                         [one] => (one.clone(), true),
                         _ => {
@@ -307,7 +327,9 @@ impl RecordStore {
                                     .unwrap_or_default()
                             )));
                         }
-                    }
+                    };
+                    upserts.insert((rt, system.clone(), value.clone()), found.0.clone());
+                    found
                 }
             };
             if let Some(u) = &e.full_url {
