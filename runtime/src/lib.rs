@@ -30,6 +30,7 @@ pub mod plugins;
 pub mod records;
 pub mod sandbox;
 pub mod secrets;
+pub mod video;
 
 use std::path::PathBuf;
 use std::sync::Arc;
