@@ -901,9 +901,11 @@ impl RecordStore {
             let l = bind(Bind::Int(*lo), &mut binds);
             let h = bind(Bind::Int(*hi), &mut binds);
             let cond = range_condition(*prefix, "i.date_start", "i.date_end", &l, &h);
+            // A list of ids from the date indexes (migration 0007), rather
+            // than a check per resource of the type.
             clauses.push(format!(
-                "EXISTS (SELECT 1 FROM fhir_search_index i WHERE i.resource_type = r.resource_type \
-                 AND i.id = r.id AND i.kind = 'date' AND {cond})"
+                "r.id IN (SELECT i.id FROM fhir_search_index i WHERE i.resource_type = $1 \
+                 AND i.kind = 'date' AND {cond})"
             ));
         }
         for (prefix, lo, hi) in &q.last_updated {

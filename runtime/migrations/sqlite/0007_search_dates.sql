@@ -1,0 +1,5 @@
+-- Date searches look dates up by range instead of walking every resource
+-- of the type: one index per bound, since a FHIR date prefix compares the
+-- parameter with the start or the end of the resource's range.
+CREATE INDEX fhir_search_index_date_start ON fhir_search_index (resource_type, kind, date_start);
+CREATE INDEX fhir_search_index_date_end ON fhir_search_index (resource_type, kind, date_end);
