@@ -93,6 +93,46 @@ pub async fn patient_keys(db: &Database, patient_ref: &str) -> Result<PatientKey
     Ok(keys)
 }
 
+/// The citizen identifiers of several patients (`Patient/<id>` each), in
+/// one query; patients without any are absent.
+pub async fn patient_keys_of(
+    db: &Database,
+    patient_refs: &[&str],
+) -> Result<std::collections::BTreeMap<String, PatientKeys>, RecordError> {
+    let ids: Vec<&str> = patient_refs
+        .iter()
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "SELECT id, system, value FROM fhir_search_index WHERE resource_type = 'Patient' \
+         AND kind = 'identifier' AND (system = $1 OR system = $2) AND id IN ({})",
+        list.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(CCCD_SYSTEM)
+        .bind(BHYT_SYSTEM);
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    for row in q.fetch_all(&db.pool).await? {
+        let id: String = row.try_get("id")?;
+        let system: String = row.try_get("system")?;
+        let value: String = row.try_get("value")?;
+        let keys: &mut PatientKeys = out.entry(format!("Patient/{id}")).or_default();
+        if system == CCCD_SYSTEM {
+            keys.national_id = Some(value);
+        } else {
+            keys.health_id = Some(value);
+        }
+    }
+    Ok(out)
+}
+
 /// Why `reader` may read `owner`'s records about the patient `keys` for
 /// `purpose`, if anything lets it: a consent first, then a consultation
 /// (consultations are for treatment only).

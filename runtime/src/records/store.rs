@@ -530,23 +530,25 @@ impl RecordStore {
         interaction: &str,
         log_partial: bool,
     ) -> Result<Vec<bool>, RecordError> {
-        let mut keys_of: BTreeMap<String, PatientKeys> = BTreeMap::new();
+        // One query for the identifiers of every patient on the page.
+        let refs: Vec<&str> = found
+            .iter()
+            .filter_map(|s| s.patient_ref.as_deref())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let keys_of = access::patient_keys_of(&self.db, &refs).await?;
         let mut decisions = Vec::with_capacity(found.len());
         // (owner, keys, basis) -> targets
         let mut groups: BTreeMap<(String, PatientKeys, String), (Basis, Vec<String>)> =
             BTreeMap::new();
         for s in found {
-            let keys = match &s.patient_ref {
-                Some(p) => match keys_of.get(p) {
-                    Some(k) => k.clone(),
-                    None => {
-                        let k = access::patient_keys(&self.db, p).await?;
-                        keys_of.insert(p.clone(), k.clone());
-                        k
-                    }
-                },
-                None => PatientKeys::default(),
-            };
+            let keys = s
+                .patient_ref
+                .as_ref()
+                .and_then(|p| keys_of.get(p))
+                .cloned()
+                .unwrap_or_default();
             let own = s.hospital_id == actor.hospital_id;
             let seen = match &actor.kind {
                 ActorKind::Citizen(mine) if own && keys.matches(mine) => Seen::Allowed(None),
@@ -837,7 +839,14 @@ impl RecordStore {
                 .into_iter()
                 .map(|h| bind(Bind::Text(h), &mut binds))
                 .collect();
-            clauses.push(format!("r.hospital_id IN ({})", list.join(", ")));
+            // A date search is driven by the date index (the ids in range),
+            // not by walking the hospital's resources of the type.
+            let hospital_col = if q.dates.is_empty() || by_patient {
+                "r.hospital_id"
+            } else {
+                "r.hospital_id || ''"
+            };
+            clauses.push(format!("{hospital_col} IN ({})", list.join(", ")));
         }
         if let ActorKind::Citizen(keys) = &actor.kind {
             // A citizen finds only records about themselves.
