@@ -132,6 +132,7 @@ fn main() {
             demo: false,
             identity: Default::default(),
             master_key_file: None,
+            livekit: None,
         })
         .await
         .expect("runtime");

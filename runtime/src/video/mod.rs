@@ -3,5 +3,10 @@
 //! the signalling endpoint and the media relay build on these types.
 
 pub mod grant;
+pub mod livekit;
+pub mod rooms;
+pub mod signal;
+pub mod token;
+pub mod ws;
 
 pub use grant::{JoinGrant, ParticipantRole};
