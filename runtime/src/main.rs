@@ -288,9 +288,11 @@ impl VideoArgs {
         match self.video_backend.as_str() {
             "embedded" => Ok(None),
             "livekit" => {
-                let (Some(url), Some(api_key), Some(api_secret)) =
-                    (self.livekit_url, self.livekit_api_key, self.livekit_api_secret)
-                else {
+                let (Some(url), Some(api_key), Some(api_secret)) = (
+                    self.livekit_url,
+                    self.livekit_api_key,
+                    self.livekit_api_secret,
+                ) else {
                     anyhow::bail!(
                         "--video-backend livekit needs --livekit-url, --livekit-api-key and --livekit-api-secret"
                     );

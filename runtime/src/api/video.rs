@@ -15,11 +15,9 @@ use super::ApiError;
 use crate::Runtime;
 use crate::identity::{Authenticated, Principal, Role};
 use crate::records::access::AccessStore;
-use crate::video::rooms::{
-    Invitee, NewRoom, Room, VideoError, participant_json, role_name,
-};
-use crate::video::token::JoinError;
 use crate::video::ParticipantRole;
+use crate::video::rooms::{Invitee, NewRoom, Room, VideoError, participant_json, role_name};
+use crate::video::token::JoinError;
 
 /// The routes.
 pub fn routes() -> Router<Arc<Runtime>> {

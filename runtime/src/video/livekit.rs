@@ -42,7 +42,10 @@ pub enum LiveKitError {
     #[error("cannot sign a LiveKit token: {0}")]
     Sign(String),
     #[error("LiveKit {method} failed: {message}")]
-    Call { method: &'static str, message: String },
+    Call {
+        method: &'static str,
+        message: String,
+    },
 }
 
 /// A configured LiveKit cluster.

@@ -20,7 +20,10 @@ pub const MEDIA_TYPES: [&str; 3] = ["offer", "answer", "candidate"];
 pub enum ServerMessage {
     /// Connected, in the waiting room until a chair admits you. Nothing
     /// else of the room is sent before `admitted`.
-    Waiting { room: String, participant_id: String },
+    Waiting {
+        room: String,
+        participant_id: String,
+    },
     /// In the room: media may start.
     Admitted {
         room: String,

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -52,7 +52,8 @@ async fn join(
     // The token is checked before the upgrade, so a refused client gets
     // an HTTP status it can read.
     let (grant, invitation) = rt.video.verify_join(&room, &token).await?;
-    let ws = ws.map_err(|e| ApiError::BadRequest(format!("a WebSocket upgrade is required: {e}")))?;
+    let ws =
+        ws.map_err(|e| ApiError::BadRequest(format!("a WebSocket upgrade is required: {e}")))?;
     let video = rt.video.clone();
     Ok(ws
         .max_message_size(signal::MAX_MESSAGE_BYTES)
@@ -68,7 +69,12 @@ async fn send(sink: &mut Sink, msg: &ServerMessage) -> bool {
     }
 }
 
-async fn send_error(sink: &mut Sink, code: ErrorCode, message: impl Into<String>, fatal: bool) -> bool {
+async fn send_error(
+    sink: &mut Sink,
+    code: ErrorCode,
+    message: impl Into<String>,
+    fatal: bool,
+) -> bool {
     send(
         sink,
         &ServerMessage::Error {
@@ -94,7 +100,13 @@ async fn send_participants(video: &VideoService, sink: &mut Sink, room: &str) ->
         }
         Err(e) => {
             tracing::error!(error = %e, "listing the room's participants");
-            send_error(sink, ErrorCode::Internal, "cannot list the participants now", false).await
+            send_error(
+                sink,
+                ErrorCode::Internal,
+                "cannot list the participants now",
+                false,
+            )
+            .await
         }
     }
 }
@@ -109,12 +121,27 @@ async fn session(video: Arc<VideoService>, socket: WebSocket, grant: JoinGrant, 
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = %e, "recording a video connection");
-            send_error(&mut sink, ErrorCode::Internal, "cannot join now; retry", true).await;
+            send_error(
+                &mut sink,
+                ErrorCode::Internal,
+                "cannot join now; retry",
+                true,
+            )
+            .await;
             return;
         }
     };
     tracing::info!(%room, participant = %grant.participant_id, admitted, "joined the room's signalling");
-    let reason = run(&video, &grant, &mut sink, stream, events, admitted, &participation).await;
+    let reason = run(
+        &video,
+        &grant,
+        &mut sink,
+        stream,
+        events,
+        admitted,
+        &participation,
+    )
+    .await;
     let _ = sink.close().await;
     if let Err(e) = video.disconnect(&room, &participation, reason).await {
         tracing::error!(error = %e, "recording that a participant left");
@@ -250,7 +277,10 @@ async fn run(
 /// A chair admits someone over the socket.
 async fn admit(video: &VideoService, grant: &JoinGrant, who: &str) -> Option<(ErrorCode, String)> {
     if grant.role != ParticipantRole::Chair {
-        return Some((ErrorCode::Forbidden, "only a chair admits participants".into()));
+        return Some((
+            ErrorCode::Forbidden,
+            "only a chair admits participants".into(),
+        ));
     }
     let room = match video.room(&grant.room_id).await {
         Ok(r) => r,
