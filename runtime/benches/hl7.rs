@@ -169,6 +169,7 @@ fn main() {
             principal: Some(principal()),
             started: Instant::now(),
             directory: runtime.directory(),
+            video: None,
         })
     };
     let mut counter = 0u64;

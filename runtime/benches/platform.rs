@@ -52,6 +52,7 @@ fn ctx(plugin: &str) -> Arc<CallContext> {
         principal: None,
         started: Instant::now(),
         directory: DIRECTORY.get().expect("directory set in main").clone(),
+        video: None,
     })
 }
 

@@ -808,3 +808,189 @@ async fn livekit_backend_tokens_and_room_service_calls() {
     let (_, _, body) = &calls[3];
     assert_eq!(body, &json!({ "room": room }));
 }
+
+/// The `video` capability through a real plugin (`tests/plugins/video-probe`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_video_capability_acts_for_its_hospital_and_its_own_rooms() {
+    let dir =
+        vtelehealth_tests::plugin_set(&vtelehealth_tests::test_plugin_dir(), &["video-probe"]);
+    let server =
+        TestServer::start(dir.path(), vtelehealth_runtime::config::Limits::default()).await;
+    let (a_id, a) = person(&server, "bs-a", Role::Practitioner, "bv-a").await;
+    let (b_id, b) = person(&server, "bs-b", Role::Practitioner, "bv-b").await;
+    let (o_id, _) = person(&server, "hv-b", Role::Practitioner, "bv-b").await;
+    let probe =
+        |hospital: &str, path: &str| format!("/hospitals/{hospital}/plugins/video-probe{path}");
+
+    let spec = json!({ "purpose": "Hội chẩn qua plugin", "requesting_hospital": "bv-b", "max_participants": 4 });
+    let (s, r) = send(
+        &server,
+        "POST",
+        &probe("bv-a", "/rooms"),
+        &a,
+        Some(spec.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["host_hospital"], "bv-a");
+    let room = r["id"].as_str().expect("id").to_owned();
+    // Another hospital's staff cannot make A host a room, nor can anyone unauthenticated.
+    let (s, r) = send(
+        &server,
+        "POST",
+        &probe("bv-a", "/rooms"),
+        &b,
+        Some(spec.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    let resp = server
+        .client
+        .post(format!("{}{}", server.base, probe("bv-a", "/rooms")))
+        .body(spec.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 403);
+
+    let mut ids = Vec::new();
+    for (who, role) in [(&a_id, "chair"), (&b_id, "presenter"), (&o_id, "observer")] {
+        let (s, p) = send(
+            &server,
+            "POST",
+            &probe("bv-a", &format!("/rooms/{room}/invite")),
+            &a,
+            Some(json!({ "practitioner": who, "role": role })),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 200, "{p}");
+        assert_eq!(p["role"], role);
+        ids.push(p["id"].as_str().expect("id").to_owned());
+    }
+    let (s, p) = send(
+        &server,
+        "POST",
+        &probe("bv-a", &format!("/rooms/{room}/invite")),
+        &a,
+        Some(json!({ "practitioner": "no-such-doctor", "role": "observer" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "{p}");
+
+    // Tokens for invited participants; observers never publish.
+    let (s, t) = send(
+        &server,
+        "POST",
+        &probe("bv-a", &format!("/rooms/{room}/token/{}", ids[2])),
+        &a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["can_publish"], false);
+    assert_eq!(
+        claims_of(t["token"].as_str().unwrap_or(""))["video"]["canPublish"],
+        false
+    );
+    let (s, t) = send(
+        &server,
+        "POST",
+        &probe("bv-a", &format!("/rooms/{room}/token/{}", ids[1])),
+        &a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    let c = claims_of(t["token"].as_str().unwrap_or(""));
+    assert_eq!(
+        (c["sub"].as_str(), c["vth"]["role"].as_str()),
+        (Some(b_id.as_str()), Some("presenter")),
+        "{c}"
+    );
+    let mut ws = open(&server, &t).await;
+    assert_eq!(next(&mut ws).await["type"], "waiting");
+
+    // The same plugin at hospital B knows nothing of A's room.
+    let (s, r) = send(
+        &server,
+        "GET",
+        &probe("bv-b", &format!("/rooms/{room}/participants")),
+        &b,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "{r}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &probe("bv-b", &format!("/rooms/{room}/end")),
+        &b,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "{r}");
+    // A room the platform API made is not the plugin's either.
+    let api_room = self::room(&server, &a).await;
+    let (s, r) = send(
+        &server,
+        "GET",
+        &probe("bv-a", &format!("/rooms/{api_room}/participants")),
+        &a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "{r}");
+
+    let (s, list) = send(
+        &server,
+        "GET",
+        &probe("bv-a", &format!("/rooms/{room}/participants")),
+        &a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{list}");
+    let presenter = &list["participants"][1];
+    assert_eq!(
+        (
+            presenter["present"].as_bool(),
+            presenter["admitted"].as_bool()
+        ),
+        (Some(true), Some(false)),
+        "{list}"
+    );
+    assert!(presenter["first_joined_at"].is_string(), "{list}");
+
+    let (s, r) = send(
+        &server,
+        "POST",
+        &probe("bv-a", &format!("/rooms/{room}/end")),
+        &a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["status"], "ended");
+    assert_eq!(next(&mut ws).await["type"], "room-ended");
+    let (s, _) = send(
+        &server,
+        "POST",
+        &probe("bv-a", &format!("/rooms/{room}/token/{}", ids[1])),
+        &a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "an ended room issues no token");
+}

@@ -271,6 +271,12 @@ async fn audit(
     .map(|_| ())
 }
 
+impl std::fmt::Debug for VideoService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoService").finish_non_exhaustive()
+    }
+}
+
 impl VideoService {
     /// The service over `db`, signing embedded tokens with `signer`.
     pub fn new(db: Database, signer: TokenSigner, backend: VideoBackend) -> Self {
