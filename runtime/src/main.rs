@@ -58,7 +58,7 @@ enum Command {
         #[arg(long, env = "VTH_TRUSTED_ISSUERS")]
         trusted_issuers: Option<PathBuf>,
         #[command(flatten)]
-        video: VideoArgs,
+        video: Box<VideoArgs>,
     },
     /// Check or export the audit trail.
     Audit {

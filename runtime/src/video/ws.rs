@@ -254,10 +254,8 @@ async fn run(
                             return "disconnected";
                         }
                     }
-                    RoomEvent::Changed if admitted => {
-                        if !send_participants(video, sink, room).await {
-                            return "disconnected";
-                        }
+                    RoomEvent::Changed if admitted && !send_participants(video, sink, room).await => {
+                        return "disconnected";
                     }
                     _ => {}
                 }
