@@ -994,3 +994,100 @@ async fn the_video_capability_acts_for_its_hospital_and_its_own_rooms() {
     .await;
     assert_eq!(s, 400, "an ended room issues no token");
 }
+
+/// A media relay stand-in: answers each offer, records joins and leaves.
+struct EchoPlane {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+struct EchoSession {
+    who: String,
+    out: tokio::sync::mpsc::UnboundedSender<Value>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl vtelehealth_runtime::video::media::MediaPlane for EchoPlane {
+    fn join(
+        &self,
+        grant: &vtelehealth_runtime::video::JoinGrant,
+        out: tokio::sync::mpsc::UnboundedSender<Value>,
+    ) -> Box<dyn vtelehealth_runtime::video::media::MediaSession> {
+        self.log.lock().expect("log").push(format!(
+            "join {} publish={}",
+            grant.participant_id, grant.can_publish
+        ));
+        Box::new(EchoSession {
+            who: grant.participant_id.clone(),
+            out,
+            log: self.log.clone(),
+        })
+    }
+}
+
+impl vtelehealth_runtime::video::media::MediaSession for EchoSession {
+    fn message(&mut self, message: Value) {
+        if message["type"] == "offer" {
+            let _ = self.out.send(json!({ "type": "answer", "sdp": format!("echo:{}", message["sdp"].as_str().unwrap_or("")) }));
+        }
+    }
+    fn leave(self: Box<Self>) {
+        self.log
+            .lock()
+            .expect("log")
+            .push(format!("leave {}", self.who));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admitted_participants_reach_the_media_plane_and_waiting_ones_do_not() {
+    let server = server().await;
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    assert!(
+        server
+            .runtime
+            .video
+            .set_media_plane(Arc::new(EchoPlane { log: log.clone() }))
+    );
+    let (_, chair) = person(&server, "chair", Role::Practitioner, "bv-a").await;
+    let (o_id, observer) = person(&server, "hv-b", Role::Practitioner, "bv-b").await;
+    let room = room(&server, &chair).await;
+    let po = invite(&server, &chair, &room, &o_id, "observer").await;
+
+    let mut so = open(
+        &server,
+        &join_token(&server, &observer, &room, json!({})).await,
+    )
+    .await;
+    assert_eq!(next(&mut so).await["type"], "waiting");
+    say(&mut so, r#"{"type":"offer","sdp":"v=0 early"}"#).await;
+    assert_eq!(next(&mut so).await["code"], "out-of-order");
+    assert!(
+        log.lock().expect("log").is_empty(),
+        "nothing reaches media before admission"
+    );
+
+    let (s, _) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/participants/{po}/admit"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(next_of(&mut so, "admitted").await["can_publish"], false);
+    say(&mut so, r#"{"type":"offer","sdp":"v=0"}"#).await;
+    assert_eq!(next_of(&mut so, "answer").await["sdp"], "echo:v=0");
+    say(&mut so, r#"{"type":"leave"}"#).await;
+    for _ in 0..50 {
+        if log.lock().expect("log").len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *log.lock().expect("log"),
+        vec![format!("join {po} publish=false"), format!("leave {po}")]
+    );
+}

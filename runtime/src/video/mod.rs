@@ -4,6 +4,7 @@
 
 pub mod grant;
 pub mod livekit;
+pub mod media;
 pub mod rooms;
 pub mod signal;
 pub mod token;

@@ -3,7 +3,7 @@
 //! endpoint before anything of the room is sent) and the participation log.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 use serde_json::json;
@@ -11,6 +11,7 @@ use sqlx::Row;
 use tokio::sync::broadcast;
 
 use super::livekit::{LiveKit, LiveKitError};
+use super::media::MediaPlane;
 use super::signal::{PresenceState, PresentParticipant};
 use super::token::{
     DEFAULT_TTL_SECS, JoinClaims, JoinError, MAX_TTL_SECS, TokenSigner, VideoClaims, VthClaims,
@@ -191,6 +192,7 @@ pub struct VideoService {
     signer: TokenSigner,
     backend: VideoBackend,
     hub: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
+    media: OnceLock<Arc<dyn MediaPlane>>,
 }
 
 const ROOM_COLUMNS: &str = "id, host_hospital, requesting_hospital, purpose, max_participants, scheduled_at, status, consultation_id, created_by, created_by_plugin, created_at, ended_at";
@@ -285,7 +287,18 @@ impl VideoService {
             signer,
             backend,
             hub: Mutex::new(HashMap::new()),
+            media: OnceLock::new(),
         }
+    }
+
+    /// Plug in the media relay; `false` when one is already set.
+    pub fn set_media_plane(&self, media: Arc<dyn MediaPlane>) -> bool {
+        self.media.set(media).is_ok()
+    }
+
+    /// The media relay, when one is plugged in.
+    pub fn media_plane(&self) -> Option<Arc<dyn MediaPlane>> {
+        self.media.get().cloned()
     }
 
     /// The embedded token signer (also verifies).

@@ -16,8 +16,10 @@ use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::media::MediaSession;
 use super::rooms::{Invitation, RoomEvent, VideoService};
 use super::signal::{self, ClientMessage, ErrorCode, Incoming, ServerMessage};
 use super::{JoinGrant, ParticipantRole};
@@ -132,6 +134,7 @@ async fn session(video: Arc<VideoService>, socket: WebSocket, grant: JoinGrant, 
         }
     };
     tracing::info!(%room, participant = %grant.participant_id, admitted, "joined the room's signalling");
+    let mut media = Media::default();
     let reason = run(
         &video,
         &grant,
@@ -140,8 +143,12 @@ async fn session(video: Arc<VideoService>, socket: WebSocket, grant: JoinGrant, 
         events,
         admitted,
         &participation,
+        &mut media,
     )
     .await;
+    if let Some(s) = media.session.take() {
+        s.leave();
+    }
     let _ = sink.close().await;
     if let Err(e) = video.disconnect(&room, &participation, reason).await {
         tracing::error!(error = %e, "recording that a participant left");
@@ -149,7 +156,36 @@ async fn session(video: Arc<VideoService>, socket: WebSocket, grant: JoinGrant, 
     tracing::info!(%room, participant = %grant.participant_id, reason, "left the room's signalling");
 }
 
+/// The participant's media session, once admitted and if a relay is plugged in.
+struct Media {
+    session: Option<Box<dyn MediaSession>>,
+    out: mpsc::UnboundedSender<serde_json::Value>,
+    inbox: mpsc::UnboundedReceiver<serde_json::Value>,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        let (out, inbox) = mpsc::unbounded_channel();
+        Self {
+            session: None,
+            out,
+            inbox,
+        }
+    }
+}
+
+impl Media {
+    fn start(&mut self, video: &VideoService, grant: &JoinGrant) {
+        if self.session.is_none()
+            && let Some(plane) = video.media_plane()
+        {
+            self.session = Some(plane.join(grant, self.out.clone()));
+        }
+    }
+}
+
 /// The session loop; returns why it ended.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     video: &VideoService,
     grant: &JoinGrant,
@@ -158,6 +194,7 @@ async fn run(
     mut events: tokio::sync::broadcast::Receiver<RoomEvent>,
     mut admitted: bool,
     participation: &str,
+    media: &mut Media,
 ) -> &'static str {
     let room = grant.room_id.as_str();
     let me = grant.participant_id.as_str();
@@ -180,8 +217,11 @@ async fn run(
     if !send(sink, &announce(admitted)).await {
         return "disconnected";
     }
-    if admitted && !send_participants(video, sink, room).await {
-        return "disconnected";
+    if admitted {
+        if !send_participants(video, sink, room).await {
+            return "disconnected";
+        }
+        media.start(video, grant);
     }
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
@@ -216,10 +256,16 @@ async fn run(
                         ErrorCode::OutOfOrder,
                         "media signalling starts after the chair admits you".into(),
                     )),
-                    Ok(Incoming::Media(_)) => Some((
-                        ErrorCode::Unavailable,
-                        "no media relay serves this room on this node".into(),
-                    )),
+                    Ok(Incoming::Media(m)) => match media.session.as_mut() {
+                        Some(s) => {
+                            s.message(m);
+                            None
+                        }
+                        None => Some((
+                            ErrorCode::Unavailable,
+                            "no media relay serves this room on this node".into(),
+                        )),
+                    },
                 };
                 if let Some((code, message)) = reply
                     && !send_error(sink, code, message, false).await
@@ -253,11 +299,17 @@ async fn run(
                         {
                             return "disconnected";
                         }
+                        media.start(video, grant);
                     }
                     RoomEvent::Changed if admitted && !send_participants(video, sink, room).await => {
                         return "disconnected";
                     }
                     _ => {}
+                }
+            }
+            Some(out) = media.inbox.recv() => {
+                if sink.send(Message::Text(out.to_string().into())).await.is_err() {
+                    return "disconnected";
                 }
             }
             _ = ping.tick() => {
