@@ -1091,3 +1091,99 @@ async fn admitted_participants_reach_the_media_plane_and_waiting_ones_do_not() {
         vec![format!("join {po} publish=false"), format!("leave {po}")]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_serves_a_consultation_of_its_host_and_has_a_size() {
+    let server = server().await;
+    let (_, a) = person(&server, "bs-a", Role::Practitioner, "bv-a").await;
+    let (_, b) = person(&server, "bs-b", Role::Practitioner, "bv-b").await;
+    let (s, c) = send(
+        &server,
+        "POST",
+        "/api/v1/consultations",
+        &b,
+        Some(json!({ "host_hospital": "bv-a", "patient": { "health_id": "0101111111" }, "reason": "Đau ngực" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    let consultation = c["id"].as_str().expect("id").to_owned();
+    // Hosted by A: B cannot open its room, A can, and the requester is filled in.
+    let body = json!({ "purpose": "Hội chẩn tim mạch", "consultation_id": consultation, "max_participants": 2 });
+    let (s, r) = send(
+        &server,
+        "POST",
+        "/api/v1/video/rooms",
+        &b,
+        Some(body.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    let (s, r) = send(&server, "POST", "/api/v1/video/rooms", &a, Some(body), &[]).await;
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["requesting_hospital"], "bv-b");
+    assert_eq!(r["consultation_id"], consultation.as_str());
+    let room = r["id"].as_str().expect("id").to_owned();
+    let (s, r) = send(
+        &server,
+        "POST",
+        "/api/v1/video/rooms",
+        &a,
+        Some(json!({ "purpose": "x", "consultation_id": consultation, "requesting_hospital": "bv-c" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 422, "{r}");
+    for bad in [
+        json!({ "purpose": "" }),
+        json!({ "purpose": "x", "max_participants": 1 }),
+        json!({ "purpose": "x", "requesting_hospital": "bv-a" }),
+        json!({ "purpose": "x", "colour": "red" }),
+    ] {
+        let (s, r) = send(
+            &server,
+            "POST",
+            "/api/v1/video/rooms",
+            &a,
+            Some(bad.clone()),
+            &[],
+        )
+        .await;
+        assert!(s == 422 || s == 400, "{bad}: {s} {r}");
+    }
+    // Two places: the chair and one more.
+    let (c_id, _) = person(&server, "bs-c", Role::Practitioner, "bv-b").await;
+    let (d_id, _) = person(&server, "bs-d", Role::Practitioner, "bv-b").await;
+    invite(&server, &a, &room, &c_id, "participant").await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/invitations"),
+        &a,
+        Some(json!({ "subject": d_id, "role": "observer" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 409, "{r}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/invitations"),
+        &a,
+        Some(json!({ "subject": c_id, "role": "observer" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 409, "invited twice: {r}");
+    let (s, _) = send(
+        &server,
+        "GET",
+        "/api/v1/video/rooms/no-such-room/participants",
+        &a,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404);
+}

@@ -255,6 +255,8 @@ async fn issue_token(
         "livekit_url": issued.livekit_url,
         "signalling_url": format!("/video/rooms/{id}/ws?token={t}"),
         "room_url": format!("/rooms/{id}?token={t}"),
+        "room": room.to_json(),
+        "name": inv.display_name,
     })))
 }
 
