@@ -1187,3 +1187,34 @@ async fn a_room_serves_a_consultation_of_its_host_and_has_a_size() {
     .await;
     assert_eq!(s, 404);
 }
+
+/// Another node shares the database but not the in-process events: its
+/// admissions and ends reach this node's sockets through the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_on_another_node_reach_the_sockets() {
+    let server = server().await;
+    let (_, chair) = person(&server, "chair", Role::Practitioner, "bv-a").await;
+    let (b_id, b) = person(&server, "bs-b", Role::Practitioner, "bv-b").await;
+    let room = room(&server, &chair).await;
+    let pb = invite(&server, &chair, &room, &b_id, "participant").await;
+    let mut sb = open(&server, &join_token(&server, &b, &room, json!({})).await).await;
+    assert_eq!(next(&mut sb).await["type"], "waiting");
+    let pool = &server.runtime.db.pool;
+    // What another node's admit writes, without this node's event.
+    sqlx::query(
+        "UPDATE video_invitations SET admitted_at = $1, admitted_by = 'node-2' WHERE id = $2",
+    )
+    .bind(now_secs() * 1000)
+    .bind(&pb)
+    .execute(pool)
+    .await
+    .expect("admitted elsewhere");
+    assert_eq!(next(&mut sb).await["type"], "admitted");
+    assert_eq!(next(&mut sb).await["type"], "participants");
+    sqlx::query("UPDATE video_rooms SET status = 'ended' WHERE id = $1")
+        .bind(&room)
+        .execute(pool)
+        .await
+        .expect("ended elsewhere");
+    assert_eq!(next_of(&mut sb, "room-ended").await["room"], room.as_str());
+}

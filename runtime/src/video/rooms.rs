@@ -795,6 +795,16 @@ impl VideoService {
         Ok((id, admitted_at.is_some()))
     }
 
+    /// The room's status and the participant's invitation, as stored.
+    pub async fn state(
+        &self,
+        room: &str,
+        participant: &str,
+    ) -> Result<(RoomStatus, Invitation), VideoError> {
+        let status = self.room(room).await?.status;
+        Ok((status, self.invitation(room, participant).await?))
+    }
+
     /// Whether the invitation is admitted now (read from the database).
     pub async fn is_admitted(&self, room: &str, participant: &str) -> Result<bool, VideoError> {
         let inv = self.invitation(room, participant).await?;

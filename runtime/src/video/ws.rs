@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::media::MediaSession;
-use super::rooms::{Invitation, RoomEvent, VideoService};
-use super::signal::{self, ClientMessage, ErrorCode, Incoming, ServerMessage};
+use super::rooms::{Invitation, RoomEvent, RoomStatus, VideoService};
+use super::signal::{self, ClientMessage, ErrorCode, Incoming, PresentParticipant, ServerMessage};
 use super::{JoinGrant, ParticipantRole};
 use crate::Runtime;
 use crate::api::ApiError;
@@ -30,6 +30,9 @@ use crate::api::ApiError;
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// A client silent this long (no message, no pong) is marked left.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// How often a socket re-reads its room's state from the database, so a
+/// change made through another node reaches it.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The signalling route.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -88,9 +91,21 @@ async fn send_error(
     .await
 }
 
-async fn send_participants(video: &VideoService, sink: &mut Sink, room: &str) -> bool {
+/// Send who is present now; with `only_if_changed`, only when it differs
+/// from the last list sent (`last`).
+async fn send_participants(
+    video: &VideoService,
+    sink: &mut Sink,
+    room: &str,
+    last: &mut Option<Vec<PresentParticipant>>,
+    only_if_changed: bool,
+) -> bool {
     match video.present(room).await {
         Ok(participants) => {
+            if only_if_changed && last.as_ref() == Some(&participants) {
+                return true;
+            }
+            *last = Some(participants.clone());
             send(
                 sink,
                 &ServerMessage::Participants {
@@ -214,17 +229,20 @@ async fn run(
             }
         }
     };
+    let mut last_list = None;
     if !send(sink, &announce(admitted)).await {
         return "disconnected";
     }
     if admitted {
-        if !send_participants(video, sink, room).await {
+        if !send_participants(video, sink, room, &mut last_list, false).await {
             return "disconnected";
         }
         media.start(video, grant);
     }
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
+    let mut recheck = tokio::time::interval(RECHECK_INTERVAL);
+    recheck.tick().await;
     let mut last_seen = Instant::now();
     loop {
         tokio::select! {
@@ -295,13 +313,13 @@ async fn run(
                             tracing::error!(error = %e, "recording an admission");
                         }
                         if !send(sink, &announce(true)).await
-                            || !send_participants(video, sink, room).await
+                            || !send_participants(video, sink, room, &mut last_list, false).await
                         {
                             return "disconnected";
                         }
                         media.start(video, grant);
                     }
-                    RoomEvent::Changed if admitted && !send_participants(video, sink, room).await => {
+                    RoomEvent::Changed if admitted && !send_participants(video, sink, room, &mut last_list, false).await => {
                         return "disconnected";
                     }
                     _ => {}
@@ -309,6 +327,38 @@ async fn run(
             }
             Some(out) = media.inbox.recv() => {
                 if sink.send(Message::Text(out.to_string().into())).await.is_err() {
+                    return "disconnected";
+                }
+            }
+            // Events travel within one node; the database is the truth
+            // across nodes (an admission, removal or end made elsewhere).
+            _ = recheck.tick() => {
+                let (status, inv) = match video.state(room, me).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-reading the room's state");
+                        continue;
+                    }
+                };
+                if status == RoomStatus::Ended {
+                    send(sink, &ServerMessage::RoomEnded { room: room.to_owned() }).await;
+                    return "room-ended";
+                }
+                if inv.removed_at.is_some() {
+                    send_error(sink, ErrorCode::Removed, "the chair removed you from the room", true).await;
+                    return "removed";
+                }
+                if !admitted && inv.admitted_at.is_some() {
+                    admitted = true;
+                    if let Err(e) = video.mark_admitted(participation).await {
+                        tracing::error!(error = %e, "recording an admission");
+                    }
+                    if !send(sink, &announce(true)).await {
+                        return "disconnected";
+                    }
+                    media.start(video, grant);
+                }
+                if admitted && !send_participants(video, sink, room, &mut last_list, true).await {
                     return "disconnected";
                 }
             }
