@@ -67,6 +67,7 @@ impl From<JoinError> for ApiError {
             }
             JoinError::UnknownRoom(_) => ApiError::NotFound(e.to_string()),
             JoinError::RoomEnded(_) => ApiError::Gone(e.to_string()),
+            JoinError::Unavailable(m) => ApiError::Internal(m),
         }
     }
 }

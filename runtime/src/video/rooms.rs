@@ -579,7 +579,7 @@ impl VideoService {
         if claims.video.room != room || !claims.video.room_join {
             return Err(JoinError::WrongRoom);
         }
-        let internal = |e: VideoError| JoinError::Malformed(format!("cannot check it now: {e}"));
+        let internal = |e: VideoError| JoinError::Unavailable(e.to_string());
         let r = match self.room(room).await {
             Ok(r) => r,
             Err(VideoError::RoomNotFound(_)) => return Err(JoinError::UnknownRoom(room.into())),

@@ -90,6 +90,8 @@ pub enum JoinError {
     Uninvited,
     #[error("the participant was removed from this room")]
     Removed,
+    #[error("the join token cannot be checked now: {0}")]
+    Unavailable(String),
 }
 
 impl JoinError {
@@ -106,6 +108,7 @@ impl JoinError {
             Self::RoomEnded(_) => "room-ended",
             Self::Uninvited => "uninvited",
             Self::Removed => "removed",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 }
