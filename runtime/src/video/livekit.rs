@@ -265,3 +265,49 @@ impl LiveKit {
         .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, secret: &str) -> LiveKitConfig {
+        LiveKitConfig {
+            url: url.into(),
+            api_key: "APIkey".into(),
+            api_secret: secret.into(),
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn urls_map_to_the_room_service_and_secrets_are_checked() {
+        let lk = LiveKit::new(config("wss://sfu.example.vn/", SECRET)).unwrap();
+        assert_eq!(lk.http_base, "https://sfu.example.vn");
+        assert_eq!(lk.url(), "wss://sfu.example.vn/");
+        let lk = LiveKit::new(config("ws://127.0.0.1:7880", SECRET)).unwrap();
+        assert_eq!(lk.http_base, "http://127.0.0.1:7880");
+        assert!(LiveKit::new(config("sfu.example.vn", SECRET)).is_err());
+        assert!(LiveKit::new(config("wss://sfu.example.vn", "short")).is_err());
+        let shown = format!("{:?}", config("wss://x", SECRET));
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+
+    #[test]
+    fn admin_tokens_carry_room_service_grants() {
+        let lk = LiveKit::new(config("wss://sfu.example.vn", SECRET)).unwrap();
+        let token = lk.admin_token(Some("room-1")).unwrap();
+        let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
+        v.set_issuer(&["APIkey"]);
+        let claims = jsonwebtoken::decode::<LiveKitClaims>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+            &v,
+        )
+        .unwrap()
+        .claims;
+        assert!(claims.video.room_create && claims.video.room_admin && claims.video.room_list);
+        assert_eq!(claims.video.room.as_deref(), Some("room-1"));
+        assert!(!claims.video.room_join);
+    }
+}
