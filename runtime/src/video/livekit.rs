@@ -117,6 +117,9 @@ impl LiveKit {
                 config.url
             )));
         };
+        // reqwest's rustls needs a process-wide crypto provider; a no-op
+        // when identity already installed it.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
