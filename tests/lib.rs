@@ -102,6 +102,7 @@ impl TestServer {
             demo: false,
             identity: Default::default(),
             master_key_file: None,
+            livekit: None,
         };
         Self::start_with(options, data).await
     }

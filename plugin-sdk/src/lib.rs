@@ -52,7 +52,7 @@
 //! (`{"error":{"code":"not_found","message":"..."}}`) with the matching HTTP status.
 //!
 //! ## Capabilities
-//! The modules [`log`], [`clock`], [`random`], [`kv`] and [`identity`] wrap the WIT
+//! The modules [`log`], [`clock`], [`random`], [`kv`], [`identity`], [`records`] and [`video`] wrap the WIT
 //! interfaces of the same names. A component only imports the interfaces whose functions it
 //! actually calls, and the host links only the interfaces granted in the plugin's manifest,
 //! so list exactly the ones you use.
@@ -90,6 +90,7 @@ pub mod kv;
 pub mod log;
 pub mod random;
 pub mod records;
+pub mod video;
 
 pub use error::Error;
 pub use http::{Request, Response};

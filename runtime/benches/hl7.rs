@@ -132,6 +132,7 @@ fn main() {
             demo: false,
             identity: Default::default(),
             master_key_file: None,
+            livekit: None,
         })
         .await
         .expect("runtime");
@@ -168,6 +169,7 @@ fn main() {
             principal: Some(principal()),
             started: Instant::now(),
             directory: runtime.directory(),
+            video: None,
         })
     };
     let mut counter = 0u64;

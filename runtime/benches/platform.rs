@@ -52,6 +52,7 @@ fn ctx(plugin: &str) -> Arc<CallContext> {
         principal: None,
         started: Instant::now(),
         directory: DIRECTORY.get().expect("directory set in main").clone(),
+        video: None,
     })
 }
 
@@ -371,6 +372,7 @@ fn main() {
             demo: false,
             identity: Default::default(),
             master_key_file: None,
+            livekit: None,
         })
         .await
         .expect("runtime");

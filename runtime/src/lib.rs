@@ -50,6 +50,8 @@ use crate::metrics::Metrics;
 use crate::plugins::PluginRegistry;
 use crate::records::RecordStore;
 use crate::secrets::MasterKey;
+use crate::video::rooms::{VideoBackend, VideoService};
+use crate::video::token::TokenSigner;
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,8 @@ pub enum StartError {
     Secrets(#[from] secrets::SecretsError),
     #[error(transparent)]
     Governance(#[from] governance::registry::GovernanceError),
+    #[error(transparent)]
+    Video(#[from] video::livekit::LiveKitError),
 }
 
 /// How to start a runtime node.
@@ -89,6 +93,8 @@ pub struct RuntimeOptions {
     pub demo: bool,
     /// The built-in provider and the trusted external issuers.
     pub identity: IdentityOptions,
+    /// Which server carries video: `None` the embedded one, or a LiveKit cluster.
+    pub livekit: Option<video::livekit::LiveKitConfig>,
 }
 
 impl Default for RuntimeOptions {
@@ -101,6 +107,7 @@ impl Default for RuntimeOptions {
             limits: Limits::default(),
             demo: false,
             identity: IdentityOptions::default(),
+            livekit: None,
         }
     }
 }
@@ -119,6 +126,8 @@ pub struct Runtime {
     pub records: Arc<RecordStore>,
     /// Signed imaging documents shared with social-insurance assessors.
     pub imaging: Arc<ImagingShares>,
+    /// Consultation rooms, join tokens, the waiting room.
+    pub video: Arc<VideoService>,
     pub limits: Limits,
     pub db: Database,
     pub metrics: Metrics,
@@ -154,6 +163,11 @@ impl Runtime {
             None => MasterKey::ephemeral()?,
         };
         let document_keys = master.document_keys();
+        let video_signer = TokenSigner::new(identity.issuer(), &master.video_token_seed()?)?;
+        let video_backend = match options.livekit.clone() {
+            Some(config) => VideoBackend::LiveKit(video::livekit::LiveKit::new(config)?),
+            None => VideoBackend::Embedded,
+        };
         let governance =
             Arc::new(Governance::new(Registry::new(db.clone()), master, engine.clone()).await?);
         governance.spawn_epoch_watcher();
@@ -168,6 +182,7 @@ impl Runtime {
                 records.clone(),
                 document_keys,
             )),
+            video: Arc::new(VideoService::new(db.clone(), video_signer, video_backend)),
             records,
             identity,
             governance,

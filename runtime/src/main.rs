@@ -57,6 +57,8 @@ enum Command {
         /// JSON file listing trusted external token issuers (docs/identity.md).
         #[arg(long, env = "VTH_TRUSTED_ISSUERS")]
         trusted_issuers: Option<PathBuf>,
+        #[command(flatten)]
+        video: Box<VideoArgs>,
     },
     /// Check or export the audit trail.
     Audit {
@@ -265,6 +267,47 @@ impl LimitArgs {
     }
 }
 
+/// Which server carries consultation video (docs/video.md).
+#[derive(clap::Args)]
+struct VideoArgs {
+    /// `embedded` (this runtime relays media) or `livekit` (a LiveKit cluster).
+    #[arg(long, default_value = "embedded", env = "VTH_VIDEO_BACKEND")]
+    video_backend: String,
+    /// The LiveKit server URL clients connect to, e.g. wss://sfu.example.vn.
+    #[arg(long, env = "VTH_LIVEKIT_URL")]
+    livekit_url: Option<String>,
+    #[arg(long, env = "VTH_LIVEKIT_API_KEY")]
+    livekit_api_key: Option<String>,
+    /// The API secret (at least 32 bytes); prefer the environment variable.
+    #[arg(long, env = "VTH_LIVEKIT_API_SECRET", hide_env_values = true)]
+    livekit_api_secret: Option<String>,
+}
+
+impl VideoArgs {
+    fn livekit(self) -> anyhow::Result<Option<vtelehealth_runtime::video::livekit::LiveKitConfig>> {
+        match self.video_backend.as_str() {
+            "embedded" => Ok(None),
+            "livekit" => {
+                let (Some(url), Some(api_key), Some(api_secret)) = (
+                    self.livekit_url,
+                    self.livekit_api_key,
+                    self.livekit_api_secret,
+                ) else {
+                    anyhow::bail!(
+                        "--video-backend livekit needs --livekit-url, --livekit-api-key and --livekit-api-secret"
+                    );
+                };
+                Ok(Some(vtelehealth_runtime::video::livekit::LiveKitConfig {
+                    url,
+                    api_key,
+                    api_secret,
+                }))
+            }
+            other => anyhow::bail!("unknown --video-backend `{other}` (embedded or livekit)"),
+        }
+    }
+}
+
 /// Accept a bare SQLite path as well as a URL.
 fn database_url(db: &str) -> anyhow::Result<String> {
     if db.contains("://") || db.starts_with("sqlite:") {
@@ -313,6 +356,7 @@ async fn main() -> anyhow::Result<()> {
             limits,
             issuer,
             trusted_issuers,
+            video,
         } => {
             let trusted_issuers = match trusted_issuers {
                 Some(path) => {
@@ -335,6 +379,7 @@ async fn main() -> anyhow::Result<()> {
                     trusted_issuers,
                     ..Default::default()
                 },
+                livekit: video.livekit()?,
             })
             .await
             .context("starting the runtime")?;

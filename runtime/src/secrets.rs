@@ -125,6 +125,12 @@ impl MasterKey {
         })
     }
 
+    /// The Ed25519 seed of the key that signs video join tokens; derived,
+    /// so every node of a deployment verifies the others' tokens.
+    pub fn video_token_seed(&self) -> Result<[u8; 32], SecretsError> {
+        self.derive(b"video-join-token-ed25519")
+    }
+
     /// What derives the hospitals' document signing keys. Its API expands
     /// only document-signing labels; it is as secret as the master key.
     pub fn document_keys(&self) -> DocumentKeys {

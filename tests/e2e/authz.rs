@@ -137,6 +137,13 @@ enum Op {
     AcceptConsultation,
     DeclineConsultation,
     EndConsultation,
+    CreateRoom,
+    InviteToRoom,
+    RoomToken,
+    RoomParticipants,
+    AdmitToRoom,
+    RemoveFromRoom,
+    EndRoom,
 }
 
 struct Row {
@@ -199,6 +206,13 @@ const MATRIX: &[Row] = &[
     row(Op::AcceptConsultation, "POST /api/v1/consultations/{consultation}/accept", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::DeclineConsultation, "POST /api/v1/consultations/{consultation}/decline", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::EndConsultation, "POST /api/v1/consultations/{consultation}/end",    false, [D, D, A, A, A, A, D, D, D, D, D, D, D]),
+    row(Op::CreateRoom,      "POST /api/v1/video/rooms",                         false, [D, D, A, A, A, A, D, D, D, D, D, D, D]),
+    row(Op::InviteToRoom,    "POST /api/v1/video/rooms/{room}/invitations",      false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::RoomToken,       "POST /api/v1/video/rooms/{room}/token",            false, [D, D, A, A, D, D, D, D, D, D, D, D, D]),
+    row(Op::RoomParticipants, "GET /api/v1/video/rooms/{room}/participants",     false, [D, D, A, A, A, D, D, D, D, D, D, D, D]),
+    row(Op::AdmitToRoom,     "POST /api/v1/video/rooms/{room}/participants/{participant}/admit", false, [D, D, A, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::RemoveFromRoom,  "POST /api/v1/video/rooms/{room}/participants/{participant}/remove", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::EndRoom,         "POST /api/v1/video/rooms/{room}/end",              false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
 ];
 
 const HOSPITAL_A: &str = "bv-a";
@@ -237,6 +251,8 @@ struct Fixture {
     study: String,
     /// A share of A's for the assessor.
     share: String,
+    /// The subject of each directory user.
+    subjects: HashMap<Who, String>,
 }
 
 impl Fixture {
@@ -300,6 +316,7 @@ impl Fixture {
 
         // One principal of each kind.
         let mut tokens = HashMap::new();
+        let mut subjects = HashMap::new();
         let users: [UserSeed; 11] = [
             (Citizen, "001090000123", Role::Citizen, None, None),
             (
@@ -348,6 +365,7 @@ impl Fixture {
             }
             let user = id.create_user(u).await.expect("user");
             tokens.insert(who, id.token_for(&user).expect("token"));
+            subjects.insert(who, user.id.clone());
             if who == Assessor {
                 assessor = user.id.clone();
             }
@@ -386,6 +404,7 @@ impl Fixture {
             report: String::new(),
             study: String::new(),
             share: String::new(),
+            subjects,
         };
         fx.hello_submitted = fx.submitted().await;
         (fx.report, fx.study) = imaging_records(&fx.server.runtime).await;
@@ -667,7 +686,95 @@ impl Fixture {
                 };
                 ("POST", format!("/api/v1/consultations/{id}/{action}"), None)
             }
+            Op::CreateRoom => (
+                "POST",
+                "/api/v1/video/rooms".into(),
+                Some(json!({ "purpose": "authz", "max_participants": 4 })),
+            ),
+            Op::InviteToRoom => {
+                let (room, _) = self.video_room().await;
+                let citizen = self.subjects.get(&Citizen).cloned().unwrap_or_default();
+                (
+                    "POST",
+                    format!("/api/v1/video/rooms/{room}/invitations"),
+                    Some(json!({ "subject": citizen, "role": "observer" })),
+                )
+            }
+            Op::RoomToken => {
+                let (room, _) = self.video_room().await;
+                ("POST", format!("/api/v1/video/rooms/{room}/token"), None)
+            }
+            Op::RoomParticipants => {
+                let (room, _) = self.video_room().await;
+                (
+                    "GET",
+                    format!("/api/v1/video/rooms/{room}/participants"),
+                    None,
+                )
+            }
+            Op::AdmitToRoom | Op::RemoveFromRoom => {
+                let (room, participant) = self.video_room().await;
+                let action = if op == Op::AdmitToRoom {
+                    "admit"
+                } else {
+                    "remove"
+                };
+                (
+                    "POST",
+                    format!("/api/v1/video/rooms/{room}/participants/{participant}/{action}"),
+                    None,
+                )
+            }
+            Op::EndRoom => {
+                let (room, _) = self.video_room().await;
+                ("POST", format!("/api/v1/video/rooms/{room}/end"), None)
+            }
         }
+    }
+}
+
+impl Fixture {
+    /// A fresh room hosted by A, chaired by A's practitioner, with B's
+    /// practitioner invited: (room, B's participant id).
+    async fn video_room(&self) -> (String, String) {
+        use vtelehealth_runtime::video::ParticipantRole;
+        use vtelehealth_runtime::video::rooms::{Invitee, NewRoom};
+        let video = &self.server.runtime.video;
+        let subject = |who: Who| self.subjects.get(&who).cloned().unwrap_or_default();
+        let room = video
+            .create_room(NewRoom {
+                host_hospital: HOSPITAL_A.into(),
+                requesting_hospital: Some("bv-b".into()),
+                purpose: "authz".into(),
+                max_participants: 10,
+                scheduled_at: None,
+                consultation_id: None,
+                created_by: subject(PractitionerA),
+                created_by_plugin: None,
+            })
+            .await
+            .expect("room");
+        let mut ids = Vec::new();
+        for (who, role, hospital) in [
+            (PractitionerA, ParticipantRole::Chair, HOSPITAL_A),
+            (PractitionerB, ParticipantRole::Participant, "bv-b"),
+        ] {
+            let inv = video
+                .invite(
+                    &room,
+                    &Invitee {
+                        subject: subject(who),
+                        display_name: who.label().into(),
+                        hospital_id: Some(hospital.into()),
+                        role,
+                    },
+                    "test:seed",
+                )
+                .await
+                .expect("invited");
+            ids.push(inv.id);
+        }
+        (room.id, ids.pop().unwrap_or_default())
     }
 }
 

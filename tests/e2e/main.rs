@@ -16,3 +16,4 @@ mod postgres;
 mod records_access;
 mod records_plugin;
 mod sandbox;
+mod video;

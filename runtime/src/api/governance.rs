@@ -427,6 +427,7 @@ async fn activate(
         principal: Some(p.clone()),
         started: std::time::Instant::now(),
         directory: rt.directory(),
+        video: Some(rt.video.clone()),
     };
     let request = ActivationRequest {
         version_id: body.version_id,

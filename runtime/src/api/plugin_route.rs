@@ -89,6 +89,7 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         principal,
         started: Instant::now(),
         directory: rt.directory(),
+        video: Some(rt.video.clone()),
     });
     let span = tracing::info_span!("plugin_call", plugin = %plugin.manifest.id, version = %plugin.manifest.version,
         hospital = %ctx.hospital.id, outcome = tracing::field::Empty);

@@ -70,6 +70,9 @@ pub struct CallContext {
     pub started: Instant,
     /// What `identity.lookup-hospital` and `identity.lookup-practitioner` read.
     pub directory: Directory,
+    /// The room service `video` calls act on; `None` where no call can
+    /// use it (activation hooks of a national rollout, benchmarks).
+    pub video: Option<Arc<crate::video::rooms::VideoService>>,
 }
 
 /// Longest id a look-up accepts; longer ones cannot exist.

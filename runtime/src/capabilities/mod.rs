@@ -9,6 +9,7 @@ pub mod kv;
 pub mod log;
 pub mod random;
 pub mod records;
+pub mod video;
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,17 +34,19 @@ pub enum Capability {
     Kv,
     Identity,
     Records,
+    Video,
 }
 
 impl Capability {
     /// Every capability this runtime implements.
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Self::Log,
         Self::Clock,
         Self::Random,
         Self::Kv,
         Self::Identity,
         Self::Records,
+        Self::Video,
     ];
 
     /// The WIT interface name, e.g. `kv`.
@@ -55,6 +58,7 @@ impl Capability {
             Self::Kv => "kv",
             Self::Identity => "identity",
             Self::Records => "records",
+            Self::Video => "video",
         }
     }
 
@@ -71,6 +75,9 @@ impl Capability {
             Self::Records => {
                 "read or write patients' health records (FHIR), within the data scopes and purposes listed, every access checked and audited"
             }
+            Self::Video => {
+                "open video consultation rooms hosted by its hospital, invite practitioners of any hospital and issue their join tokens"
+            }
         }
     }
 
@@ -83,6 +90,7 @@ impl Capability {
             Self::Kv => platform::kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Identity => platform::identity::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Records => platform::records::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Video => platform::video::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
         }
     }
 }
@@ -101,7 +109,7 @@ impl FromStr for Capability {
             .find(|c| c.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records)"
+                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records, video)"
                 )
             })
     }

@@ -491,6 +491,7 @@ impl Governance {
                 principal: principal.clone(),
                 started: std::time::Instant::now(),
                 directory: directory.clone(),
+                video: None,
             };
             let request = ActivationRequest {
                 version_id: version_id.to_owned(),

@@ -3,5 +3,11 @@
 //! the signalling endpoint and the media relay build on these types.
 
 pub mod grant;
+pub mod livekit;
+pub mod media;
+pub mod rooms;
+pub mod signal;
+pub mod token;
+pub mod ws;
 
 pub use grant::{JoinGrant, ParticipantRole};
