@@ -2,6 +2,7 @@
 
 mod authz;
 mod bad_input;
+mod browser_video;
 mod bundles;
 mod docs;
 mod fhir;

@@ -6,6 +6,7 @@ pub mod fhir;
 mod governance;
 mod imaging_share;
 mod plugin_route;
+mod room_page;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +50,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(fhir::routes())
         .merge(consent::routes())
         .merge(imaging_share::routes())
+        .merge(room_page::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

@@ -5,3 +5,4 @@
 pub mod grant;
 
 pub use grant::{JoinGrant, ParticipantRole};
+pub mod sfu;
