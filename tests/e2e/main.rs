@@ -17,3 +17,4 @@ mod postgres;
 mod records_access;
 mod records_plugin;
 mod sandbox;
+mod video_signalling;

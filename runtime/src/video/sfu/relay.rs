@@ -122,7 +122,7 @@ enum Propagated {
         mid: Mid,
         kind: MediaKind,
     },
-    Media(ClientId, MediaData),
+    Media(ClientId, Box<MediaData>),
     KeyframeRequest {
         origin: ClientId,
         origin_mid: Mid,
@@ -520,7 +520,8 @@ impl Relay {
                                 KeyframeRequestKind::Fir,
                             );
                         }
-                        self.queue.push_back(Propagated::Media(client.id, data));
+                        self.queue
+                            .push_back(Propagated::Media(client.id, Box::new(data)));
                     }
                     Event::KeyframeRequest(req) => {
                         if let Some(t) = client
