@@ -37,25 +37,37 @@ pub fn room_url(server: &TestServer, room: &str, name: &str, role: &str) -> Stri
 /// publisher in the room (`publishers` of them in all). Gives up after a
 /// bounded wait with the last stats in the message: never a timing assertion.
 pub async fn wait_all_decoding(browsers: &mut [(&str, Browser)], publishers: usize) -> Vec<Value> {
+    match poll_all_decoding(browsers, publishers, 240).await {
+        Ok(stats) => stats,
+        Err(last) => panic!("not every participant decodes every publisher; last stats: {last:#?}"),
+    }
+}
+
+/// Poll every 250 ms, at most `polls` times, until all decode all publishers.
+async fn poll_all_decoding(
+    browsers: &mut [(&str, Browser)],
+    publishers: usize,
+    polls: u32,
+) -> Result<Vec<Value>, Vec<Value>> {
     let mut last = Vec::new();
-    for _ in 0..240 {
+    for _ in 0..polls {
         last.clear();
         let mut done = true;
-        for (name, b) in browsers.iter_mut() {
+        for (_, b) in browsers.iter_mut() {
             let s = b.eval(ROOM_STATS_JS).await.expect("stats");
-            done &= decodes_every_publisher(&s, publishers, name);
+            done &= decodes_every_publisher(&s, publishers);
             last.push(s);
         }
         if done {
-            return last;
+            return Ok(last);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    panic!("not every participant decodes every publisher; last stats: {last:#?}");
+    Err(last)
 }
 
 /// Whether `stats` shows decoded frames from every publisher but itself.
-fn decodes_every_publisher(stats: &Value, publishers: usize, _name: &str) -> bool {
+fn decodes_every_publisher(stats: &Value, publishers: usize) -> bool {
     let Some(parts) = stats["participants"].as_array() else {
         return false;
     };
