@@ -141,4 +141,165 @@ async fn two_then_three_browsers_decode_every_publisher_and_the_observer_publish
         roles.contains(&"observer") && roles.contains(&"chair"),
         "{roles:?}"
     );
+
+    // The participant's browser dies without leaving: the others drop its
+    // stream and go on decoding the chair.
+    let (_, gone) = browsers.remove(1);
+    gone.kill().await;
+    for _ in 0..240 {
+        let mut settled = true;
+        for (_, b) in browsers.iter_mut() {
+            let s = b.eval(ROOM_STATS_JS).await.expect("stats");
+            let listed = s["participants"].as_array().map_or(0, Vec::len);
+            settled &= listed == 2 && remote_streams(&s) == usize::from(s["sendingTracks"] == 0);
+        }
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let stats = wait_all_decoding(&mut browsers, 1).await;
+    for s in &stats {
+        assert_eq!(s["participants"].as_array().map_or(0, Vec::len), 2, "{s}");
+    }
+    assert_eq!(
+        remote_streams(&stats[0]),
+        0,
+        "the chair sees no one publishing: {}",
+        stats[0]
+    );
+    assert_eq!(
+        remote_streams(&stats[1]),
+        1,
+        "the observer sees the chair only: {}",
+        stats[1]
+    );
+}
+
+fn remote_streams(stats: &Value) -> usize {
+    stats["decoded"].as_object().map_or(0, serde_json::Map::len)
+}
+
+/// CPU seconds this process (the runtime and its relay, plus the small
+/// DevTools clients) has used.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Frames decoded so far per (browser, stream), in a stable order.
+fn decoded_frames(stats: &[Value]) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = stats
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s["decoded"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, f)| Some((format!("{i}/{k}"), f.as_u64()?)))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The video numbers of docs/benchmarks.md: time from join request to first
+/// decoded frame, and how large a room of publishing Chromium instances one
+/// runtime relays here. Run with
+/// `cargo test -p vtelehealth-tests --test e2e video_benchmark -- --ignored --nocapture`
+/// (`VTH_VIDEO_BENCH_MAX`, default 6, caps the room).
+#[tokio::test]
+#[ignore = "a measurement, not a test: run it by name"]
+async fn video_benchmark() {
+    let Some(chromium) = chromium() else { return };
+    let max: usize = std::env::var("VTH_VIDEO_BENCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let server = video_server().await;
+    let room = "bench";
+    let mut browsers: Vec<(&str, Browser)> = Vec::new();
+    println!(
+        "| publishers | all decode all | newest joiner: join → first frame per publisher (ms) | \
+         decoded fps per stream (min / median) | runtime process CPU (% of one core) | load average (1 min) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for n in 1..=max {
+        let url = room_url(&server, room, &format!("p{n}"), "participant");
+        let browser = Browser::launch(&chromium, &url).await.expect("browser");
+        browsers.push(("publisher", browser));
+        if n == 1 {
+            continue;
+        }
+        if poll_all_decoding(&mut browsers, n, 240).await.is_err() {
+            println!("| {n} | no (not within 60 s) | | | | |");
+            break;
+        }
+        // The newest joiner's first frame from each publisher already there.
+        let (_, newest) = browsers.last_mut().expect("a browser");
+        let s = newest.eval(ROOM_STATS_JS).await.expect("stats");
+        let joined = s["joinRequestedAt"].as_f64().unwrap_or(0.0);
+        let mut firsts: Vec<f64> = s["firstFrameAt"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(Value::as_f64)
+                    .map(|t| t - joined)
+                    .collect()
+            })
+            .unwrap_or_default();
+        firsts.sort_by(f64::total_cmp);
+        // Let the room settle, then measure 10 s of steady forwarding.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = decoded_frames(
+            &poll_all_decoding(&mut browsers, n, 1)
+                .await
+                .unwrap_or_else(|s| s),
+        );
+        let cpu0 = process_cpu_seconds();
+        let window = Duration::from_secs(10);
+        tokio::time::sleep(window).await;
+        let cpu1 = process_cpu_seconds();
+        let after = decoded_frames(
+            &poll_all_decoding(&mut browsers, n, 1)
+                .await
+                .unwrap_or_else(|s| s),
+        );
+        let mut fps: Vec<f64> = after
+            .iter()
+            .map(|(k, a)| {
+                let b = before.iter().find(|(kb, _)| kb == k).map_or(0, |(_, b)| *b);
+                a.saturating_sub(b) as f64 / window.as_secs_f64()
+            })
+            .collect();
+        fps.sort_by(f64::total_cmp);
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "| {n} | yes | {} | {:.1} / {:.1} | {:.0} | {} |",
+            firsts
+                .iter()
+                .map(|t| format!("{t:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fps.first().copied().unwrap_or(0.0),
+            fps.get(fps.len() / 2).copied().unwrap_or(0.0),
+            (cpu1 - cpu0) / window.as_secs_f64() * 100.0,
+            load.split_whitespace().next().unwrap_or("?"),
+        );
+    }
 }
