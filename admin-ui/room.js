@@ -223,6 +223,7 @@
       case 'admitted': setStatus('connecting'); break;
       case 'room-ended': setStatus('ended'); leave(false); break;
       case 'error':
+        if (msg.code === 'room-ended') { setStatus('ended'); leave(false); break; }
         fail(msg.message || msg.code);
         break;
       default: break;

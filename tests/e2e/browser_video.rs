@@ -15,17 +15,25 @@ use vtelehealth_tests::browser::{Browser, ROOM_STATS_JS, chromium};
 
 /// A server whose dev join route is mounted, with a relay on loopback.
 pub async fn video_server() -> TestServer {
+    video_server_and_relay().await.0
+}
+
+/// [`video_server`] and a handle to its relay.
+pub async fn video_server_and_relay() -> (TestServer, MediaRelay) {
     let data = TempDir::new().expect("temp dir");
     let options = RuntimeOptions {
         database_url: format!("sqlite://{}", data.path().join("test.db").display()),
         ..Default::default()
     };
-    TestServer::start_with_routes(options, data, async {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = TestServer::start_with_routes(options, data, async {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let relay = MediaRelay::start(addr).await.expect("media relay starts");
+        let _ = tx.send(relay.clone());
         dev::routes(relay)
     })
-    .await
+    .await;
+    (server, rx.await.expect("the relay handle"))
 }
 
 /// The room page URL for a dev participant.

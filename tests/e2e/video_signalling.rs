@@ -11,7 +11,7 @@ use str0m::media::{Direction, MediaKind};
 use tokio_tungstenite::tungstenite::Message;
 use vtelehealth_tests::TestServer;
 
-use crate::browser_video::video_server;
+use crate::browser_video::{video_server, video_server_and_relay};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -153,6 +153,34 @@ async fn rooms_are_apart_and_a_vanished_participant_is_removed() {
     // binh vanishes without a leave message.
     drop(binh);
     assert_eq!(names(&recv_type(&mut an, "tracks").await), ["an"]);
+}
+
+#[tokio::test]
+async fn ending_a_room_disconnects_its_participants_only() {
+    let (server, relay) = video_server_and_relay().await;
+    let mut an = join(&server, "r1", "an", "chair").await;
+    recv_type(&mut an, "tracks").await;
+    let mut other = join(&server, "r2", "binh", "participant").await;
+    recv_type(&mut other, "tracks").await;
+    relay.end_room("r1").expect("relay running");
+    let err = recv_type(&mut an, "error").await;
+    assert_eq!(
+        (&err["code"], &err["fatal"]),
+        (&json!("room-ended"), &json!(true))
+    );
+    // The socket closes after the fatal error.
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(frame)) = an.next().await {
+            if frame.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the ended room's socket closes");
+    // The other room is untouched: its participant is still answered.
+    send(&mut other, json!({"type":"answer","sdp":"v=0"})).await;
+    assert_eq!(recv_type(&mut other, "error").await["code"], "out-of-order");
 }
 
 #[tokio::test]

@@ -76,11 +76,80 @@ impl MediaRelay {
     }
 }
 
+impl MediaRelay {
+    /// Join `grant`'s participant to its room's media session; the relay's
+    /// messages for it go to `out`. For a signalling endpoint that also
+    /// speaks control messages on the same socket: feed the media messages
+    /// to [`MediaSession::handle`]. Dropping the session leaves the room.
+    pub fn join(
+        &self,
+        grant: JoinGrant,
+        out: mpsc::UnboundedSender<ServerMessage>,
+    ) -> Result<MediaSession, RelayGone> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(room = %grant.room_id, participant = %grant.participant_id, "joined the media session");
+        self.commands
+            .send(Command::Join { id, grant, out })
+            .map_err(|_| RelayGone)?;
+        Ok(MediaSession {
+            commands: self.commands.clone(),
+            id,
+        })
+    }
+
+    /// Disconnect everyone in `room` (the room was ended): each gets a fatal
+    /// `room-ended` error and their media stops.
+    pub fn end_room(&self, room: &str) -> Result<(), RelayGone> {
+        self.commands
+            .send(Command::EndRoom {
+                room: room.to_owned(),
+            })
+            .map_err(|_| RelayGone)
+    }
+}
+
+/// The relay task has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the media relay is not running")]
+pub struct RelayGone;
+
+/// One participant in a room's media session; leaves when dropped.
+pub struct MediaSession {
+    commands: mpsc::UnboundedSender<Command>,
+    id: relay::ClientId,
+}
+
+impl MediaSession {
+    /// Pass one media message from the client to the relay. `Ok(false)`
+    /// when the client asked to leave.
+    pub fn handle(&self, msg: ClientMessage) -> Result<bool, RelayGone> {
+        let id = self.id;
+        let cmd = match msg {
+            ClientMessage::Offer { sdp } => Command::Offer { id, sdp },
+            ClientMessage::Answer { sdp } => Command::Answer { id, sdp },
+            ClientMessage::Candidate {
+                candidate: Some(candidate),
+                ..
+            } if !candidate.is_empty() => Command::Candidate { id, candidate },
+            // End of candidates: nothing to do for an ICE-lite relay.
+            ClientMessage::Candidate { .. } => return Ok(true),
+            ClientMessage::Leave => return Ok(false),
+        };
+        self.commands.send(cmd).map_err(|_| RelayGone)?;
+        Ok(true)
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Leave { id: self.id });
+    }
+}
+
 /// Run one participant's media signalling over `socket` until it leaves or
 /// disconnects. `grant` must already be verified.
 pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant) {
     let (mut sink, mut stream) = socket.split();
-    let id = relay.next_id.fetch_add(1, Ordering::Relaxed);
     let (out, mut out_rx) = mpsc::unbounded_channel::<ServerMessage>();
     let writer = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
@@ -94,71 +163,56 @@ pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant
         }
         let _ = sink.close().await;
     });
-    tracing::info!(room = %grant.room_id, participant = %grant.participant_id, "joined the media session");
-    let reply_error = |code: ErrorCode, message: String| {
+    let reply_error = |code: ErrorCode, message: String, fatal: bool| {
         let _ = out.send(ServerMessage::Error {
             code,
             message,
-            fatal: false,
+            fatal,
         });
     };
-    if relay
-        .commands
-        .send(Command::Join {
-            id,
-            grant,
-            out: out.clone(),
-        })
-        .is_err()
-    {
-        let _ = out.send(ServerMessage::Error {
-            code: ErrorCode::Unavailable,
-            message: "the media relay is not running".into(),
-            fatal: true,
-        });
-    }
-    while let Some(Ok(msg)) = stream.next().await {
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Close(_) => break,
-            Message::Binary(_) => {
-                reply_error(ErrorCode::BadMessage, "send JSON text messages".into());
-                continue;
+    match relay.join(grant, out.clone()) {
+        Ok(session) => {
+            while let Some(Ok(msg)) = stream.next().await {
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Close(_) => break,
+                    Message::Binary(_) => {
+                        reply_error(
+                            ErrorCode::BadMessage,
+                            "send JSON text messages".into(),
+                            false,
+                        );
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if text.len() > MAX_SIGNAL_MESSAGE {
+                    reply_error(ErrorCode::BadMessage, "message too large".into(), false);
+                    continue;
+                }
+                let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let message = format!("not a signalling message: {e}");
+                        reply_error(ErrorCode::BadMessage, message, false);
+                        continue;
+                    }
+                };
+                match session.handle(parsed) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        reply_error(ErrorCode::Unavailable, e.to_string(), true);
+                        break;
+                    }
+                }
             }
-            _ => continue,
-        };
-        if text.len() > MAX_SIGNAL_MESSAGE {
-            reply_error(ErrorCode::BadMessage, "message too large".into());
-            continue;
+            // Dropping the session leaves the room.
         }
-        let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {
-            Ok(m) => m,
-            Err(e) => {
-                reply_error(
-                    ErrorCode::BadMessage,
-                    format!("not a signalling message: {e}"),
-                );
-                continue;
-            }
-        };
-        let cmd = match parsed {
-            ClientMessage::Offer { sdp } => Command::Offer { id, sdp },
-            ClientMessage::Answer { sdp } => Command::Answer { id, sdp },
-            ClientMessage::Candidate {
-                candidate: Some(candidate),
-                ..
-            } if !candidate.is_empty() => Command::Candidate { id, candidate },
-            // End of candidates: nothing to do for an ICE-lite relay.
-            ClientMessage::Candidate { .. } => continue,
-            ClientMessage::Leave => break,
-        };
-        if relay.commands.send(cmd).is_err() {
-            break;
-        }
+        Err(e) => reply_error(ErrorCode::Unavailable, e.to_string(), true),
     }
-    let _ = relay.commands.send(Command::Leave { id });
     drop(out);
-    // The writer ends once the relay drops its sender too.
+    // The writer ends once the relay has dropped its sender too.
     let _ = writer.await;
 }
 

@@ -44,6 +44,9 @@ pub enum Command {
     Leave {
         id: ClientId,
     },
+    EndRoom {
+        room: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +268,24 @@ impl Relay {
                 }
             }
             Command::Leave { id } => self.remove(id),
+            Command::EndRoom { room } => {
+                let ids: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|c| c.grant.room_id == room)
+                    .map(|c| c.id)
+                    .collect();
+                for id in ids {
+                    if let Some(c) = self.client(id) {
+                        c.send(ServerMessage::Error {
+                            code: ErrorCode::RoomEnded,
+                            message: "the room has ended".into(),
+                            fatal: true,
+                        });
+                    }
+                    self.remove(id);
+                }
+            }
         }
     }
 

@@ -7,6 +7,12 @@ use crate::video::ParticipantRole;
 /// Largest SDP or candidate accepted from a client; real ones are a few KiB.
 pub const MAX_SDP_BYTES: usize = 64 * 1024;
 
+/// Whether a message `type` belongs to the media session (the rest are the
+/// room service's control messages).
+pub fn is_media_message(kind: &str) -> bool {
+    matches!(kind, "offer" | "answer" | "candidate" | "leave")
+}
+
 /// A message from the browser.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
@@ -75,6 +81,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The relay is gone or the connection failed.
     Unavailable,
+    /// The room was ended; the session is over.
+    RoomEnded,
 }
 
 /// Whether an SDP offers to send audio or video (an m-line that is
