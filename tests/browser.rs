@@ -196,7 +196,8 @@ pub const ROOM_STATS_JS: &str = r#"(async () => {
     decoded[streamId] = framesByTrack[track] || 0;
   }
   const sendingTracks = pc.getSenders().filter((s) => s.track).length;
+  const directions = pc.getTransceivers().map((t) => t.currentDirection);
   return { ready: true, me: state.me, participants: state.participants, errors: state.errors,
-           decoded, outboundBytes, outboundStreams, sendingTracks, firstFrameAt: state.firstFrameAt,
+           decoded, outboundBytes, outboundStreams, sendingTracks, directions, firstFrameAt: state.firstFrameAt,
            joinRequestedAt: state.joinRequestedAt };
 })()"#;

@@ -140,6 +140,14 @@ async fn two_then_three_browsers_decode_every_publisher_and_the_observer_publish
         "the observer has no sending track: {observer}"
     );
     assert_eq!(observer["errors"], serde_json::json!([]), "{observer}");
+    let directions = observer["directions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !directions.is_empty() && directions.iter().all(|d| d == "recvonly"),
+        "the observer's media is negotiated receive-only: {observer}"
+    );
     let roles: Vec<&str> = observer["participants"]
         .as_array()
         .map(|ps| ps.iter().filter_map(|p| p["role"].as_str()).collect())

@@ -198,6 +198,9 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                     ])
                     .env(postgres::URL_VAR, cluster)
                     .env("VTH_E2E_ON_POSTGRES", "1");
+                if let Some(path) = chromium.borrow().as_ref() {
+                    cmd.env(chromium::PATH_VAR, path);
+                }
                 run_command(cmd)
             }),
         },

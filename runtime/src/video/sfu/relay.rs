@@ -93,7 +93,12 @@ struct Client {
     pending: Option<SdpPendingOffer>,
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
+    remote_candidates: usize,
 }
+
+/// More candidates than any real browser trickles; the rest are ignored so a
+/// client cannot grow the ICE agent without bound.
+const MAX_REMOTE_CANDIDATES: usize = 64;
 
 impl Client {
     fn stream_id(&self) -> String {
@@ -244,6 +249,7 @@ impl Relay {
                     pending: None,
                     tracks_in: Vec::new(),
                     tracks_out,
+                    remote_candidates: 0,
                 });
                 if let Some(room) = self.client(id).map(|c| c.grant.room_id.clone()) {
                     self.announce(&room);
@@ -259,6 +265,10 @@ impl Relay {
                     client.error(ErrorCode::OutOfOrder, "a candidate before the offer");
                     return;
                 };
+                if client.remote_candidates >= MAX_REMOTE_CANDIDATES {
+                    return;
+                }
+                client.remote_candidates += 1;
                 let line = candidate.strip_prefix("a=").unwrap_or(&candidate);
                 match Candidate::from_sdp_string(line) {
                     Ok(c) => rtc.add_remote_candidate(c),
