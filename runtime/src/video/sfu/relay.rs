@@ -543,6 +543,11 @@ impl Relay {
                         if !client.tracks_in.iter().any(|t| t.mid == data.mid) {
                             continue;
                         }
+                        // No layer selection yet: of a simulcast publisher,
+                        // forward the high layer only.
+                        if data.rid.is_some_and(|r| r != "h".into()) {
+                            continue;
+                        }
                         if !data.contiguous {
                             request_keyframe(
                                 &mut client.tracks_in,
