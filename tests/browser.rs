@@ -187,9 +187,10 @@ pub const ROOM_STATS_JS: &str = r#"(async () => {
   const framesByTrack = {};
   let outboundBytes = 0;
   let outboundStreams = 0;
+  let outboundPackets = 0;
   stats.forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') framesByTrack[s.trackIdentifier] = s.framesDecoded || 0;
-    if (s.type === 'outbound-rtp') { outboundStreams += 1; outboundBytes += s.bytesSent || 0; }
+    if (s.type === 'outbound-rtp') { outboundStreams += 1; outboundBytes += s.bytesSent || 0; outboundPackets += s.packetsSent || 0; }
   });
   const decoded = {};
   for (const [streamId, track] of Object.entries(state.remoteVideoTracks || {})) {
@@ -198,6 +199,6 @@ pub const ROOM_STATS_JS: &str = r#"(async () => {
   const sendingTracks = pc.getSenders().filter((s) => s.track).length;
   const directions = pc.getTransceivers().map((t) => t.currentDirection);
   return { ready: true, me: state.me, participants: state.participants, errors: state.errors,
-           decoded, outboundBytes, outboundStreams, sendingTracks, directions, firstFrameAt: state.firstFrameAt,
+           decoded, outboundBytes, outboundPackets, outboundStreams, sendingTracks, directions, firstFrameAt: state.firstFrameAt,
            joinRequestedAt: state.joinRequestedAt };
 })()"#;

@@ -17,4 +17,5 @@ mod postgres;
 mod records_access;
 mod records_plugin;
 mod sandbox;
+mod video_load;
 mod video_signalling;
