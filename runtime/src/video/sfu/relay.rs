@@ -94,6 +94,10 @@ struct Client {
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
     remote_candidates: usize,
+    /// Touched since last polled: input, media written, tracks changed.
+    dirty: bool,
+    /// When its `Rtc` next needs a timeout input.
+    next_timeout: Instant,
 }
 
 /// More candidates than any real browser trickles; the rest are ignored so a
@@ -176,8 +180,11 @@ impl Relay {
                 },
                 () = sleep => {}
             }
+            // Only clients whose timer is due: feeding all of them on every
+            // packet made the loop quadratic in the number of participants.
             let now = Instant::now();
-            for client in &mut self.clients {
+            for client in self.clients.iter_mut().filter(|c| c.next_timeout <= now) {
+                client.dirty = true;
                 if let Some(rtc) = client.rtc.as_mut().filter(|r| r.is_alive())
                     && let Err(e) = rtc.handle_input(Input::Timeout(now))
                 {
@@ -208,6 +215,7 @@ impl Relay {
         else {
             return;
         };
+        client.dirty = true;
         if let Some(rtc) = client.rtc.as_mut()
             && let Err(e) = rtc.handle_input(input)
         {
@@ -221,6 +229,9 @@ impl Relay {
     }
 
     fn handle_command(&mut self, cmd: Command) {
+        for c in &mut self.clients {
+            c.dirty = true;
+        }
         match cmd {
             Command::Join { id, grant, out } => {
                 // Everything already published in the room, offered once the
@@ -250,6 +261,8 @@ impl Relay {
                     tracks_in: Vec::new(),
                     tracks_out,
                     remote_candidates: 0,
+                    dirty: true,
+                    next_timeout: Instant::now(),
                 });
                 if let Some(room) = self.client(id).map(|c| c.grant.room_id.clone()) {
                     self.announce(&room);
@@ -411,6 +424,7 @@ impl Relay {
             rtc.disconnect();
         }
         for c in &mut self.clients {
+            c.dirty = true;
             for t in &mut c.tracks_out {
                 if t.origin == id {
                     t.state = match t.state {
@@ -453,14 +467,22 @@ impl Relay {
     /// return when the loop must wake up next.
     fn poll_all(&mut self) -> Instant {
         loop {
-            let mut deadline = Instant::now() + Duration::from_millis(100);
             for i in 0..self.clients.len() {
-                let t = self.poll_client(i);
-                deadline = deadline.min(t);
+                if std::mem::take(&mut self.clients[i].dirty) {
+                    self.clients[i].next_timeout = self.poll_client(i);
+                }
             }
             if self.queue.is_empty() {
-                self.reap();
-                return deadline;
+                // Removing someone changes others' tracks: poll them again.
+                if self.reap() {
+                    continue;
+                }
+                let cap = Instant::now() + Duration::from_millis(100);
+                return self
+                    .clients
+                    .iter()
+                    .map(|c| c.next_timeout)
+                    .fold(cap, Instant::min);
             }
             while let Some(p) = self.queue.pop_front() {
                 self.propagate(p);
@@ -468,15 +490,16 @@ impl Relay {
         }
     }
 
-    /// Remove participants whose connection died (ICE or DTLS failure).
-    fn reap(&mut self) {
+    /// Remove participants whose connection died (ICE or DTLS failure);
+    /// whether any was.
+    fn reap(&mut self) -> bool {
         let dead: Vec<ClientId> = self
             .clients
             .iter()
             .filter(|c| !c.alive())
             .map(|c| c.id)
             .collect();
-        for id in dead {
+        for &id in &dead {
             if let Some(c) = self.client(id) {
                 c.send(ServerMessage::Error {
                     code: ErrorCode::Unavailable,
@@ -486,6 +509,7 @@ impl Relay {
             }
             self.remove(id);
         }
+        !dead.is_empty()
     }
 
     fn poll_client(&mut self, i: usize) -> Instant {
@@ -596,6 +620,7 @@ impl Relay {
                 };
                 for c in &mut self.clients {
                     if c.id != origin && c.grant.room_id == room && c.grant.can_subscribe {
+                        c.dirty = true;
                         c.tracks_out.push(TrackOut {
                             origin,
                             origin_mid: mid,
@@ -619,6 +644,7 @@ impl Relay {
                         continue;
                     };
                     let Some(rtc) = c.rtc.as_mut() else { continue };
+                    c.dirty = true;
                     let Some(writer) = rtc.writer(mid) else {
                         continue;
                     };
@@ -641,6 +667,7 @@ impl Relay {
                 if let Some(c) = self.clients.iter_mut().find(|c| c.id == origin)
                     && let Some(rtc) = c.rtc.as_mut()
                 {
+                    c.dirty = true;
                     request_keyframe(&mut c.tracks_in, rtc, origin_mid, kind);
                 }
             }
