@@ -98,6 +98,8 @@ struct Client {
     dirty: bool,
     /// When its `Rtc` next needs a timeout input.
     next_timeout: Instant,
+    /// Its connection was dropped after a panic in the WebRTC stack.
+    failed: bool,
 }
 
 /// More candidates than any real browser trickles; the rest are ignored so a
@@ -123,7 +125,7 @@ impl Client {
     }
 
     fn alive(&self) -> bool {
-        self.rtc.as_ref().is_none_or(Rtc::is_alive)
+        !self.failed && self.rtc.as_ref().is_none_or(Rtc::is_alive)
     }
 }
 
@@ -216,11 +218,19 @@ impl Relay {
             return;
         };
         client.dirty = true;
-        if let Some(rtc) = client.rtc.as_mut()
-            && let Err(e) = rtc.handle_input(input)
-        {
-            tracing::info!(participant = %client.grant.participant_id, error = %e, "bad media input; disconnecting");
-            rtc.disconnect();
+        if let Some(rtc) = client.rtc.as_mut() {
+            match contained(|| rtc.handle_input(input)) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    tracing::info!(participant = %client.grant.participant_id, error = %e, "bad media input; disconnecting");
+                    rtc.disconnect();
+                }
+                None => {
+                    tracing::warn!(participant = %client.grant.participant_id, "media input panicked the WebRTC stack; disconnecting");
+                    client.rtc = None;
+                    client.failed = true;
+                }
+            }
         }
     }
 
@@ -263,6 +273,7 @@ impl Relay {
                     remote_candidates: 0,
                     dirty: true,
                     next_timeout: Instant::now(),
+                    failed: false,
                 });
                 if let Some(room) = self.client(id).map(|c| c.grant.room_id.clone()) {
                     self.announce(&room);
@@ -283,11 +294,11 @@ impl Relay {
                 }
                 client.remote_candidates += 1;
                 let line = candidate.strip_prefix("a=").unwrap_or(&candidate);
-                match Candidate::from_sdp_string(line) {
-                    Ok(c) => rtc.add_remote_candidate(c),
+                match contained(|| Candidate::from_sdp_string(line)) {
+                    Some(Ok(c)) => rtc.add_remote_candidate(c),
                     // mDNS (`.local`) host names do not parse; the relay
                     // learns such peers from their connectivity checks.
-                    Err(e) => tracing::debug!(error = %e, "ignoring a remote candidate"),
+                    _ => tracing::debug!("ignoring a remote candidate"),
                 }
             }
             Command::Leave { id } => self.remove(id),
@@ -332,9 +343,13 @@ impl Relay {
             );
             return;
         }
-        let offer = match SdpOffer::from_sdp_string(sdp) {
-            Ok(o) => o,
-            Err(e) => {
+        let offer = match contained(|| SdpOffer::from_sdp_string(sdp)) {
+            Some(Ok(o)) => o,
+            None => {
+                client.error(ErrorCode::BadSdp, "offer does not parse");
+                return;
+            }
+            Some(Err(e)) => {
                 client.error(ErrorCode::BadSdp, format!("offer does not parse: {e}"));
                 return;
             }
@@ -352,14 +367,15 @@ impl Relay {
             return;
         };
         rtc.add_local_candidate(candidate);
-        match rtc.sdp_api().accept_offer(offer) {
-            Ok(answer) => {
+        match contained(|| rtc.sdp_api().accept_offer(offer)) {
+            Some(Ok(answer)) => {
                 client.rtc = Some(rtc);
                 client.send(ServerMessage::Answer {
                     sdp: answer.to_sdp_string(),
                 });
             }
-            Err(e) => client.error(ErrorCode::BadSdp, format!("offer rejected: {e}")),
+            Some(Err(e)) => client.error(ErrorCode::BadSdp, format!("offer rejected: {e}")),
+            None => client.error(ErrorCode::BadSdp, "offer rejected"),
         }
     }
 
@@ -371,16 +387,25 @@ impl Relay {
             client.error(ErrorCode::OutOfOrder, "an answer with no offer pending");
             return;
         };
-        let answer = match SdpAnswer::from_sdp_string(sdp) {
-            Ok(a) => a,
-            Err(e) => {
+        let answer = match contained(|| SdpAnswer::from_sdp_string(sdp)) {
+            Some(Ok(a)) => a,
+            parse_error => {
                 // Keep the offer pending: the client may send a good answer.
                 client.pending = Some(pending);
-                client.error(ErrorCode::BadSdp, format!("answer does not parse: {e}"));
+                let why = parse_error.and_then(Result::err).map(|e| format!(": {e}"));
+                let message = format!("answer does not parse{}", why.unwrap_or_default());
+                client.error(ErrorCode::BadSdp, message);
                 return;
             }
         };
-        if let Err(e) = rtc.sdp_api().accept_answer(pending, answer) {
+        let accepted = contained(|| rtc.sdp_api().accept_answer(pending, answer));
+        if accepted.is_none() {
+            // The stack panicked midway: its state is unknown, drop the connection.
+            client.rtc = None;
+            client.failed = true;
+            return;
+        }
+        if let Some(Err(e)) = accepted {
             // The pending offer is consumed: put the tracks back to be offered again.
             for t in &mut client.tracks_out {
                 match t.state {
@@ -673,6 +698,12 @@ impl Relay {
             }
         }
     }
+}
+
+/// Run `f` on untrusted input so that a panic inside the WebRTC stack costs
+/// one participant its connection, not every room its relay.
+fn contained<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// Ask a publisher for a keyframe, at most once a second per track.
