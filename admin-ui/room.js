@@ -33,7 +33,10 @@
   const room = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
   let lang = query.get('lang') === 'en' ? 'en' : 'vi';
   let statusKey = 'connecting';
+  // The media session's list (with stream ids) and, when the room service
+  // sends one, its own roster (which also shows people not yet connected).
   let participants = [];
+  let roster = null;
   let me = null;
   let localStream = null;
   let audioMuted = false;
@@ -87,7 +90,7 @@
     status.textContent = statusKey.startsWith('!') ? `${t('error')}: ${statusKey.slice(1)}` : t(statusKey);
     status.className = statusKey.startsWith('!') ? 'error' : '';
     const list = $('participants');
-    list.replaceChildren(...participants.map((p) => {
+    list.replaceChildren(...(roster || participants).map((p) => {
       const li = document.createElement('li');
       li.textContent = p.display_name + (me && p.participant_id === me ? ` ${t('me')}` : '');
       const role = document.createElement('span');
@@ -207,7 +210,7 @@
       }
       case 'participants':
         // The room service's list (control plane), when it sends one.
-        if (Array.isArray(msg.participants)) { participants = msg.participants; render(); }
+        if (Array.isArray(msg.participants)) { roster = msg.participants; render(); }
         break;
       case 'answer':
         serial(() => pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp }));
