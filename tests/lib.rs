@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: a real server on loopback with
 //! real plugin components built by `cargo xtask build-plugins`.
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,7 +114,17 @@ impl TestServer {
     /// is the server's own URL.
     /// With `VTH_E2E_ON_POSTGRES=1`, an SQLite database is replaced by a fresh
     /// PostgreSQL one, so the whole suite runs on both engines.
-    pub async fn start_with(mut options: RuntimeOptions, data: TempDir) -> Self {
+    pub async fn start_with(options: RuntimeOptions, data: TempDir) -> Self {
+        Self::start_with_routes(options, data, async { axum::Router::new() }).await
+    }
+
+    /// Like [`Self::start_with`], serving `extra` routes too (through
+    /// `api::app_with`); `extra` is built on the server's own runtime, so
+    /// sockets and tasks it starts live there.
+    pub async fn start_with_routes<F>(mut options: RuntimeOptions, data: TempDir, extra: F) -> Self
+    where
+        F: std::future::Future<Output = axum::Router<Arc<Runtime>>> + Send + 'static,
+    {
         if std::env::var_os("VTH_E2E_ON_POSTGRES").is_some()
             && options.database_url.starts_with("sqlite:")
         {
@@ -135,10 +147,19 @@ impl TestServer {
                     options.identity.issuer = Some(format!("http://{addr}"));
                 }
                 let runtime = Runtime::start(options).await.expect("runtime starts");
+                // The embedded media relay behind /video/rooms/{room}/ws, as `serve` starts it.
+                if runtime.video.is_embedded() {
+                    let relay = vtelehealth_runtime::video::sfu::MediaRelay::start(
+                        "127.0.0.1:0".parse().expect("address"),
+                    )
+                    .await
+                    .expect("media relay");
+                    runtime.video.set_media_plane(Arc::new(relay));
+                }
                 for h in test_hospitals() {
                     runtime.hospitals.upsert(h).await.expect("seed hospital");
                 }
-                let app = api::app(runtime.clone());
+                let app = api::app_with(runtime.clone(), extra.await);
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, app).await;
                 });

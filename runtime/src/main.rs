@@ -59,6 +59,14 @@ enum Command {
         trusted_issuers: Option<PathBuf>,
         #[command(flatten)]
         video: Box<VideoArgs>,
+        /// UDP address of the media relay; also the ICE candidate browsers
+        /// are given, so it must be one they reach (port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:0", env = "VTH_MEDIA_ADDR")]
+        media_addr: SocketAddr,
+        /// Development only: serve GET /video/dev/{room}/ws?name=..&role=..,
+        /// which joins a room with no token (docs/video-media.md).
+        #[arg(long)]
+        video_dev_join: bool,
     },
     /// Check or export the audit trail.
     Audit {
@@ -357,6 +365,8 @@ async fn main() -> anyhow::Result<()> {
             issuer,
             trusted_issuers,
             video,
+            media_addr,
+            video_dev_join,
         } => {
             let trusted_issuers = match trusted_issuers {
                 Some(path) => {
@@ -396,7 +406,26 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             print_banner(&runtime, listen);
-            axum::serve(listener, api::app(runtime))
+            // The embedded relay carries the rooms' media unless LiveKit does.
+            let relay = if runtime.video.is_embedded() {
+                let relay = vtelehealth_runtime::video::sfu::MediaRelay::start(media_addr)
+                    .await
+                    .context("starting the media relay")?;
+                runtime
+                    .video
+                    .set_media_plane(std::sync::Arc::new(relay.clone()));
+                Some(relay)
+            } else {
+                None
+            };
+            let extra = if let (true, Some(relay)) = (video_dev_join, relay) {
+                tracing::warn!(media = %relay.local_addr(),
+                    "--video-dev-join: anyone can join any room at /rooms/{{room}}?dev=1&name=..&role=..");
+                vtelehealth_runtime::video::sfu::dev::routes(relay)
+            } else {
+                axum::Router::new()
+            };
+            axum::serve(listener, api::app_with(runtime, extra))
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
                 })

@@ -2,6 +2,7 @@
 
 mod authz;
 mod bad_input;
+mod browser_video;
 mod bundles;
 mod docs;
 mod fhir;
@@ -17,3 +18,5 @@ mod records_access;
 mod records_plugin;
 mod sandbox;
 mod video;
+mod video_load;
+mod video_signalling;

@@ -4,12 +4,14 @@
 //!   plugin into a Wasm component with its manifest, under `target/plugins/` (reference
 //!   plugins) and `target/test-plugins/` (test-only plugins).
 //! - `test`: build the plugins, prepare the FHIR client's virtualenv for the interop test
-//!   (see `fhir_venv.rs`), start a throw-away PostgreSQL cluster (see `postgres.rs`), then
+//!   (see `fhir_venv.rs`), start a throw-away PostgreSQL cluster (see `postgres.rs`), find or
+//!   install headless Chromium for the browser video tests (see `chromium.rs`), then
 //!   `cargo test --workspace` (extra arguments forwarded).
 //! - `run`: build the plugins, then start the server on them with demo data.
 //! - `bench-records`: start a throw-away PostgreSQL cluster, then run the records benchmark
 //!   (`runtime/benches/records.rs`) on SQLite and on it.
 
+mod chromium;
 mod fhir_venv;
 mod manifest;
 mod plugins;
@@ -115,7 +117,7 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
     // Lives until the end of this function, so the cluster is stopped and
     // removed after the tests, also when they fail.
     let cluster: RefCell<Option<postgres::Cluster>> = RefCell::new(None);
-    // Later: the Chromium set-up step goes here, before the test run.
+    let chromium: RefCell<Option<PathBuf>> = RefCell::new(None);
     run_steps(vec![
         Step {
             name: "build plugins",
@@ -129,6 +131,13 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
             name: "PostgreSQL for the scale-out tests",
             run: Box::new(|| {
                 *cluster.borrow_mut() = postgres::start()?;
+                Ok(())
+            }),
+        },
+        Step {
+            name: "headless Chromium for the browser video tests",
+            run: Box::new(|| {
+                *chromium.borrow_mut() = Some(chromium::prepare()?);
                 Ok(())
             }),
         },
@@ -153,6 +162,9 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                     .args(args);
                 if let Some(cluster) = cluster.borrow().as_ref() {
                     cmd.env(postgres::URL_VAR, cluster.url());
+                }
+                if let Some(path) = chromium.borrow().as_ref() {
+                    cmd.env(chromium::PATH_VAR, path);
                 }
                 run_command(cmd)
             }),
@@ -186,6 +198,9 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
                     ])
                     .env(postgres::URL_VAR, cluster)
                     .env("VTH_E2E_ON_POSTGRES", "1");
+                if let Some(path) = chromium.borrow().as_ref() {
+                    cmd.env(chromium::PATH_VAR, path);
+                }
                 run_command(cmd)
             }),
         },

@@ -6,6 +6,7 @@ pub mod fhir;
 mod governance;
 mod imaging_share;
 mod plugin_route;
+mod room_page;
 mod video;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(imaging_share::routes())
         .merge(video::routes())
         .merge(crate::video::ws::routes())
+        .merge(room_page::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

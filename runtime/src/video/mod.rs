@@ -11,3 +11,4 @@ pub mod token;
 pub mod ws;
 
 pub use grant::{JoinGrant, ParticipantRole};
+pub mod sfu;

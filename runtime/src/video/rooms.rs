@@ -296,6 +296,11 @@ impl VideoService {
         self.media.set(media).is_ok()
     }
 
+    /// Whether this runtime carries the rooms' media itself.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.backend, VideoBackend::Embedded)
+    }
+
     /// The media relay, when one is plugged in.
     pub fn media_plane(&self) -> Option<Arc<dyn MediaPlane>> {
         self.media.get().cloned()

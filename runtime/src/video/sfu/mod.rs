@@ -1,0 +1,285 @@
+//! The embedded selective forwarding unit: each participant uploads one
+//! audio+video stream over WebRTC and the relay forwards it, unchanged, to
+//! every other participant of the room. Observers only receive.
+//!
+//! Signalling is JSON over a WebSocket ([`serve_media`], messages in
+//! [`signal`], described in docs/video-media.md). Media goes over one UDP
+//! socket for all rooms, owned by one task ([`relay`]) built on str0m's
+//! sans-IO `Rtc`.
+
+mod plane;
+mod relay;
+pub mod signal;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use self::relay::{Command, Relay};
+use self::signal::{ClientMessage, ErrorCode, MAX_SDP_BYTES, ServerMessage};
+use super::JoinGrant;
+
+/// Largest signalling message accepted (an SDP plus JSON framing).
+pub const MAX_SIGNAL_MESSAGE: usize = MAX_SDP_BYTES + 1024;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("binding the media UDP socket on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the media address {0} is unspecified: give the address browsers reach")]
+    Unspecified(SocketAddr),
+}
+
+/// A handle to the running relay; cheap to clone.
+#[derive(Clone)]
+pub struct MediaRelay {
+    commands: mpsc::UnboundedSender<Command>,
+    local: SocketAddr,
+    next_id: Arc<AtomicU64>,
+}
+
+impl MediaRelay {
+    /// Bind the UDP socket on `addr` (port 0 picks one) and start the relay
+    /// task on the current tokio runtime. The address is also the ICE
+    /// candidate given to browsers, so it must be one they reach.
+    pub async fn start(addr: SocketAddr) -> Result<Self, MediaError> {
+        if addr.ip().is_unspecified() {
+            return Err(MediaError::Unspecified(addr));
+        }
+        let socket = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|source| MediaError::Bind { addr, source })?;
+        let local = socket
+            .local_addr()
+            .map_err(|source| MediaError::Bind { addr, source })?;
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(Relay::new(socket, local, crypto).run(rx));
+        tracing::info!(%local, "media relay listening");
+        Ok(Self {
+            commands,
+            local,
+            next_id: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// The UDP address media flows through.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl MediaRelay {
+    /// Join `grant`'s participant to its room's media session; the relay's
+    /// messages for it go to `out`. For a signalling endpoint that also
+    /// speaks control messages on the same socket: feed the media messages
+    /// to [`MediaSession::handle`]. Dropping the session leaves the room.
+    pub fn join(
+        &self,
+        grant: JoinGrant,
+        out: mpsc::UnboundedSender<ServerMessage>,
+    ) -> Result<MediaSession, RelayGone> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(room = %grant.room_id, participant = %grant.participant_id, "joined the media session");
+        self.commands
+            .send(Command::Join { id, grant, out })
+            .map_err(|_| RelayGone)?;
+        Ok(MediaSession {
+            commands: self.commands.clone(),
+            id,
+        })
+    }
+
+    /// Disconnect everyone in `room` (the room was ended): each gets a fatal
+    /// `room-ended` error and their media stops.
+    pub fn end_room(&self, room: &str) -> Result<(), RelayGone> {
+        self.commands
+            .send(Command::EndRoom {
+                room: room.to_owned(),
+            })
+            .map_err(|_| RelayGone)
+    }
+}
+
+/// The relay task has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the media relay is not running")]
+pub struct RelayGone;
+
+/// One participant in a room's media session; leaves when dropped.
+pub struct MediaSession {
+    commands: mpsc::UnboundedSender<Command>,
+    id: relay::ClientId,
+}
+
+impl MediaSession {
+    /// Pass one media message from the client to the relay. `Ok(false)`
+    /// when the client asked to leave.
+    pub fn handle(&self, msg: ClientMessage) -> Result<bool, RelayGone> {
+        let id = self.id;
+        let cmd = match msg {
+            ClientMessage::Offer { sdp } => Command::Offer { id, sdp },
+            ClientMessage::Answer { sdp } => Command::Answer { id, sdp },
+            ClientMessage::Candidate {
+                candidate: Some(candidate),
+                ..
+            } if !candidate.is_empty() => Command::Candidate { id, candidate },
+            // End of candidates: nothing to do for an ICE-lite relay.
+            ClientMessage::Candidate { .. } => return Ok(true),
+            ClientMessage::Leave => return Ok(false),
+        };
+        self.commands.send(cmd).map_err(|_| RelayGone)?;
+        Ok(true)
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Leave { id: self.id });
+    }
+}
+
+/// Run one participant's media signalling over `socket` until it leaves or
+/// disconnects. `grant` must already be verified.
+pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<ServerMessage>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let fatal = matches!(msg, ServerMessage::Error { fatal: true, .. });
+            let Ok(text) = serde_json::to_string(&msg) else {
+                continue;
+            };
+            if sink.send(Message::Text(text.into())).await.is_err() || fatal {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let reply_error = |code: ErrorCode, message: String, fatal: bool| {
+        let _ = out.send(ServerMessage::Error {
+            code,
+            message,
+            fatal,
+        });
+    };
+    match relay.join(grant, out.clone()) {
+        Ok(session) => {
+            while let Some(Ok(msg)) = stream.next().await {
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Close(_) => break,
+                    Message::Binary(_) => {
+                        reply_error(
+                            ErrorCode::BadMessage,
+                            "send JSON text messages".into(),
+                            false,
+                        );
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if text.len() > MAX_SIGNAL_MESSAGE {
+                    reply_error(ErrorCode::BadMessage, "message too large".into(), false);
+                    continue;
+                }
+                let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let message = format!("not a signalling message: {e}");
+                        reply_error(ErrorCode::BadMessage, message, false);
+                        continue;
+                    }
+                };
+                match session.handle(parsed) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        reply_error(ErrorCode::Unavailable, e.to_string(), true);
+                        break;
+                    }
+                }
+            }
+            // Dropping the session leaves the room.
+        }
+        Err(e) => reply_error(ErrorCode::Unavailable, e.to_string(), true),
+    }
+    drop(out);
+    // The writer ends once the relay has dropped its sender too.
+    let _ = writer.await;
+}
+
+/// Development-only routes that mint a [`JoinGrant`] from query parameters,
+/// with no token: `GET /video/dev/{room}/ws?name=...&role=...`. Never mounted
+/// by `api::app`; tests and `--video-dev-join` mount them through
+/// `api::app_with`.
+pub mod dev {
+    use std::sync::Arc;
+
+    use axum::extract::{Path, Query, WebSocketUpgrade};
+    use axum::response::Response;
+    use axum::routing::get;
+    use axum::{Extension, Router};
+    use serde::Deserialize;
+
+    use super::{MAX_SIGNAL_MESSAGE, MediaRelay, serve_media};
+    use crate::Runtime;
+    use crate::api::ApiError;
+    use crate::video::{JoinGrant, ParticipantRole};
+
+    #[derive(Deserialize)]
+    struct JoinQuery {
+        name: String,
+        #[serde(default = "default_role")]
+        role: ParticipantRole,
+        id: Option<String>,
+    }
+
+    fn default_role() -> ParticipantRole {
+        ParticipantRole::Participant
+    }
+
+    /// The dev join route, served by `relay`.
+    pub fn routes(relay: MediaRelay) -> Router<Arc<Runtime>> {
+        Router::new()
+            .route("/video/dev/{room}/ws", get(join))
+            .layer(Extension(relay))
+    }
+
+    async fn join(
+        Extension(relay): Extension<MediaRelay>,
+        Path(room): Path<String>,
+        Query(q): Query<JoinQuery>,
+        ws: WebSocketUpgrade,
+    ) -> Result<Response, ApiError> {
+        let valid = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_control);
+        if !valid(&room) || !valid(&q.name) {
+            return Err(ApiError::BadRequest(
+                "room and name must be 1 to 64 printable characters".into(),
+            ));
+        }
+        let participant_id = q.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let grant = JoinGrant {
+            room_id: room,
+            participant_id,
+            subject: format!("dev:{}", q.name),
+            display_name: q.name,
+            hospital_id: None,
+            role: q.role,
+            can_publish: q.role.can_publish(),
+            can_subscribe: true,
+            expires_at: i64::MAX,
+        };
+        Ok(ws
+            .max_message_size(MAX_SIGNAL_MESSAGE)
+            .on_upgrade(move |socket| async move { serve_media(&relay, socket, grant).await }))
+    }
+}
