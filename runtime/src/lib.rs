@@ -26,6 +26,7 @@ pub mod governance;
 pub mod identity;
 pub mod imaging;
 pub mod metrics;
+pub mod payment;
 pub mod plugins;
 pub mod records;
 pub mod sandbox;
