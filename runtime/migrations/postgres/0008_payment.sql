@@ -60,6 +60,8 @@ CREATE TABLE payment_intents (
     refunded BIGINT NOT NULL DEFAULT 0 CHECK (refunded >= 0 AND refunded <= captured),
     pending_transfer TEXT,
     gateway_ref TEXT,
+    -- Where the payer's browser goes after the gateway (a path of the plugin).
+    return_path TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,

@@ -5,6 +5,7 @@ mod error;
 pub mod fhir;
 mod governance;
 mod imaging_share;
+mod payment;
 mod plugin_route;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(fhir::routes())
         .merge(consent::routes())
         .merge(imaging_share::routes())
+        .merge(payment::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

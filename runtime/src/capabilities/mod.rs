@@ -7,6 +7,7 @@ pub mod clock;
 pub mod identity;
 pub mod kv;
 pub mod log;
+pub mod payment;
 pub mod random;
 pub mod records;
 
@@ -33,17 +34,19 @@ pub enum Capability {
     Kv,
     Identity,
     Records,
+    Payment,
 }
 
 impl Capability {
     /// Every capability this runtime implements.
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Self::Log,
         Self::Clock,
         Self::Random,
         Self::Kv,
         Self::Identity,
         Self::Records,
+        Self::Payment,
     ];
 
     /// The WIT interface name, e.g. `kv`.
@@ -55,6 +58,7 @@ impl Capability {
             Self::Kv => "kv",
             Self::Identity => "identity",
             Self::Records => "records",
+            Self::Payment => "payment",
         }
     }
 
@@ -71,6 +75,9 @@ impl Capability {
             Self::Records => {
                 "read or write patients' health records (FHIR), within the data scopes and purposes listed, every access checked and audited"
             }
+            Self::Payment => {
+                "take payments in VND through the hospital's gateway and refund them, every movement booked in the platform ledger"
+            }
         }
     }
 
@@ -83,6 +90,7 @@ impl Capability {
             Self::Kv => platform::kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Identity => platform::identity::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Records => platform::records::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Payment => platform::payment::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
         }
     }
 }
@@ -101,7 +109,7 @@ impl FromStr for Capability {
             .find(|c| c.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records)"
+                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records, payment)"
                 )
             })
     }

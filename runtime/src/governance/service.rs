@@ -421,6 +421,21 @@ impl Governance {
         Ok(activation)
     }
 
+    /// The configuration and opened secrets of the activation of
+    /// `plugin_id` at `hospital_id` (payments read their gateway and terms
+    /// here), or `None` when it is not activated there.
+    pub async fn activation_settings(
+        &self,
+        hospital_id: &str,
+        plugin_id: &str,
+    ) -> Result<Option<(Value, Value)>, GovernanceError> {
+        let Some(activation) = self.registry.activation(hospital_id, plugin_id).await? else {
+            return Ok(None);
+        };
+        let secrets = self.stored_secrets(hospital_id, plugin_id).await?;
+        Ok(Some((activation.config, secrets)))
+    }
+
     async fn stored_secrets(
         &self,
         hospital_id: &str,
