@@ -137,6 +137,9 @@ enum Op {
     AcceptConsultation,
     DeclineConsultation,
     EndConsultation,
+    VnpayIpn,
+    VnpayReturn,
+    Reconciliation,
 }
 
 struct Row {
@@ -199,6 +202,10 @@ const MATRIX: &[Row] = &[
     row(Op::AcceptConsultation, "POST /api/v1/consultations/{consultation}/accept", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::DeclineConsultation, "POST /api/v1/consultations/{consultation}/decline", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::EndConsultation, "POST /api/v1/consultations/{consultation}/end",    false, [D, D, A, A, A, A, D, D, D, D, D, D, D]),
+    // The gateway's calls: authenticated by their HMAC signature, not a token.
+    row(Op::VnpayIpn,        "GET /api/v1/payments/vnpay/ipn",                   false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::VnpayReturn,     "GET /api/v1/payments/vnpay/return",                false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::Reconciliation,  "GET /api/v1/payments/reconciliation?merchant=hospital:A", false, [D, D, D, D, A, D, D, D, D, A, D, D, D]),
 ];
 
 const HOSPITAL_A: &str = "bv-a";
@@ -667,6 +674,24 @@ impl Fixture {
                 };
                 ("POST", format!("/api/v1/consultations/{id}/{action}"), None)
             }
+            // Unsigned: answered in the protocol (RspCode 01/97), never settled.
+            Op::VnpayIpn => (
+                "GET",
+                "/api/v1/payments/vnpay/ipn?vnp_TxnRef=none&vnp_Amount=100".into(),
+                None,
+            ),
+            Op::VnpayReturn => (
+                "GET",
+                "/api/v1/payments/vnpay/return?vnp_TxnRef=none".into(),
+                None,
+            ),
+            Op::Reconciliation => (
+                "GET",
+                format!(
+                    "/api/v1/payments/reconciliation?merchant=hospital:{HOSPITAL_A}&day=2026-11-24"
+                ),
+                None,
+            ),
         }
     }
 }

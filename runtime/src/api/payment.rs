@@ -126,16 +126,20 @@ async fn vnpay_ipn(
 }
 
 /// The payer's browser coming back from the gateway: verified, then sent
-/// to the plugin. It changes nothing: only the IPN settles.
+/// to the plugin; otherwise a page saying so. It changes nothing: only the
+/// IPN settles.
 async fn vnpay_return(
     State(rt): State<Arc<Runtime>>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     match rt.payments.vnpay_return(&params).await? {
         Some(intent) => Ok(Redirect::to(&return_location(&intent)).into_response()),
-        None => Err(ApiError::BadRequest(
-            "the gateway's return is not validly signed for this payment".into(),
-        )),
+        None => Ok(Html(
+            "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>Payment</title></head><body>\
+             <h1>Không xác minh được kết quả thanh toán</h1>\
+             <p>The gateway's answer is not validly signed for this payment; nothing was changed.</p></body></html>",
+        )
+        .into_response()),
     }
 }
 
