@@ -176,9 +176,22 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(consistent(&p).await.postings, 0);
 }
 
-#[tokio::test]
-async fn sandbox_payment_splits_refunds_and_refuses_illegal_moves() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sandbox_payment_splits_refunds_and_refuses_illegal_moves_sqlite() {
     let (_d, db) = sqlite().await;
+    payment_splits_refunds_and_refuses_illegal_moves(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sandbox_payment_splits_refunds_and_refuses_illegal_moves_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("skipping: VTH_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    payment_splits_refunds_and_refuses_illegal_moves(db).await;
+}
+
+async fn payment_splits_refunds_and_refuses_illegal_moves(db: Database) {
     let p = Payments::new(db, sandbox_terms());
     let i = p
         .create("bv", "shop", &order(1_000_000, "o1"))

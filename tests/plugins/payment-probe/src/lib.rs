@@ -22,7 +22,10 @@ fn body(req: &Request) -> Result<Value, Error> {
 }
 
 fn text(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn intent_json(i: &Intent) -> Value {
@@ -65,7 +68,9 @@ impl Plugin for Probe {
             ("GET", ["intents", id]) => Ok(Response::ok_json(&intent_json(&payment::get(id)?))),
             ("POST", ["intents", id, "checkout"]) => {
                 let back = req.query_param("return").unwrap_or_else(|| "/".into());
-                Ok(Response::ok_json(&json!({ "url": payment::checkout(id, &back)? })))
+                Ok(Response::ok_json(
+                    &json!({ "url": payment::checkout(id, &back)? }),
+                ))
             }
             ("POST", ["intents", id, "cancel"]) => {
                 Ok(Response::ok_json(&intent_json(&payment::cancel(id)?)))
@@ -99,7 +104,11 @@ impl Plugin for Probe {
                 }
                 Ok(Response::ok_json(&Value::Object(out)))
             }
-            _ => Err(Error::not_found(format!("no route {} {}", req.method(), req.path()))),
+            _ => Err(Error::not_found(format!(
+                "no route {} {}",
+                req.method(),
+                req.path()
+            ))),
         }
     }
 }
