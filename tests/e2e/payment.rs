@@ -300,3 +300,214 @@ async fn forged_ipns_are_answered_in_the_protocol_and_change_nothing() {
     .await;
     assert_eq!(b["state"], "pending");
 }
+
+/// The query string a VNPAY-style gateway sends, signed here without the
+/// runtime's helpers: names sorted, values URL-safe as chosen, HMAC-SHA512.
+fn gateway_query(fields: &[(&str, String)], secret: &str) -> String {
+    let mut sorted = fields.to_vec();
+    sorted.sort();
+    let data = sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA512, secret.as_bytes());
+    let hash: String = aws_lc_rs::hmac::sign(&key, data.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{data}&vnp_SecureHash={hash}")
+}
+
+/// A reviewed payment plugin activated by hospital A with a VNPAY-style
+/// gateway, a 3% platform fee and a 10% hospital share: the payer is sent
+/// to that gateway, its signed IPN settles once with the activation's split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activation_chooses_the_gateway_and_the_revenue_share() {
+    use base64::Engine as _;
+    use vtelehealth_runtime::governance::bundle::Bundle;
+    use vtelehealth_runtime::governance::signing::SigningKey;
+    use vtelehealth_runtime::identity::NewUser;
+
+    const SECRET: &str = "BVA-HASH-SECRET-2026";
+    let no_dev_plugins = tempfile::TempDir::new().expect("dir");
+    let server = TestServer::start(no_dev_plugins.path(), Limits::default()).await;
+    let id = &server.runtime.identity;
+    id.create_vendor("vtelehealth-tests", "Tests")
+        .await
+        .expect("vendor");
+    let mut vendor = NewUser::new("dev.tests", "dev", Role::VendorUser, "password-1");
+    vendor.vendor_id = Some("vtelehealth-tests".into());
+    let vendor = id
+        .token_for(&id.create_user(vendor).await.expect("user"))
+        .expect("token");
+    let reviewer = user(&server, "rev-pay", Role::Reviewer, None).await;
+    let admin = user(&server, "admin-pay", Role::HospitalAdmin, Some("bv-a")).await;
+    let citizen = user(&server, "cd-pay", Role::Citizen, None).await;
+
+    let key = SigningKey::generate().expect("key");
+    let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    let (s, b) = send(
+        &server,
+        "POST",
+        "/api/v1/vendor/keys",
+        &vendor,
+        Some(json!({ "public_key": public })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (wasm, toml) = vtelehealth_tests::component(&test_plugin_dir(), PROBE);
+    let mut bundle = Bundle::new(
+        std::fs::read_to_string(toml).expect("manifest"),
+        std::fs::read(wasm).expect("component"),
+    );
+    key.sign(&mut bundle);
+    let resp = server
+        .client
+        .post(format!("{}/api/v1/plugin-versions", server.base))
+        .bearer_auth(&vendor)
+        .header("content-type", "application/json")
+        .body(bundle.to_json())
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(resp.status().as_u16(), 201);
+    let version: Value = resp.json().await.expect("json");
+    let version = version["id"].as_str().expect("id").to_owned();
+    let (s, b) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/plugin-versions/{version}/approve"),
+        &reviewer,
+        Some(json!({ "granted": ["log", "kv", "payment"], "note": "payments" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let config = json!({ "payment": {
+        "gateway": "vnpay", "platform_fee_bps": 300, "hospital_share_bps": 1000, "max_amount": 5_000_000,
+        "vnpay": { "tmn_code": "BVA00001", "pay_url": "https://pay.example.vn/vpcpay.html",
+                   "return_url": format!("{}/api/v1/payments/vnpay/return", server.base) } } });
+    let (s, b) = send(&server, "PUT", &format!("/api/v1/hospitals/bv-a/activations/{PROBE}"), &admin,
+        Some(json!({ "version_id": version, "config": config, "secrets": { "vnpay_hash_secret": SECRET } })), &[]).await;
+    assert_eq!(s, 200, "{b}");
+
+    // The activation's maximum applies.
+    let (s, _) = send(
+        &server,
+        "POST",
+        &probe_path("/intents"),
+        &citizen,
+        Some(order(5_000_001, "max")),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, b) = send(
+        &server,
+        "POST",
+        &probe_path("/intents"),
+        &citizen,
+        Some(order(1_000_000, "v-1")),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let intent = b["id"].as_str().expect("id").to_owned();
+    let (s, b) = send(
+        &server,
+        "POST",
+        &probe_path(&format!("/intents/{intent}/checkout?return=/done")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let url = b["url"].as_str().expect("url");
+    assert!(
+        url.starts_with("https://pay.example.vn/vpcpay.html?vnp_Amount=100000000&"),
+        "{url}"
+    );
+    assert!(url.contains("vnp_TmnCode=BVA00001"), "{url}");
+
+    let fields = |amount: &str| {
+        vec![
+            ("vnp_Amount", amount.to_owned()),
+            ("vnp_BankCode", "NCB".to_owned()),
+            ("vnp_ResponseCode", "00".to_owned()),
+            ("vnp_TmnCode", "BVA00001".to_owned()),
+            ("vnp_TransactionNo", "14422574".to_owned()),
+            ("vnp_TransactionStatus", "00".to_owned()),
+            ("vnp_TxnRef", intent.clone()),
+        ]
+    };
+    let ipn = |query: String| {
+        let url = format!("{}/api/v1/payments/vnpay/ipn?{query}", server.base);
+        let client = server.client.clone();
+        async move {
+            let resp = client.get(url).send().await.expect("ipn");
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    let good = gateway_query(&fields("100000000"), SECRET);
+    let before = ledger_is_consistent(&server).await;
+    let tampered = good.replace("vnp_Amount=100000000", "vnp_Amount=100");
+    assert_eq!(ipn(tampered).await["RspCode"], "97");
+    assert_eq!(
+        ipn(gateway_query(&fields("100000000"), "guessed")).await["RspCode"],
+        "97"
+    );
+    assert_eq!(
+        ipn(gateway_query(&fields("99900000"), SECRET)).await["RspCode"],
+        "04"
+    );
+    assert_eq!(ledger_is_consistent(&server).await, before);
+    assert_eq!(
+        ipn(good.clone()).await,
+        json!({ "RspCode": "00", "Message": "Confirm Success" })
+    );
+    assert_eq!(ipn(good.clone()).await["RspCode"], "02");
+
+    // The browser's return is verified and sent back to the plugin.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let back = no_follow
+        .get(format!(
+            "{}/api/v1/payments/vnpay/return?{good}",
+            server.base
+        ))
+        .send()
+        .await
+        .expect("return");
+    assert_eq!(back.status().as_u16(), 303);
+    assert_eq!(
+        back.headers()["location"].to_str().expect("location"),
+        format!("/hospitals/bv-a/plugins/{PROBE}/done?payment={intent}")
+    );
+
+    let pool = &server.runtime.db.pool;
+    for (account, posted) in [
+        (format!("merchant:vendor:{PROBE}"), 870_000),
+        ("platform:fee".to_owned(), 30_000),
+        ("hospital_share:bv-a".to_owned(), 100_000),
+        ("gateway:vnpay".to_owned(), -1_000_000),
+    ] {
+        assert_eq!(
+            ledger::balance(pool, &account)
+                .await
+                .expect("balance")
+                .posted,
+            posted,
+            "{account}"
+        );
+    }
+    let (_, b) = send(&server, "POST", &probe_path("/settle"), &citizen, None, &[]).await;
+    assert_eq!(b["handled"], 1);
+    ledger_is_consistent(&server).await;
+}
