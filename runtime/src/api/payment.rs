@@ -37,7 +37,9 @@ impl From<PaymentError> for ApiError {
             | PaymentError::IllegalTransition { .. }
             | PaymentError::ExceedsCaptured { .. } => ApiError::Conflict(message),
             PaymentError::Config(_) => ApiError::Unavailable(message),
-            PaymentError::Ledger(_) | PaymentError::Database(_) => ApiError::Internal(message),
+            PaymentError::Ledger(_) | PaymentError::Database(_) | PaymentError::Audit(_) => {
+                ApiError::Internal(message)
+            }
         }
     }
 }
@@ -49,6 +51,9 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
 }
+
+/// The sandbox gateway as an actor of the audit trail.
+const SANDBOX: &str = "gateway:sandbox";
 
 /// Only sandbox intents have sandbox pages; the id (a random UUID) is the
 /// payer's capability to act on it, as a gateway's payment link is.
@@ -94,9 +99,21 @@ async fn sandbox_act(
 ) -> Result<Response, ApiError> {
     let i = sandbox_intent(&rt, &id).await?;
     match action.as_str() {
-        "pay" => rt.payments.succeed(&id, &format!("sandbox-{id}")).await?,
-        "fail" => rt.payments.abandon(&id, IntentState::Failed).await?,
-        "cancel" => rt.payments.abandon(&id, IntentState::Cancelled).await?,
+        "pay" => {
+            rt.payments
+                .succeed(SANDBOX, &id, &format!("sandbox-{id}"))
+                .await?
+        }
+        "fail" => {
+            rt.payments
+                .abandon(SANDBOX, &id, IntentState::Failed)
+                .await?
+        }
+        "cancel" => {
+            rt.payments
+                .abandon(SANDBOX, &id, IntentState::Cancelled)
+                .await?
+        }
         other => {
             return Err(ApiError::NotFound(format!(
                 "no sandbox action `{other}` (pay, fail, cancel)"

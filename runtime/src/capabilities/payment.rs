@@ -23,7 +23,7 @@ impl From<PaymentError> for WitPaymentError {
             PaymentError::IllegalTransition { .. } => Self::IllegalTransition(message),
             PaymentError::ExceedsCaptured { .. } => Self::ExceedsCaptured(message),
             PaymentError::Config(_) => Self::Unavailable(message),
-            PaymentError::Ledger(_) | PaymentError::Database(_) => {
+            PaymentError::Ledger(_) | PaymentError::Database(_) | PaymentError::Audit(_) => {
                 tracing::error!(error = %message, "payment capability failed");
                 Self::Unavailable("payment storage unavailable".into())
             }
@@ -78,6 +78,14 @@ impl CallState {
             .payments()
             .cloned()
             .ok_or_else(|| WitPaymentError::Unavailable("this node offers no payments".into()))
+    }
+
+    /// The caller's subject, for the audit trail.
+    fn actor(&self) -> String {
+        self.ctx.principal.as_ref().map_or_else(
+            || format!("plugin:{}", self.ctx.plugin_id),
+            |p| p.subject.clone(),
+        )
     }
 
     fn pair(&self) -> (String, String) {
@@ -145,7 +153,7 @@ impl Host for CallState {
         if let Err(e) = p.get_scoped(&hospital, &plugin, &id).await {
             return Ok(Err(e.into()));
         }
-        Ok(p.abandon(&id, IntentState::Cancelled)
+        Ok(p.abandon(&self.actor(), &id, IntentState::Cancelled)
             .await
             .map(to_wit)
             .map_err(Into::into))
@@ -163,10 +171,17 @@ impl Host for CallState {
             Err(e) => return Ok(Err(e)),
         };
         let (hospital, plugin) = self.pair();
-        Ok(p.refund(&hospital, &plugin, &id, amount, &idempotency_key)
-            .await
-            .map(to_wit)
-            .map_err(Into::into))
+        Ok(p.refund(
+            &self.actor(),
+            &hospital,
+            &plugin,
+            &id,
+            amount,
+            &idempotency_key,
+        )
+        .await
+        .map(to_wit)
+        .map_err(Into::into))
     }
 
     #[instrument(level = "debug", skip_all, fields(plugin = %self.ctx.plugin_id, hospital = %self.ctx.hospital.id))]

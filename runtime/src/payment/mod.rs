@@ -52,6 +52,8 @@ pub enum PaymentError {
     Config(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::governance::audit::AuditError),
     #[error("payment storage: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -570,6 +572,7 @@ impl Payments {
     /// amount posted and split, a settlement event queued; all or nothing.
     pub async fn succeed(
         &self,
+        actor: &str,
         id: &str,
         gateway_ref: &str,
     ) -> Result<PaymentIntent, PaymentError> {
@@ -612,13 +615,26 @@ impl Payments {
         ]);
         ledger::transfer(&mut tx, Some(id), "capture", &postings, false, now).await?;
         Self::queue_event(&mut tx, &row.intent, "payment.succeeded", json!({}), now).await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            &row.intent,
+            "payment.succeeded",
+            row.intent.amount,
+        )
+        .await?;
         tx.commit().await?;
         Ok(row.intent)
     }
 
     /// The payment ended without money: pending (or created) → `to`
     /// (failed or cancelled), the hold voided, an event queued.
-    pub async fn abandon(&self, id: &str, to: IntentState) -> Result<PaymentIntent, PaymentError> {
+    pub async fn abandon(
+        &self,
+        actor: &str,
+        id: &str,
+        to: IntentState,
+    ) -> Result<PaymentIntent, PaymentError> {
         let action = match to {
             IntentState::Failed => "failed",
             IntentState::Cancelled => "cancelled",
@@ -652,6 +668,7 @@ impl Payments {
         }
         let kind = format!("payment.{action}");
         Self::queue_event(&mut tx, &row.intent, &kind, json!({}), now).await?;
+        Self::audit(&mut tx, actor, &row.intent, &kind, row.intent.amount).await?;
         tx.commit().await?;
         Ok(row.intent)
     }
@@ -684,7 +701,11 @@ impl Payments {
         let mut n = 0;
         for id in ids {
             // A racing IPN may have settled it meanwhile: that is fine.
-            if self.abandon(&id, IntentState::Cancelled).await.is_ok() {
+            if self
+                .abandon("system:payment-expiry", &id, IntentState::Cancelled)
+                .await
+                .is_ok()
+            {
                 n += 1;
             }
         }
@@ -696,6 +717,7 @@ impl Payments {
     /// the guarded update, so together they never exceed the capture.
     pub async fn refund(
         &self,
+        actor: &str,
         hospital: &str,
         plugin: &str,
         id: &str,
@@ -788,8 +810,31 @@ impl Payments {
             now,
         )
         .await?;
+        Self::audit(&mut tx, actor, &row.intent, "payment.refunded", amount).await?;
         tx.commit().await?;
         Ok(row.intent)
+    }
+
+    /// Record a settlement change in the audit trail, in its transaction.
+    async fn audit(
+        tx: &mut WriteTx,
+        actor: &str,
+        intent: &PaymentIntent,
+        action: &str,
+        amount: i64,
+    ) -> Result<(), PaymentError> {
+        crate::governance::audit::AuditLog::append_in(
+            tx,
+            crate::governance::audit::AuditEvent {
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                target: format!("payment:{}", intent.id),
+                hospital_id: Some(intent.hospital_id.clone()),
+                details: json!({ "plugin": intent.plugin_id, "amount": amount, "merchant": intent.merchant_account() }),
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// Write a settlement event in the caller's transaction (the outbox).
@@ -946,9 +991,9 @@ impl Payments {
             && params.get("vnp_TransactionStatus").map(String::as_str) == Some("00");
         let gateway_ref = params.get("vnp_TransactionNo").cloned().unwrap_or_default();
         let result = if ok {
-            self.succeed(id, &gateway_ref).await
+            self.succeed("gateway:vnpay", id, &gateway_ref).await
         } else {
-            self.abandon(id, IntentState::Failed).await
+            self.abandon("gateway:vnpay", id, IntentState::Failed).await
         };
         match result {
             Ok(_) => Ok(IpnAnswer::Confirmed),

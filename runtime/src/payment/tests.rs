@@ -198,7 +198,7 @@ async fn payment_splits_refunds_and_refuses_illegal_moves(db: Database) {
         .await
         .expect("create");
     assert!(matches!(
-        p.refund("bv", "shop", &i.id, 1, "r0").await,
+        p.refund("tester", "bv", "shop", &i.id, 1, "r0").await,
         Err(PaymentError::IllegalTransition { .. })
     ));
     let url = p
@@ -213,13 +213,13 @@ async fn payment_splits_refunds_and_refuses_illegal_moves(db: Database) {
             .pending,
         1_000_000
     );
-    p.succeed(&i.id, "sb-1").await.expect("pay");
+    p.succeed("tester", &i.id, "sb-1").await.expect("pay");
     assert!(matches!(
-        p.succeed(&i.id, "sb-1").await,
+        p.succeed("tester", &i.id, "sb-1").await,
         Err(PaymentError::IllegalTransition { .. })
     ));
     assert!(matches!(
-        p.abandon(&i.id, IntentState::Cancelled).await,
+        p.abandon("tester", &i.id, IntentState::Cancelled).await,
         Err(PaymentError::IllegalTransition { .. })
     ));
     let pool = p.database().pool.clone();
@@ -239,10 +239,15 @@ async fn payment_splits_refunds_and_refuses_illegal_moves(db: Database) {
     // Above captured: refused, nothing moves.
     let before = consistent(&p).await;
     assert!(matches!(
-        p.refund("bv", "shop", &i.id, 1_000_001, "r1").await,
+        p.refund("tester", "bv", "shop", &i.id, 1_000_001, "r1")
+            .await,
         Err(PaymentError::ExceedsCaptured { .. })
     ));
-    assert!(p.refund("bv", "shop", &i.id, -5, "r1").await.is_err());
+    assert!(
+        p.refund("tester", "bv", "shop", &i.id, -5, "r1")
+            .await
+            .is_err()
+    );
     assert_eq!(consistent(&p).await, before);
 
     // Ten racing refunds of 40%: exactly two fit.
@@ -251,7 +256,7 @@ async fn payment_splits_refunds_and_refuses_illegal_moves(db: Database) {
         .map(|n| {
             let (p, id) = (p.clone(), i.id.clone());
             tokio::spawn(async move {
-                p.refund("bv", "shop", &id, 400_000, &format!("race{n}"))
+                p.refund("tester", "bv", "shop", &id, 400_000, &format!("race{n}"))
                     .await
             })
         })
@@ -267,15 +272,20 @@ async fn payment_splits_refunds_and_refuses_illegal_moves(db: Database) {
     assert_eq!(ok, 2);
     // The same key again returns the first result without refunding twice.
     let again = p
-        .refund("bv", "shop", &i.id, 200_000, "last")
+        .refund("tester", "bv", "shop", &i.id, 200_000, "last")
         .await
         .expect("rest");
     assert_eq!(again.state, IntentState::Refunded);
     let twice = p
-        .refund("bv", "shop", &i.id, 200_000, "last")
+        .refund("tester", "bv", "shop", &i.id, 200_000, "last")
         .await
         .expect("same key");
     assert_eq!(twice.refunded, 1_000_000);
+    // Every money movement is in the audit trail, with who did it.
+    assert_eq!(
+        count(&p, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_events WHERE action = 'payment.refunded' AND actor = 'tester'").await,
+        3
+    );
     // Everything given back exactly, to the đồng.
     for a in [
         "merchant:vendor:shop",
@@ -473,7 +483,7 @@ async fn cancel_and_timeout_void_the_hold_and_report_reconciles() {
     p.checkout("bv", "shop", &a.id, "/a")
         .await
         .expect("checkout");
-    p.abandon(&a.id, IntentState::Cancelled)
+    p.abandon("tester", &a.id, IntentState::Cancelled)
         .await
         .expect("cancel");
     assert!(matches!(
@@ -507,8 +517,8 @@ async fn cancel_and_timeout_void_the_hold_and_report_reconciles() {
     p.checkout("bv", "shop", &c.id, "/c")
         .await
         .expect("checkout");
-    p.succeed(&c.id, "sb").await.expect("pay");
-    p.refund("bv", "shop", &c.id, 100_000, "r")
+    p.succeed("tester", &c.id, "sb").await.expect("pay");
+    p.refund("tester", "bv", "shop", &c.id, 100_000, "r")
         .await
         .expect("refund");
     let day = crate::governance::audit::rfc3339(now_millis());
