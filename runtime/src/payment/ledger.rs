@@ -2,6 +2,11 @@
 //! balanced set of postings in integer đồng. A transfer is either posted at
 //! once or two-phase (pending, then posted or voided). Cached balances move
 //! in the same transaction as the postings they sum.
+//!
+//! Account rows are updated in id order within a transfer. The payment
+//! flows name accounts so that their successive transfers also go in
+//! ascending order (`clearing:` < `gateway:` < `hospital_share:` <
+//! `merchant:` < `platform:`), so concurrent payments never deadlock.
 
 use sqlx::Row;
 
@@ -112,7 +117,11 @@ pub async fn transfer(
     .bind((!pending).then_some(now))
     .execute(&mut *tx.tx)
     .await?;
-    for p in postings {
+    // Accounts are locked in id order in every transaction, so that
+    // transactions touching the same accounts never deadlock (PostgreSQL).
+    let mut ordered: Vec<&LedgerPosting> = postings.iter().collect();
+    ordered.sort_by(|a, b| a.account.cmp(&b.account));
+    for p in ordered {
         sqlx::query(
             "INSERT INTO ledger_accounts (id, kind, posted, pending, created_at) \
              VALUES ($1, $2, 0, 0, $3) ON CONFLICT (id) DO NOTHING",
@@ -180,7 +189,9 @@ async fn resolve(
             },
         });
     }
-    let rows = sqlx::query("SELECT account_id, amount FROM ledger_postings WHERE transfer_id = $1")
+    let rows = sqlx::query(
+        "SELECT account_id, amount FROM ledger_postings WHERE transfer_id = $1 ORDER BY account_id, id",
+    )
         .bind(transfer_id)
         .fetch_all(&mut *tx.tx)
         .await?;
@@ -198,31 +209,28 @@ async fn resolve(
     Ok(())
 }
 
-/// Add to an account's cached balances, refusing an overflow.
+/// Add to an account's cached balances in one statement: the row lock it
+/// takes makes concurrent movements add up (a read-then-write would lose
+/// updates under PostgreSQL's read committed). An overflow fails the
+/// statement (PostgreSQL) or yields a non-integer (SQLite), refused here.
 async fn move_cached(
     tx: &mut WriteTx,
     account: &str,
     posted: i64,
     pending: i64,
 ) -> Result<(), LedgerError> {
-    let row = sqlx::query("SELECT posted, pending FROM ledger_accounts WHERE id = $1")
-        .bind(account)
-        .fetch_one(&mut *tx.tx)
-        .await?;
-    let new_posted = row
-        .try_get::<i64, _>("posted")?
-        .checked_add(posted)
-        .ok_or(LedgerError::Overflow)?;
-    let new_pending = row
-        .try_get::<i64, _>("pending")?
-        .checked_add(pending)
-        .ok_or(LedgerError::Overflow)?;
-    sqlx::query("UPDATE ledger_accounts SET posted = $1, pending = $2 WHERE id = $3")
-        .bind(new_posted)
-        .bind(new_pending)
-        .bind(account)
-        .execute(&mut *tx.tx)
-        .await?;
+    let row = sqlx::query(
+        "UPDATE ledger_accounts SET posted = posted + $1, pending = pending + $2 WHERE id = $3 \
+         RETURNING posted, pending",
+    )
+    .bind(posted)
+    .bind(pending)
+    .bind(account)
+    .fetch_one(&mut *tx.tx)
+    .await?;
+    row.try_get::<i64, _>("posted")
+        .and_then(|_| row.try_get::<i64, _>("pending"))
+        .map_err(|_| LedgerError::Overflow)?;
     Ok(())
 }
 
@@ -367,6 +375,21 @@ mod tests {
             Err(LedgerError::NotPending { .. })
         ));
         tx.commit().await.expect("commit");
+        // A balance that would overflow 64 bits is refused, and rolled back.
+        let mut tx = db.begin_write().await.expect("tx");
+        let max = [
+            LedgerPosting::new("big:1", i64::MAX),
+            LedgerPosting::new("big:2", -i64::MAX),
+        ];
+        transfer(&mut tx, None, "t", &max, false, 0)
+            .await
+            .expect("max");
+        let more = [
+            LedgerPosting::new("big:1", 1),
+            LedgerPosting::new("big:3", -1),
+        ];
+        assert!(transfer(&mut tx, None, "t", &more, false, 0).await.is_err());
+        drop(tx);
         assert_eq!(balance(&db.pool, "a:1").await.expect("balance").posted, 5);
         assert!(check(&db.pool).await.expect("check").is_consistent());
     }

@@ -540,3 +540,67 @@ async fn cancel_and_timeout_void_the_hold_and_report_reconciles() {
     );
     consistent(&p).await;
 }
+
+/// Payments and refunds of many intents at once share accounts (gateway,
+/// merchant, fee, hospital share): none fails or deadlocks, and the ledger
+/// balances.
+async fn concurrent_settlements_and_refunds(db: Database) {
+    let p = Arc::new(Payments::new(db, sandbox_terms()));
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let i = p
+            .create("bv", "shop", &order(100_000 + n, &format!("m{n}")))
+            .await
+            .expect("create");
+        p.checkout("bv", "shop", &i.id, "/x")
+            .await
+            .expect("checkout");
+        ids.push(i.id);
+    }
+    for id in &ids[..5] {
+        p.succeed("tester", id, "g").await.expect("pay");
+    }
+    let mut tasks = Vec::new();
+    for id in ids[5..].iter().cloned() {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.succeed("tester", &id, "g").await.map(|_| ())
+        }));
+    }
+    for (n, id) in ids[..5].iter().cloned().enumerate() {
+        for k in 0..2 {
+            let (p, id) = (p.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                p.refund("tester", "bv", "shop", &id, 10_000, &format!("r{n}-{k}"))
+                    .await
+                    .map(|_| ())
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("join").expect("no refusal, no deadlock");
+    }
+    let check = consistent(&p).await;
+    assert_eq!(check.pending_sum, 0);
+    let pool = &p.database().pool;
+    let gateway = ledger::balance(pool, "gateway:sandbox")
+        .await
+        .expect("gateway");
+    let captured: i64 = (0..10).map(|n| 100_000 + n).sum();
+    assert_eq!(gateway.posted, -captured + 10 * 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_settlements_and_refunds_sqlite() {
+    let (_d, db) = sqlite().await;
+    concurrent_settlements_and_refunds(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_settlements_and_refunds_postgres() {
+    let Some(db) = postgres().await else {
+        eprintln!("skipping: VTH_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    concurrent_settlements_and_refunds(db).await;
+}
