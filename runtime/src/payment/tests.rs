@@ -561,8 +561,8 @@ async fn concurrent_settlements_and_refunds(db: Database) {
         p.succeed("tester", id, "g").await.expect("pay");
     }
     let mut tasks = Vec::new();
-    for id in ids[5..].iter().cloned() {
-        let p = p.clone();
+    for id in &ids[5..] {
+        let (p, id) = (p.clone(), id.clone());
         tasks.push(tokio::spawn(async move {
             p.succeed("tester", &id, "g").await.map(|_| ())
         }));
