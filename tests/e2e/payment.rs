@@ -390,7 +390,20 @@ async fn the_activation_chooses_the_gateway_and_the_revenue_share() {
         "gateway": "vnpay", "platform_fee_bps": 300, "hospital_share_bps": 1000, "max_amount": 5_000_000,
         "vnpay": { "tmn_code": "BVA00001", "pay_url": "https://pay.example.vn/vpcpay.html",
                    "return_url": format!("{}/api/v1/payments/vnpay/return", server.base) } } });
-    let (s, b) = send(&server, "PUT", &format!("/api/v1/hospitals/bv-a/activations/{PROBE}"), &admin,
+    let activation = format!("/api/v1/hospitals/bv-a/activations/{PROBE}");
+    // A VNPAY gateway without its hash secret is refused at activation.
+    let (s, b) = send(
+        &server,
+        "PUT",
+        &activation,
+        &admin,
+        Some(json!({ "version_id": version, "config": config })),
+        &[],
+    )
+    .await;
+    assert!(s == 400 || s == 422, "{s} {b}");
+    assert!(b.to_string().contains("vnpay_hash_secret"), "{b}");
+    let (s, b) = send(&server, "PUT", &activation, &admin,
         Some(json!({ "version_id": version, "config": config, "secrets": { "vnpay_hash_secret": SECRET } })), &[]).await;
     assert_eq!(s, 200, "{b}");
 

@@ -397,6 +397,12 @@ impl Governance {
                     .await?
             }
         };
+        // Payment terms are the host's, not the plugin's: refuse bad ones now
+        // rather than at the first payment.
+        if config.get("payment").is_some() {
+            crate::payment::PaymentTerms::from_activation(&config, &secrets_for_hook)
+                .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
+        }
         if version.state == super::registry::VersionState::Approved {
             let granted = version.granted.clone().unwrap_or_default();
             let plugin = self.linked(&version.id, &granted).await?;
