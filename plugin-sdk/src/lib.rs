@@ -88,6 +88,7 @@ mod http;
 pub mod identity;
 pub mod kv;
 pub mod log;
+pub mod payment;
 pub mod random;
 pub mod records;
 pub mod video;

@@ -26,6 +26,7 @@ pub mod governance;
 pub mod identity;
 pub mod imaging;
 pub mod metrics;
+pub mod payment;
 pub mod plugins;
 pub mod records;
 pub mod sandbox;
@@ -47,6 +48,7 @@ use crate::governance::service::Governance;
 use crate::identity::{IdentityOptions, IdentityService};
 use crate::imaging::ImagingShares;
 use crate::metrics::Metrics;
+use crate::payment::{Payments, TermsSource};
 use crate::plugins::PluginRegistry;
 use crate::records::RecordStore;
 use crate::secrets::MasterKey;
@@ -128,6 +130,8 @@ pub struct Runtime {
     pub imaging: Arc<ImagingShares>,
     /// Consultation rooms, join tokens, the waiting room.
     pub video: Arc<VideoService>,
+    /// Payment intents, the ledger and settlement events.
+    pub payments: Arc<Payments>,
     pub limits: Limits,
     pub db: Database,
     pub metrics: Metrics,
@@ -172,7 +176,13 @@ impl Runtime {
             Arc::new(Governance::new(Registry::new(db.clone()), master, engine.clone()).await?);
         governance.spawn_epoch_watcher();
         let records = Arc::new(RecordStore::new(db.clone()));
+        let payments = Arc::new(Payments::new(
+            db.clone(),
+            TermsSource::Governance(governance.clone()),
+        ));
+        payments.spawn_expiry(std::time::Duration::from_secs(30));
         Ok(Arc::new(Self {
+            payments,
             engine,
             plugins,
             hospitals,
@@ -196,5 +206,6 @@ impl Runtime {
     /// What plugins look up through `identity`: hospitals and practitioners.
     pub fn directory(&self) -> capabilities::identity::Directory {
         capabilities::identity::Directory::new(self.hospitals.clone(), self.identity.clone())
+            .with_payments(self.payments.clone())
     }
 }

@@ -318,3 +318,130 @@ fn audit_verify_detects_edits_and_deletions() {
     let out = fails(&["audit", "verify", "--db", &db_arg], dir.path());
     assert!(out.contains("entry 2 is missing"), "{out}");
 }
+
+/// A free loopback port (released before the server binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `runtime serve` on `db`, waited for until it answers `/healthz`.
+async fn serve(dir: &Path, db: &str, port: u16) -> std::process::Child {
+    let mut child = Command::new(RUNTIME)
+        .args([
+            "serve",
+            "--db",
+            db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn runtime serve");
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    for _ in 0..300 {
+        if reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return child;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("runtime serve did not become healthy");
+}
+
+/// The server killed (SIGKILL) after a payment's settlement committed and
+/// before any plugin took its event: after a restart the gateway's retry
+/// settles nothing twice, the event is still there exactly once, and the
+/// ledger balances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_between_settlement_and_delivery_settles_once() {
+    use vtelehealth_runtime::db::Database;
+    use vtelehealth_runtime::payment::{
+        MerchantKind, NewIntent, PaymentTerms, Payments, TermsSource, ledger,
+    };
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("pay.db").display());
+    let payments =
+        |database| Payments::new(database, TermsSource::Fixed(PaymentTerms::default().into()));
+    let p = payments(Database::connect(&db).await.expect("database"));
+    let intent = p
+        .create(
+            "bv-a",
+            "shop",
+            &NewIntent {
+                amount: 240_000,
+                currency: "VND".into(),
+                payer: "citizen-9".into(),
+                merchant: MerchantKind::Hospital,
+                purpose: "Khám từ xa".into(),
+                idempotency_key: "sigkill".into(),
+            },
+        )
+        .await
+        .expect("intent");
+    let page = p
+        .checkout("bv-a", "shop", &intent.id, "/done")
+        .await
+        .expect("checkout");
+    p.database().pool.close().await;
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let port = free_port();
+    let mut server = serve(dir.path(), &db, port).await;
+    let pay = format!("http://127.0.0.1:{port}{page}/pay");
+    let paid = client.post(&pay).send().await.expect("pay");
+    assert_eq!(paid.status().as_u16(), 303);
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+
+    let port = free_port();
+    let mut server = serve(dir.path(), &db, port).await;
+    let pay = format!("http://127.0.0.1:{port}{page}/pay");
+    let again = client.post(&pay).send().await.expect("pay again");
+    assert_eq!(
+        again.status().as_u16(),
+        409,
+        "a second settlement is refused"
+    );
+
+    let p = payments(Database::connect(&db).await.expect("reopen"));
+    let events = p.pending_events("bv-a", "shop", 10).await.expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, "payment.succeeded");
+    assert!(
+        p.acknowledge("bv-a", "shop", &events[0].event_id)
+            .await
+            .expect("ack")
+    );
+    assert!(
+        p.pending_events("bv-a", "shop", 10)
+            .await
+            .expect("events")
+            .is_empty()
+    );
+    let check = ledger::check(&p.database().pool).await.expect("check");
+    assert!(check.is_consistent(), "{check:?}");
+    assert_eq!(
+        ledger::balance(&p.database().pool, "merchant:hospital:bv-a")
+            .await
+            .expect("balance")
+            .posted,
+        240_000
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -144,6 +144,9 @@ enum Op {
     AdmitToRoom,
     RemoveFromRoom,
     EndRoom,
+    VnpayIpn,
+    VnpayReturn,
+    Reconciliation,
 }
 
 struct Row {
@@ -213,6 +216,10 @@ const MATRIX: &[Row] = &[
     row(Op::AdmitToRoom,     "POST /api/v1/video/rooms/{room}/participants/{participant}/admit", false, [D, D, A, D, D, D, D, D, D, D, D, D, D]),
     row(Op::RemoveFromRoom,  "POST /api/v1/video/rooms/{room}/participants/{participant}/remove", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::EndRoom,         "POST /api/v1/video/rooms/{room}/end",              false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
+    // The gateway's calls: authenticated by their HMAC signature, not a token.
+    row(Op::VnpayIpn,        "GET /api/v1/payments/vnpay/ipn",                   false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::VnpayReturn,     "GET /api/v1/payments/vnpay/return",                false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
+    row(Op::Reconciliation,  "GET /api/v1/payments/reconciliation?merchant=hospital:A", false, [D, D, D, D, A, D, D, D, D, A, D, D, D]),
 ];
 
 const HOSPITAL_A: &str = "bv-a";
@@ -729,6 +736,24 @@ impl Fixture {
                 let (room, _) = self.video_room().await;
                 ("POST", format!("/api/v1/video/rooms/{room}/end"), None)
             }
+            // Unsigned: answered in the protocol (RspCode 01/97), never settled.
+            Op::VnpayIpn => (
+                "GET",
+                "/api/v1/payments/vnpay/ipn?vnp_TxnRef=none&vnp_Amount=100".into(),
+                None,
+            ),
+            Op::VnpayReturn => (
+                "GET",
+                "/api/v1/payments/vnpay/return?vnp_TxnRef=none".into(),
+                None,
+            ),
+            Op::Reconciliation => (
+                "GET",
+                format!(
+                    "/api/v1/payments/reconciliation?merchant=hospital:{HOSPITAL_A}&day=2026-11-24"
+                ),
+                None,
+            ),
         }
     }
 }

@@ -12,6 +12,7 @@ mod identity;
 mod identity_wit;
 mod imaging_share;
 mod interop;
+mod payment;
 mod plugins;
 mod postgres;
 mod records_access;

@@ -5,6 +5,7 @@ mod error;
 pub mod fhir;
 mod governance;
 mod imaging_share;
+mod payment;
 mod plugin_route;
 mod room_page;
 mod video;
@@ -54,6 +55,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(video::routes())
         .merge(crate::video::ws::routes())
         .merge(room_page::routes())
+        .merge(payment::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

@@ -84,11 +84,29 @@ const MAX_LOOKUP_ID: usize = 256;
 pub struct Directory {
     hospitals: Arc<HospitalDirectory>,
     people: Arc<IdentityService>,
+    /// The node's payment service, for the `payment` capability (the call
+    /// context carries the directory to every capability).
+    payments: Option<Arc<crate::payment::Payments>>,
 }
 
 impl Directory {
     pub fn new(hospitals: Arc<HospitalDirectory>, people: Arc<IdentityService>) -> Self {
-        Self { hospitals, people }
+        Self {
+            hospitals,
+            people,
+            payments: None,
+        }
+    }
+
+    /// The same directory with the node's payment service.
+    pub fn with_payments(mut self, payments: Arc<crate::payment::Payments>) -> Self {
+        self.payments = Some(payments);
+        self
+    }
+
+    /// The payment service, when this node offers one.
+    pub fn payments(&self) -> Option<&Arc<crate::payment::Payments>> {
+        self.payments.as_ref()
     }
 
     /// Every hospital, sorted by id.

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod identity;
 pub mod kv;
 pub mod log;
+pub mod payment;
 pub mod random;
 pub mod records;
 pub mod video;
@@ -35,11 +36,12 @@ pub enum Capability {
     Identity,
     Records,
     Video,
+    Payment,
 }
 
 impl Capability {
     /// Every capability this runtime implements.
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Self::Log,
         Self::Clock,
         Self::Random,
@@ -47,6 +49,7 @@ impl Capability {
         Self::Identity,
         Self::Records,
         Self::Video,
+        Self::Payment,
     ];
 
     /// The WIT interface name, e.g. `kv`.
@@ -59,6 +62,7 @@ impl Capability {
             Self::Identity => "identity",
             Self::Records => "records",
             Self::Video => "video",
+            Self::Payment => "payment",
         }
     }
 
@@ -78,6 +82,9 @@ impl Capability {
             Self::Video => {
                 "open video consultation rooms hosted by its hospital, invite practitioners of any hospital and issue their join tokens"
             }
+            Self::Payment => {
+                "take payments in VND through the hospital's gateway and refund them, every movement booked in the platform ledger"
+            }
         }
     }
 
@@ -91,6 +98,7 @@ impl Capability {
             Self::Identity => platform::identity::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Records => platform::records::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Video => platform::video::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Payment => platform::payment::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
         }
     }
 }
@@ -109,7 +117,7 @@ impl FromStr for Capability {
             .find(|c| c.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records, video)"
+                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records, video, payment)"
                 )
             })
     }

@@ -397,6 +397,12 @@ impl Governance {
                     .await?
             }
         };
+        // Payment terms are the host's, not the plugin's: refuse bad ones now
+        // rather than at the first payment.
+        if config.get("payment").is_some() {
+            crate::payment::PaymentTerms::from_activation(&config, &secrets_for_hook)
+                .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
+        }
         if version.state == super::registry::VersionState::Approved {
             let granted = version.granted.clone().unwrap_or_default();
             let plugin = self.linked(&version.id, &granted).await?;
@@ -419,6 +425,21 @@ impl Governance {
             .await?;
         self.changed().await;
         Ok(activation)
+    }
+
+    /// The configuration and opened secrets of the activation of
+    /// `plugin_id` at `hospital_id` (payments read their gateway and terms
+    /// here), or `None` when it is not activated there.
+    pub async fn activation_settings(
+        &self,
+        hospital_id: &str,
+        plugin_id: &str,
+    ) -> Result<Option<(Value, Value)>, GovernanceError> {
+        let Some(activation) = self.registry.activation(hospital_id, plugin_id).await? else {
+            return Ok(None);
+        };
+        let secrets = self.stored_secrets(hospital_id, plugin_id).await?;
+        Ok(Some((activation.config, secrets)))
     }
 
     async fn stored_secrets(

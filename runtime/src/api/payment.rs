@@ -1,0 +1,209 @@
+//! Payment routes: the built-in sandbox gateway's pages, the VNPAY-style
+//! return and IPN endpoints, and the daily reconciliation report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::ApiError;
+use crate::Runtime;
+use crate::identity::{Authenticated, Role};
+use crate::payment::{IntentState, PaymentError, PaymentIntent};
+
+/// The payment routes.
+pub fn routes() -> Router<Arc<Runtime>> {
+    Router::new()
+        .route("/payments/sandbox/{id}", get(sandbox_page))
+        .route("/payments/sandbox/{id}/{action}", post(sandbox_act))
+        .route("/api/v1/payments/vnpay/ipn", get(vnpay_ipn))
+        .route("/api/v1/payments/vnpay/return", get(vnpay_return))
+        .route("/api/v1/payments/reconciliation", get(reconciliation))
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> Self {
+        let message = e.to_string();
+        match e {
+            PaymentError::Invalid(_) => ApiError::Unprocessable(message),
+            PaymentError::NotFound(_) => ApiError::NotFound(message),
+            PaymentError::Conflict(_)
+            | PaymentError::IllegalTransition { .. }
+            | PaymentError::ExceedsCaptured { .. } => ApiError::Conflict(message),
+            PaymentError::Config(_) => ApiError::Unavailable(message),
+            PaymentError::Ledger(_) | PaymentError::Database(_) | PaymentError::Audit(_) => {
+                ApiError::Internal(message)
+            }
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The sandbox gateway as an actor of the audit trail.
+const SANDBOX: &str = "gateway:sandbox";
+
+/// Only sandbox intents have sandbox pages; the id (a random UUID) is the
+/// payer's capability to act on it, as a gateway's payment link is.
+async fn sandbox_intent(rt: &Runtime, id: &str) -> Result<PaymentIntent, ApiError> {
+    let intent = rt.payments.get(id).await?;
+    if intent.gateway != "sandbox" {
+        return Err(ApiError::NotFound(format!(
+            "payment intent `{id}` is not paid through the sandbox"
+        )));
+    }
+    Ok(intent)
+}
+
+async fn sandbox_page(
+    State(rt): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let i = sandbox_intent(&rt, &id).await?;
+    let id = escape(&i.id);
+    let buttons = if i.state == IntentState::Pending {
+        format!(
+            "<form method=\"post\" action=\"/payments/sandbox/{id}/pay\"><button>Thanh toán (pay)</button></form>\
+             <form method=\"post\" action=\"/payments/sandbox/{id}/fail\"><button>Thất bại (fail)</button></form>\
+             <form method=\"post\" action=\"/payments/sandbox/{id}/cancel\"><button>Hủy (cancel)</button></form>"
+        )
+    } else {
+        String::new()
+    };
+    Ok(Html(format!(
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>Sandbox payment</title></head><body>\
+         <h1>Cổng thanh toán thử nghiệm (sandbox)</h1><p>No real money moves here.</p>\
+         <dl><dt>Amount</dt><dd id=\"amount\">{} VND</dd><dt>Purpose</dt><dd>{}</dd><dt>State</dt><dd id=\"state\">{}</dd></dl>\
+         {buttons}</body></html>",
+        i.amount,
+        escape(&i.purpose),
+        i.state.as_str()
+    )))
+}
+
+async fn sandbox_act(
+    State(rt): State<Arc<Runtime>>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let i = sandbox_intent(&rt, &id).await?;
+    match action.as_str() {
+        "pay" => {
+            rt.payments
+                .succeed(SANDBOX, &id, &format!("sandbox-{id}"))
+                .await?
+        }
+        "fail" => {
+            rt.payments
+                .abandon(SANDBOX, &id, IntentState::Failed)
+                .await?
+        }
+        "cancel" => {
+            rt.payments
+                .abandon(SANDBOX, &id, IntentState::Cancelled)
+                .await?
+        }
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no sandbox action `{other}` (pay, fail, cancel)"
+            )));
+        }
+    };
+    Ok(Redirect::to(&return_location(&i)).into_response())
+}
+
+/// Where the payer's browser goes back to: the plugin's return path.
+fn return_location(i: &PaymentIntent) -> String {
+    let path = i.return_path.as_deref().unwrap_or("/");
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!(
+        "/hospitals/{}/plugins/{}{path}{sep}payment={}",
+        i.hospital_id, i.plugin_id, i.id
+    )
+}
+
+/// The gateway's server-to-server notice: verified, settled at most once,
+/// answered in the protocol's codes (always HTTP 200, as it expects).
+async fn vnpay_ipn(
+    State(rt): State<Arc<Runtime>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Json<serde_json::Value> {
+    Json(rt.payments.vnpay_ipn(&params).await.body())
+}
+
+/// The payer's browser coming back from the gateway: verified, then sent
+/// to the plugin; otherwise a page saying so. It changes nothing: only the
+/// IPN settles.
+async fn vnpay_return(
+    State(rt): State<Arc<Runtime>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    match rt.payments.vnpay_return(&params).await? {
+        Some(intent) => Ok(Redirect::to(&return_location(&intent)).into_response()),
+        None => Ok(Html(
+            "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>Payment</title></head><body>\
+             <h1>Không xác minh được kết quả thanh toán</h1>\
+             <p>The gateway's answer is not validly signed for this payment; nothing was changed.</p></body></html>",
+        )
+        .into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    /// `hospital:{id}` or `vendor:{plugin}`.
+    merchant: String,
+    /// `YYYY-MM-DD` (UTC).
+    day: String,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// Operators read every merchant's report; a hospital admin their hospital's.
+async fn reconciliation(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let own_hospital = p
+        .hospital_id
+        .as_deref()
+        .is_some_and(|h| q.merchant == format!("hospital:{h}"));
+    if !(p.has_role(Role::Operator) || (p.has_role(Role::HospitalAdmin) && own_hospital)) {
+        return Err(ApiError::Forbidden(
+            "reconciliation reports are for operators and the merchant hospital's admins".into(),
+        ));
+    }
+    if !(q.merchant.starts_with("hospital:") || q.merchant.starts_with("vendor:")) {
+        return Err(ApiError::BadRequest(
+            "merchant must be `hospital:{id}` or `vendor:{plugin}`".into(),
+        ));
+    }
+    let report = rt
+        .payments
+        .reconciliation(&format!("merchant:{}", q.merchant), &q.day)
+        .await?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(report).into_response()),
+        "csv" => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            report.to_csv(),
+        )
+            .into_response()),
+        other => Err(ApiError::BadRequest(format!(
+            "format `{other}` is not offered (json, csv)"
+        ))),
+    }
+}

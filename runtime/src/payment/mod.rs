@@ -1,0 +1,1208 @@
+//! Payments: a double-entry ledger, payment intents with their state
+//! machine, the gateways that collect the money, and the outbox that tells
+//! plugins about settlements exactly once.
+//!
+//! Ledger movements of one intent (amounts in đồng, credits positive):
+//! - checkout (pending): `gateway:{gw}` −A, `clearing:payer:{payer}` +A
+//! - verified IPN: the pending transfer is posted, and in the same
+//!   transaction `clearing:payer:{payer}` −A is split to the merchant,
+//!   `platform:fee` and `hospital_share:{hospital}` (posted)
+//! - failure, cancel or timeout: the pending transfer is voided
+//! - refund of R: merchant, fee and hospital share give back their parts of
+//!   R, `gateway:{gw}` +R
+
+pub mod gateway;
+pub mod ledger;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::db::{Database, WriteTx};
+use crate::governance::service::Governance;
+use gateway::{GatewayKind, IpnAnswer, VnpayTerminal};
+use ledger::{LedgerError, LedgerPosting};
+
+/// The largest intent the platform accepts, in đồng; an activation may set
+/// a lower maximum.
+pub const PLATFORM_MAX_AMOUNT: i64 = 1_000_000_000;
+/// Longest idempotency key, payer, purpose.
+pub const MAX_TEXT: usize = 256;
+/// How long a payer has at the gateway before the intent is cancelled.
+pub const PENDING_TIMEOUT_MS: i64 = 15 * 60 * 1000;
+
+/// Why a payment operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("idempotency key `{0}` was used before with other parameters")]
+    Conflict(String),
+    #[error("payment intent `{0}` does not exist")]
+    NotFound(String),
+    #[error("a {from} payment cannot be {action}")]
+    IllegalTransition { from: String, action: &'static str },
+    #[error("refund of {requested} đồng exceeds the {refundable} đồng still refundable")]
+    ExceedsCaptured { requested: i64, refundable: i64 },
+    #[error("payments are not configured: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::governance::audit::AuditError),
+    #[error("payment storage: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Where an intent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentState {
+    Created,
+    Pending,
+    Succeeded,
+    Failed,
+    Cancelled,
+    PartiallyRefunded,
+    Refunded,
+}
+
+impl IntentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::PartiallyRefunded => "partially_refunded",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, PaymentError> {
+        Ok(match s {
+            "created" => Self::Created,
+            "pending" => Self::Pending,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "partially_refunded" => Self::PartiallyRefunded,
+            "refunded" => Self::Refunded,
+            other => return Err(PaymentError::Invalid(format!("unknown state `{other}`"))),
+        })
+    }
+}
+
+/// Who receives the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MerchantKind {
+    /// The hospital the plugin serves.
+    Hospital,
+    /// The plugin's vendor.
+    Vendor,
+}
+
+impl MerchantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hospital => "hospital",
+            Self::Vendor => "vendor",
+        }
+    }
+}
+
+/// What a plugin asks for.
+#[derive(Debug, Clone)]
+pub struct NewIntent {
+    pub amount: i64,
+    pub currency: String,
+    pub payer: String,
+    pub merchant: MerchantKind,
+    pub purpose: String,
+    pub idempotency_key: String,
+}
+
+/// A payment intent as stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PaymentIntent {
+    pub id: String,
+    pub hospital_id: String,
+    pub plugin_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub payer: String,
+    pub merchant_kind: String,
+    pub merchant_id: String,
+    pub purpose: String,
+    pub state: IntentState,
+    pub gateway: String,
+    pub captured: i64,
+    pub refunded: i64,
+    pub return_path: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl PaymentIntent {
+    /// The merchant's ledger account.
+    pub fn merchant_account(&self) -> String {
+        format!("merchant:{}:{}", self.merchant_kind, self.merchant_id)
+    }
+}
+
+/// A hospital activation's payment settings (`payment` in its config, the
+/// hash secret in its secrets).
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct PaymentTerms {
+    #[serde(default)]
+    pub gateway: GatewayKind,
+    /// The platform's fee, in basis points of each payment.
+    #[serde(default)]
+    pub platform_fee_bps: i64,
+    /// The hospital's share of a vendor's sale, in basis points.
+    #[serde(default)]
+    pub hospital_share_bps: i64,
+    /// Largest intent, in đồng (at most [`PLATFORM_MAX_AMOUNT`]).
+    pub max_amount: Option<i64>,
+    pub vnpay: Option<VnpayTerminal>,
+    /// From the sealed secrets: `vnpay_hash_secret`.
+    #[serde(skip)]
+    pub hash_secret: Option<String>,
+}
+
+impl PaymentTerms {
+    /// Terms from an activation's config and opened secrets.
+    pub fn from_activation(config: &Value, secrets: &Value) -> Result<Self, PaymentError> {
+        let mut terms: Self = match config.get("payment") {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| PaymentError::Config(format!("`payment` configuration: {e}")))?,
+            None => Self::default(),
+        };
+        terms.hash_secret = secrets
+            .get("vnpay_hash_secret")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        terms.check()?;
+        Ok(terms)
+    }
+
+    fn check(&self) -> Result<(), PaymentError> {
+        let bps_ok = |b: i64| (0..=10_000).contains(&b);
+        if !bps_ok(self.platform_fee_bps)
+            || !bps_ok(self.hospital_share_bps)
+            || self.platform_fee_bps + self.hospital_share_bps > 10_000
+        {
+            return Err(PaymentError::Config(
+                "fee and hospital share must be 0 to 10000 basis points and together at most 10000"
+                    .into(),
+            ));
+        }
+        if self.gateway == GatewayKind::Vnpay
+            && (self.vnpay.is_none() || self.hash_secret.as_deref().is_none_or(str::is_empty))
+        {
+            return Err(PaymentError::Config(
+                "the vnpay gateway needs `payment.vnpay` and the secret `vnpay_hash_secret`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The largest amount an intent may have.
+    pub fn max_amount(&self) -> i64 {
+        self.max_amount
+            .unwrap_or(PLATFORM_MAX_AMOUNT)
+            .clamp(1, PLATFORM_MAX_AMOUNT)
+    }
+}
+
+/// Where payment terms come from.
+#[derive(Clone)]
+pub enum TermsSource {
+    /// Each hospital activation's config and secrets; unactivated
+    /// (development) plugins get the sandbox with no fee.
+    Governance(Arc<Governance>),
+    /// The same terms everywhere (tests).
+    Fixed(Arc<PaymentTerms>),
+}
+
+/// A settlement event waiting in the outbox.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SettlementEvent {
+    pub event_id: String,
+    pub kind: String,
+    pub intent_id: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// The payment service of one node.
+pub struct Payments {
+    db: Database,
+    terms: TermsSource,
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn check_text(what: &str, value: &str) -> Result<(), PaymentError> {
+    if value.trim().is_empty() || value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(PaymentError::Invalid(format!(
+            "{what} must be 1 to {MAX_TEXT} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+const INTENT_COLUMNS: &str = "id, hospital_id, plugin_id, amount, currency, payer, merchant_kind, merchant_id, \
+     purpose, state, gateway, captured, refunded, return_path, created_at, updated_at, \
+     platform_fee_bps, hospital_share_bps, pending_transfer, request_hash";
+
+/// An intent row with the columns only the host needs.
+struct IntentRow {
+    intent: PaymentIntent,
+    fee_bps: i64,
+    share_bps: i64,
+    pending_transfer: Option<String>,
+    request_hash: String,
+}
+
+fn intent_row(r: &sqlx::any::AnyRow) -> Result<IntentRow, PaymentError> {
+    let state: String = r.try_get("state")?;
+    Ok(IntentRow {
+        intent: PaymentIntent {
+            id: r.try_get("id")?,
+            hospital_id: r.try_get("hospital_id")?,
+            plugin_id: r.try_get("plugin_id")?,
+            amount: r.try_get("amount")?,
+            currency: r.try_get("currency")?,
+            payer: r.try_get("payer")?,
+            merchant_kind: r.try_get("merchant_kind")?,
+            merchant_id: r.try_get("merchant_id")?,
+            purpose: r.try_get("purpose")?,
+            state: IntentState::parse(&state)?,
+            gateway: r.try_get("gateway")?,
+            captured: r.try_get("captured")?,
+            refunded: r.try_get("refunded")?,
+            return_path: r.try_get("return_path")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        },
+        fee_bps: r.try_get("platform_fee_bps")?,
+        share_bps: r.try_get("hospital_share_bps")?,
+        pending_transfer: r.try_get("pending_transfer")?,
+        request_hash: r.try_get("request_hash")?,
+    })
+}
+
+/// `amount × bps / 10000`, rounded down, without overflow.
+fn share(amount: i64, bps: i64) -> Result<i64, PaymentError> {
+    let v = i128::from(amount) * i128::from(bps) / 10_000;
+    i64::try_from(v).map_err(|_| PaymentError::Ledger(LedgerError::Overflow))
+}
+
+/// The split of a cumulative captured (or refunded) amount: (merchant,
+/// platform fee, hospital share). Refunds use the difference between the
+/// splits after and before them, so all refunds together give back exactly
+/// the split of the capture.
+fn split(amount: i64, row: &IntentRow) -> Result<(i64, i64, i64), PaymentError> {
+    let fee = share(amount, row.fee_bps)?;
+    // A hospital selling its own services keeps the share as merchant.
+    let hospital = if row.intent.merchant_kind == "vendor" {
+        share(amount, row.share_bps)?
+    } else {
+        0
+    };
+    let merchant = amount
+        .checked_sub(fee)
+        .and_then(|m| m.checked_sub(hospital))
+        .ok_or(PaymentError::Ledger(LedgerError::Overflow))?;
+    Ok((merchant, fee, hospital))
+}
+
+fn legs(postings: Vec<(String, i64)>) -> Vec<LedgerPosting> {
+    postings
+        .into_iter()
+        .filter(|(_, a)| *a != 0)
+        .map(|(acct, a)| LedgerPosting::new(acct, a))
+        .collect()
+}
+
+impl Payments {
+    /// Payments over `db`, with terms from `terms`.
+    pub fn new(db: Database, terms: TermsSource) -> Self {
+        Self { db, terms }
+    }
+
+    /// The database (for reports and checks).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The payment terms of `plugin` at `hospital`.
+    pub async fn terms(&self, hospital: &str, plugin: &str) -> Result<PaymentTerms, PaymentError> {
+        match &self.terms {
+            TermsSource::Fixed(t) => Ok((**t).clone()),
+            TermsSource::Governance(g) => match g
+                .activation_settings(hospital, plugin)
+                .await
+                .map_err(|e| PaymentError::Config(e.to_string()))?
+            {
+                Some((config, secrets)) => PaymentTerms::from_activation(&config, &secrets),
+                None => Ok(PaymentTerms::default()),
+            },
+        }
+    }
+
+    /// Create an intent, or return the one created before under the same
+    /// idempotency key with the same parameters.
+    pub async fn create(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        req: &NewIntent,
+    ) -> Result<PaymentIntent, PaymentError> {
+        if req.currency != "VND" {
+            return Err(PaymentError::Invalid(format!(
+                "currency `{}` is not accepted: amounts are in VND (integer đồng)",
+                req.currency
+            )));
+        }
+        check_text("the idempotency key", &req.idempotency_key)?;
+        check_text("the payer", &req.payer)?;
+        check_text("the purpose", &req.purpose)?;
+        let terms = self.terms(hospital, plugin).await?;
+        if req.amount <= 0 || req.amount > terms.max_amount() {
+            return Err(PaymentError::Invalid(format!(
+                "amount must be 1 to {} đồng, got {}",
+                terms.max_amount(),
+                req.amount
+            )));
+        }
+        let merchant_id = match req.merchant {
+            MerchantKind::Hospital => hospital,
+            MerchantKind::Vendor => plugin,
+        };
+        let hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(&json!([
+                req.amount,
+                req.currency,
+                req.payer,
+                req.merchant.as_str(),
+                req.purpose
+            ]))
+            .unwrap_or_default(),
+        ));
+        let now = now_millis();
+        let mut tx = self.db.begin_write().await?;
+        // The unique key makes one of any racing creates insert; the others
+        // wait for it (PostgreSQL) or queue (SQLite) and then read it.
+        sqlx::query(
+            "INSERT INTO payment_intents (id, hospital_id, plugin_id, idempotency_key, request_hash, amount, \
+             currency, payer, merchant_kind, merchant_id, purpose, state, gateway, platform_fee_bps, \
+             hospital_share_bps, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'VND', $7, $8, $9, $10, 'created', $11, $12, $13, $14, $14, $15) \
+             ON CONFLICT (hospital_id, plugin_id, idempotency_key) DO NOTHING",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(hospital)
+        .bind(plugin)
+        .bind(&req.idempotency_key)
+        .bind(&hash)
+        .bind(req.amount)
+        .bind(&req.payer)
+        .bind(req.merchant.as_str())
+        .bind(merchant_id)
+        .bind(&req.purpose)
+        .bind(terms.gateway.as_str())
+        .bind(terms.platform_fee_bps)
+        .bind(terms.hospital_share_bps)
+        .bind(now)
+        .bind(now.saturating_add(PENDING_TIMEOUT_MS))
+        .execute(&mut *tx.tx)
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INTENT_COLUMNS} FROM payment_intents \
+             WHERE hospital_id = $1 AND plugin_id = $2 AND idempotency_key = $3"
+        )))
+        .bind(hospital)
+        .bind(plugin)
+        .bind(&req.idempotency_key)
+        .fetch_one(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        let row = intent_row(&row)?;
+        if row.request_hash != hash {
+            return Err(PaymentError::Conflict(req.idempotency_key.clone()));
+        }
+        Ok(row.intent)
+    }
+
+    async fn load(&self, id: &str) -> Result<IntentRow, PaymentError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| PaymentError::NotFound(id.to_owned()))?;
+        intent_row(&row)
+    }
+
+    async fn load_in(tx: &mut WriteTx, id: &str) -> Result<IntentRow, PaymentError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INTENT_COLUMNS} FROM payment_intents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or_else(|| PaymentError::NotFound(id.to_owned()))?;
+        intent_row(&row)
+    }
+
+    /// An intent, by id.
+    pub async fn get(&self, id: &str) -> Result<PaymentIntent, PaymentError> {
+        Ok(self.load(id).await?.intent)
+    }
+
+    /// An intent of `plugin` at `hospital` (others do not exist for it).
+    pub async fn get_scoped(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        id: &str,
+    ) -> Result<PaymentIntent, PaymentError> {
+        let intent = self.get(id).await?;
+        if intent.hospital_id != hospital || intent.plugin_id != plugin {
+            return Err(PaymentError::NotFound(id.to_owned()));
+        }
+        Ok(intent)
+    }
+
+    /// Send the payer to the gateway: created → pending with the amount
+    /// held in the ledger. Returns the URL to redirect to (again the same
+    /// while pending).
+    pub async fn checkout(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        id: &str,
+        return_path: &str,
+    ) -> Result<String, PaymentError> {
+        if !return_path.starts_with('/')
+            || return_path.starts_with("//")
+            || return_path.len() > 1024
+        {
+            return Err(PaymentError::Invalid(
+                "the return path must be a path of the plugin, starting with one `/`".into(),
+            ));
+        }
+        let intent = self.get_scoped(hospital, plugin, id).await?;
+        let terms = self.terms(hospital, plugin).await?;
+        if intent.gateway != terms.gateway.as_str() {
+            return Err(PaymentError::Config(
+                "the hospital changed its gateway since the intent was created".into(),
+            ));
+        }
+        let now = now_millis();
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE payment_intents SET state = 'pending', return_path = $1, updated_at = $2, expires_at = $3 \
+             WHERE id = $4 AND state = 'created'",
+        )
+        .bind(return_path)
+        .bind(now)
+        .bind(now.saturating_add(PENDING_TIMEOUT_MS))
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            let postings = legs(vec![
+                (format!("gateway:{}", intent.gateway), -intent.amount),
+                (format!("clearing:payer:{}", intent.payer), intent.amount),
+            ]);
+            let transfer =
+                ledger::transfer(&mut tx, Some(id), "checkout", &postings, true, now).await?;
+            sqlx::query("UPDATE payment_intents SET pending_transfer = $1 WHERE id = $2")
+                .bind(&transfer)
+                .bind(id)
+                .execute(&mut *tx.tx)
+                .await?;
+            tx.commit().await?;
+        } else {
+            drop(tx);
+            let state = self.get(id).await?.state;
+            if state != IntentState::Pending {
+                return Err(PaymentError::IllegalTransition {
+                    from: state.as_str().into(),
+                    action: "sent to the gateway",
+                });
+            }
+        }
+        match terms.gateway {
+            GatewayKind::Sandbox => Ok(format!("/payments/sandbox/{id}")),
+            GatewayKind::Vnpay => {
+                let (Some(terminal), Some(secret)) = (&terms.vnpay, &terms.hash_secret) else {
+                    return Err(PaymentError::Config("vnpay terminal missing".into()));
+                };
+                gateway::vnpay_payment_url(
+                    terminal,
+                    secret.as_bytes(),
+                    id,
+                    intent.amount,
+                    &intent.purpose,
+                    intent.created_at,
+                )
+                .ok_or(PaymentError::Ledger(LedgerError::Overflow))
+            }
+        }
+    }
+
+    /// The gateway confirmed the payment: pending → succeeded, the held
+    /// amount posted and split, a settlement event queued; all or nothing.
+    pub async fn succeed(
+        &self,
+        actor: &str,
+        id: &str,
+        gateway_ref: &str,
+    ) -> Result<PaymentIntent, PaymentError> {
+        let now = now_millis();
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE payment_intents SET state = 'succeeded', captured = amount, gateway_ref = $1, updated_at = $2 \
+             WHERE id = $3 AND state = 'pending'",
+        )
+        .bind(gateway_ref)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        let row = Self::load_in(&mut tx, id).await?;
+        if changed == 0 {
+            return Err(PaymentError::IllegalTransition {
+                from: row.intent.state.as_str().into(),
+                action: "confirmed",
+            });
+        }
+        let pending = row
+            .pending_transfer
+            .clone()
+            .ok_or_else(|| PaymentError::Invalid("pending intent without a hold".into()))?;
+        ledger::post(&mut tx, &pending, now).await?;
+        let (merchant, fee, hospital) = split(row.intent.amount, &row)?;
+        let postings = legs(vec![
+            (
+                format!("clearing:payer:{}", row.intent.payer),
+                -row.intent.amount,
+            ),
+            (row.intent.merchant_account(), merchant),
+            ("platform:fee".to_owned(), fee),
+            (
+                format!("hospital_share:{}", row.intent.hospital_id),
+                hospital,
+            ),
+        ]);
+        ledger::transfer(&mut tx, Some(id), "capture", &postings, false, now).await?;
+        Self::queue_event(&mut tx, &row.intent, "payment.succeeded", json!({}), now).await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            &row.intent,
+            "payment.succeeded",
+            row.intent.amount,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(row.intent)
+    }
+
+    /// The payment ended without money: pending (or created) → `to`
+    /// (failed or cancelled), the hold voided, an event queued.
+    pub async fn abandon(
+        &self,
+        actor: &str,
+        id: &str,
+        to: IntentState,
+    ) -> Result<PaymentIntent, PaymentError> {
+        let action = match to {
+            IntentState::Failed => "failed",
+            IntentState::Cancelled => "cancelled",
+            _ => return Err(PaymentError::Invalid("only fail or cancel abandon".into())),
+        };
+        let now = now_millis();
+        let mut tx = self.db.begin_write().await?;
+        let from = if to == IntentState::Failed {
+            "state = 'pending'"
+        } else {
+            "state IN ('created', 'pending')"
+        };
+        let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE payment_intents SET state = $1, updated_at = $2 WHERE id = $3 AND {from}"
+        )))
+        .bind(to.as_str())
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        let row = Self::load_in(&mut tx, id).await?;
+        if changed == 0 {
+            return Err(PaymentError::IllegalTransition {
+                from: row.intent.state.as_str().into(),
+                action,
+            });
+        }
+        if let Some(pending) = &row.pending_transfer {
+            ledger::void(&mut tx, pending, now).await?;
+        }
+        let kind = format!("payment.{action}");
+        Self::queue_event(&mut tx, &row.intent, &kind, json!({}), now).await?;
+        Self::audit(&mut tx, actor, &row.intent, &kind, row.intent.amount).await?;
+        tx.commit().await?;
+        Ok(row.intent)
+    }
+
+    /// Sweep expired pending intents every `every` while the service lives.
+    pub fn spawn_expiry(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(p) = weak.upgrade() else { break };
+                if let Err(e) = p.expire_due().await {
+                    tracing::warn!(error = %e, "expiring pending payments failed");
+                }
+            }
+        })
+    }
+
+    /// Cancel every pending intent past its deadline; returns how many.
+    pub async fn expire_due(&self) -> Result<usize, PaymentError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM payment_intents WHERE state = 'pending' AND expires_at < $1 LIMIT 100",
+        )
+        .bind(now_millis())
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut n = 0;
+        for id in ids {
+            // A racing IPN may have settled it meanwhile: that is fine.
+            if self
+                .abandon("system:payment-expiry", &id, IntentState::Cancelled)
+                .await
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Refund `amount` of a settled intent; the same idempotency key
+    /// returns the first refund's result. Racing refunds are serialized by
+    /// the guarded update, so together they never exceed the capture.
+    pub async fn refund(
+        &self,
+        actor: &str,
+        hospital: &str,
+        plugin: &str,
+        id: &str,
+        amount: i64,
+        key: &str,
+    ) -> Result<PaymentIntent, PaymentError> {
+        check_text("the idempotency key", key)?;
+        if amount <= 0 {
+            return Err(PaymentError::Invalid(format!(
+                "a refund must be a positive number of đồng, got {amount}"
+            )));
+        }
+        self.get_scoped(hospital, plugin, id).await?;
+        let now = now_millis();
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO payment_refunds (id, intent_id, idempotency_key, amount, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (intent_id, idempotency_key) DO NOTHING",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(id)
+        .bind(key)
+        .bind(amount)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let earlier: i64 = sqlx::query_scalar(
+                "SELECT amount FROM payment_refunds WHERE intent_id = $1 AND idempotency_key = $2",
+            )
+            .bind(id)
+            .bind(key)
+            .fetch_one(&mut *tx.tx)
+            .await?;
+            drop(tx);
+            if earlier != amount {
+                return Err(PaymentError::Conflict(key.to_owned()));
+            }
+            return self.get(id).await;
+        }
+        let changed = sqlx::query(
+            "UPDATE payment_intents SET refunded = refunded + $1, updated_at = $2, \
+             state = CASE WHEN refunded + $1 = captured THEN 'refunded' ELSE 'partially_refunded' END \
+             WHERE id = $3 AND state IN ('succeeded', 'partially_refunded') AND refunded + $1 <= captured",
+        )
+        .bind(amount)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        let row = Self::load_in(&mut tx, id).await?;
+        if changed == 0 {
+            drop(tx);
+            return Err(match row.intent.state {
+                IntentState::Succeeded | IntentState::PartiallyRefunded => {
+                    PaymentError::ExceedsCaptured {
+                        requested: amount,
+                        refundable: row.intent.captured.saturating_sub(row.intent.refunded),
+                    }
+                }
+                other => PaymentError::IllegalTransition {
+                    from: other.as_str().into(),
+                    action: "refunded",
+                },
+            });
+        }
+        let after = row.intent.refunded;
+        let before = after
+            .checked_sub(amount)
+            .ok_or(PaymentError::Ledger(LedgerError::Overflow))?;
+        let (m1, f1, h1) = split(after, &row)?;
+        let (m0, f0, h0) = split(before, &row)?;
+        let postings = legs(vec![
+            (row.intent.merchant_account(), m0 - m1),
+            ("platform:fee".to_owned(), f0 - f1),
+            (
+                format!("hospital_share:{}", row.intent.hospital_id),
+                h0 - h1,
+            ),
+            (format!("gateway:{}", row.intent.gateway), amount),
+        ]);
+        ledger::transfer(&mut tx, Some(id), "refund", &postings, false, now).await?;
+        Self::queue_event(
+            &mut tx,
+            &row.intent,
+            "payment.refunded",
+            json!({ "refund_amount": amount }),
+            now,
+        )
+        .await?;
+        Self::audit(&mut tx, actor, &row.intent, "payment.refunded", amount).await?;
+        tx.commit().await?;
+        Ok(row.intent)
+    }
+
+    /// Record a settlement change in the audit trail, in its transaction.
+    async fn audit(
+        tx: &mut WriteTx,
+        actor: &str,
+        intent: &PaymentIntent,
+        action: &str,
+        amount: i64,
+    ) -> Result<(), PaymentError> {
+        crate::governance::audit::AuditLog::append_in(
+            tx,
+            crate::governance::audit::AuditEvent {
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                target: format!("payment:{}", intent.id),
+                hospital_id: Some(intent.hospital_id.clone()),
+                details: json!({ "plugin": intent.plugin_id, "amount": amount, "merchant": intent.merchant_account() }),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Write a settlement event in the caller's transaction (the outbox).
+    async fn queue_event(
+        tx: &mut WriteTx,
+        intent: &PaymentIntent,
+        kind: &str,
+        extra: Value,
+        now: i64,
+    ) -> Result<(), PaymentError> {
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let mut payload = json!({ "event_id": event_id, "kind": kind, "intent": intent });
+        if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), extra) {
+            p.extend(extra);
+        }
+        sqlx::query(
+            "INSERT INTO payment_outbox (event_id, hospital_id, plugin_id, intent_id, kind, payload, created_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&event_id)
+        .bind(&intent.hospital_id)
+        .bind(&intent.plugin_id)
+        .bind(&intent.id)
+        .bind(kind)
+        .bind(payload.to_string())
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Settlement events of `plugin` at `hospital` not yet acknowledged,
+    /// oldest first. Each hand-out counts as an attempt; an event comes
+    /// back until acknowledged (at-least-once; the event id lets the
+    /// plugin make it exactly-once).
+    pub async fn pending_events(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        limit: u32,
+    ) -> Result<Vec<SettlementEvent>, PaymentError> {
+        let rows = sqlx::query(
+            "SELECT event_id, kind, intent_id, payload, attempts FROM payment_outbox \
+             WHERE hospital_id = $1 AND plugin_id = $2 AND delivered_at IS NULL ORDER BY id LIMIT $3",
+        )
+        .bind(hospital)
+        .bind(plugin)
+        .bind(i64::from(limit.clamp(1, 100)))
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let event_id: String = r.try_get("event_id")?;
+            sqlx::query(
+                "UPDATE payment_outbox SET attempts = attempts + 1, next_attempt_at = $1 WHERE event_id = $2",
+            )
+            .bind(now_millis())
+            .bind(&event_id)
+            .execute(&self.db.pool)
+            .await?;
+            out.push(SettlementEvent {
+                event_id,
+                kind: r.try_get("kind")?,
+                intent_id: r.try_get("intent_id")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get::<i64, _>("attempts")?.saturating_add(1),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Mark an event delivered; true the first time, false when it already
+    /// was (redelivery is harmless).
+    pub async fn acknowledge(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        event_id: &str,
+    ) -> Result<bool, PaymentError> {
+        let changed = sqlx::query(
+            "UPDATE payment_outbox SET delivered_at = $1 \
+             WHERE event_id = $2 AND hospital_id = $3 AND plugin_id = $4 AND delivered_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(event_id)
+        .bind(hospital)
+        .bind(plugin)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            let exists: Option<String> = sqlx::query_scalar(
+                "SELECT event_id FROM payment_outbox WHERE event_id = $1 AND hospital_id = $2 AND plugin_id = $3",
+            )
+            .bind(event_id)
+            .bind(hospital)
+            .bind(plugin)
+            .fetch_optional(&self.db.pool)
+            .await?;
+            if exists.is_none() {
+                return Err(PaymentError::NotFound(event_id.to_owned()));
+            }
+        }
+        Ok(changed == 1)
+    }
+
+    /// Handle a VNPAY-style IPN: verify, then settle at most once.
+    pub async fn vnpay_ipn(&self, params: &BTreeMap<String, String>) -> IpnAnswer {
+        match self.vnpay_ipn_inner(params).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::error!(error = %e, "IPN handling failed");
+                IpnAnswer::Unknown
+            }
+        }
+    }
+
+    async fn vnpay_ipn_inner(
+        &self,
+        params: &BTreeMap<String, String>,
+    ) -> Result<IpnAnswer, PaymentError> {
+        let Some(id) = params.get("vnp_TxnRef") else {
+            return Ok(IpnAnswer::OrderNotFound);
+        };
+        let row = match self.load(id).await {
+            Ok(r) => r,
+            Err(PaymentError::NotFound(_)) => return Ok(IpnAnswer::OrderNotFound),
+            Err(e) => return Err(e),
+        };
+        let terms = self
+            .terms(&row.intent.hospital_id, &row.intent.plugin_id)
+            .await?;
+        let Some(secret) = terms
+            .hash_secret
+            .as_deref()
+            .filter(|_| row.intent.gateway == "vnpay")
+        else {
+            return Ok(IpnAnswer::InvalidSignature);
+        };
+        if !gateway::vnpay_verify(params, secret.as_bytes()) {
+            return Ok(IpnAnswer::InvalidSignature);
+        }
+        let paid = params
+            .get("vnp_Amount")
+            .and_then(|a| a.parse::<i64>().ok())
+            .and_then(|a| (a % gateway::VNPAY_UNITS_PER_DONG == 0).then_some(a / 100));
+        if paid != Some(row.intent.amount) {
+            return Ok(IpnAnswer::InvalidAmount);
+        }
+        if row.intent.state != IntentState::Pending {
+            return Ok(IpnAnswer::AlreadyConfirmed);
+        }
+        let ok = params.get("vnp_ResponseCode").map(String::as_str) == Some("00")
+            && params.get("vnp_TransactionStatus").map(String::as_str) == Some("00");
+        let gateway_ref = params.get("vnp_TransactionNo").cloned().unwrap_or_default();
+        let result = if ok {
+            self.succeed("gateway:vnpay", id, &gateway_ref).await
+        } else {
+            self.abandon("gateway:vnpay", id, IntentState::Failed).await
+        };
+        match result {
+            Ok(_) => Ok(IpnAnswer::Confirmed),
+            // Lost a race with another IPN for the same order.
+            Err(PaymentError::IllegalTransition { .. }) => Ok(IpnAnswer::AlreadyConfirmed),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Verify a VNPAY-style return (the payer's browser): the intent, or
+    /// `None` when the signature or amount does not match.
+    pub async fn vnpay_return(
+        &self,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Option<PaymentIntent>, PaymentError> {
+        let Some(id) = params.get("vnp_TxnRef") else {
+            return Ok(None);
+        };
+        let row = match self.load(id).await {
+            Ok(r) => r,
+            Err(PaymentError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let terms = self
+            .terms(&row.intent.hospital_id, &row.intent.plugin_id)
+            .await?;
+        let verified = terms
+            .hash_secret
+            .as_deref()
+            .is_some_and(|s| gateway::vnpay_verify(params, s.as_bytes()));
+        let amount_ok = params.get("vnp_Amount").and_then(|a| a.parse::<i64>().ok())
+            == row.intent.amount.checked_mul(gateway::VNPAY_UNITS_PER_DONG);
+        Ok((verified && amount_ok).then_some(row.intent))
+    }
+
+    /// One merchant's day (UTC, `YYYY-MM-DD`): captures and refunds with
+    /// the ledger's split, and totals.
+    pub async fn reconciliation(
+        &self,
+        merchant: &str,
+        day: &str,
+    ) -> Result<Reconciliation, PaymentError> {
+        let start = parse_day(day)?;
+        let end = start + 86_400_000;
+        let rows = sqlx::query(
+            "SELECT t.id, t.intent_id, t.kind, t.resolved_at, p.account_id, p.amount \
+             FROM ledger_transfers t JOIN ledger_postings p ON p.transfer_id = t.id \
+             JOIN payment_intents i ON i.id = t.intent_id \
+             WHERE t.state = 'posted' AND t.kind IN ('capture', 'refund') \
+             AND ('merchant:' || i.merchant_kind || ':' || i.merchant_id) = $1 \
+             AND t.resolved_at >= $2 AND t.resolved_at < $3 ORDER BY t.resolved_at, t.id",
+        )
+        .bind(merchant)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut lines: Vec<ReconciliationLine> = Vec::new();
+        for r in rows {
+            let transfer: String = r.try_get("id")?;
+            let account: String = r.try_get("account_id")?;
+            let amount: i64 = r.try_get("amount")?;
+            if lines.last().is_none_or(|l| l.transfer_id != transfer) {
+                lines.push(ReconciliationLine {
+                    transfer_id: transfer,
+                    intent_id: r
+                        .try_get::<Option<String>, _>("intent_id")?
+                        .unwrap_or_default(),
+                    kind: r.try_get("kind")?,
+                    at: r.try_get::<Option<i64>, _>("resolved_at")?.unwrap_or(0),
+                    gross: 0,
+                    merchant: 0,
+                    platform_fee: 0,
+                    hospital_share: 0,
+                });
+            }
+            let Some(line) = lines.last_mut() else {
+                continue;
+            };
+            let slot = if account == merchant {
+                &mut line.merchant
+            } else if account == "platform:fee" {
+                &mut line.platform_fee
+            } else if account.starts_with("hospital_share:") {
+                &mut line.hospital_share
+            } else {
+                // The clearing (capture) or gateway (refund) leg: the gross.
+                line.gross = line
+                    .gross
+                    .checked_sub(amount)
+                    .ok_or(LedgerError::Overflow)?;
+                continue;
+            };
+            *slot = slot.checked_add(amount).ok_or(LedgerError::Overflow)?;
+        }
+        let mut totals = ReconciliationTotals::default();
+        for l in &lines {
+            let add = |t: &mut i64, v: i64| -> Result<(), PaymentError> {
+                *t = t.checked_add(v).ok_or(LedgerError::Overflow)?;
+                Ok(())
+            };
+            if l.kind == "capture" {
+                add(&mut totals.captured, l.gross)?;
+            } else {
+                add(
+                    &mut totals.refunded,
+                    l.gross.checked_neg().ok_or(LedgerError::Overflow)?,
+                )?;
+            }
+            add(&mut totals.merchant_net, l.merchant)?;
+            add(&mut totals.platform_fee, l.platform_fee)?;
+            add(&mut totals.hospital_share, l.hospital_share)?;
+        }
+        Ok(Reconciliation {
+            merchant: merchant.to_owned(),
+            day: day.to_owned(),
+            lines,
+            totals,
+        })
+    }
+}
+
+/// One settled movement in a reconciliation report, signed as the
+/// merchant sees it: captures positive, refunds negative.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReconciliationLine {
+    pub transfer_id: String,
+    pub intent_id: String,
+    pub kind: String,
+    pub at: i64,
+    pub gross: i64,
+    pub merchant: i64,
+    pub platform_fee: i64,
+    pub hospital_share: i64,
+}
+
+/// The day's totals, in đồng.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ReconciliationTotals {
+    pub captured: i64,
+    pub refunded: i64,
+    pub merchant_net: i64,
+    pub platform_fee: i64,
+    pub hospital_share: i64,
+}
+
+/// A merchant's daily reconciliation report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub merchant: String,
+    pub day: String,
+    pub lines: Vec<ReconciliationLine>,
+    pub totals: ReconciliationTotals,
+}
+
+impl Reconciliation {
+    /// The report as CSV, one line per movement.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(
+            "transfer_id,intent_id,kind,at,gross,merchant,platform_fee,hospital_share\n",
+        );
+        for l in &self.lines {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                l.transfer_id,
+                l.intent_id,
+                l.kind,
+                crate::governance::audit::rfc3339(l.at),
+                l.gross,
+                l.merchant,
+                l.platform_fee,
+                l.hospital_share
+            ));
+        }
+        out
+    }
+}
+
+/// Milliseconds at the start of `YYYY-MM-DD` (UTC).
+fn parse_day(day: &str) -> Result<i64, PaymentError> {
+    let bad = || PaymentError::Invalid(format!("`{day}` is not a date (YYYY-MM-DD)"));
+    let mut parts = day.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let millis = days * 86_400_000;
+    if crate::governance::audit::rfc3339(millis).get(..10) != Some(day) {
+        return Err(bad());
+    }
+    Ok(millis)
+}
+
+#[cfg(test)]
+mod tests;
