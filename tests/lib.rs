@@ -147,15 +147,6 @@ impl TestServer {
                     options.identity.issuer = Some(format!("http://{addr}"));
                 }
                 let runtime = Runtime::start(options).await.expect("runtime starts");
-                // The embedded media relay behind /video/rooms/{room}/ws, as `serve` starts it.
-                if runtime.video.is_embedded() {
-                    let relay = vtelehealth_runtime::video::sfu::MediaRelay::start(
-                        "127.0.0.1:0".parse().expect("address"),
-                    )
-                    .await
-                    .expect("media relay");
-                    runtime.video.set_media_plane(Arc::new(relay));
-                }
                 for h in test_hospitals() {
                     runtime.hospitals.upsert(h).await.expect("seed hospital");
                 }
