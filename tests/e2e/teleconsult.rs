@@ -17,7 +17,12 @@ fn at(path: &str) -> String {
 }
 
 /// A user: (subject, platform token).
-async fn person(server: &TestServer, name: &str, role: Role, hospital: Option<&str>) -> (String, String) {
+async fn person(
+    server: &TestServer,
+    name: &str,
+    role: Role,
+    hospital: Option<&str>,
+) -> (String, String) {
     let mut u = NewUser::new(name, &format!("BS. {name}"), role, "password-1");
     u.hospital_id = hospital.map(Into::into);
     if role == Role::Citizen {
@@ -76,36 +81,100 @@ async fn request_accept_room_conclusion_and_events() {
 
     // A roster with a district doctor in a provincial seat is refused, naming the tiers.
     let bad = json!({ "name": "Kíp tim mạch", "central": cons_id, "provincial": [req_id], "district": [obs_id], "commune": [xa_id] });
-    let (s, r) = send(&server, "PUT", &at("/rosters/tim-mach"), &admin, Some(bad), &[]).await;
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/tim-mach"),
+        &admin,
+        Some(bad),
+        &[],
+    )
+    .await;
     assert_eq!(s, 400, "{r}");
     assert!(message(&r).contains("district"), "{r}");
     assert!(message(&r).contains("provincial"), "{r}");
     let roster = json!({ "name": "Kíp tim mạch", "central": cons_id, "provincial": [obs_id], "district": [req_id], "commune": [xa_id] });
     // Only the host's hospital-admin sets rosters.
-    let (s, r) = send(&server, "PUT", &at("/rosters/tim-mach"), &chair, Some(roster.clone()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/tim-mach"),
+        &chair,
+        Some(roster.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403, "{r}");
-    let (s, r) = send(&server, "PUT", &at("/rosters/tim-mach"), &admin, Some(roster), &[]).await;
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/tim-mach"),
+        &admin,
+        Some(roster),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["central"], cons_id.as_str(), "{r}");
 
     // Only practitioners request; bad input is named.
-    let (s, r) = send(&server, "POST", &at("/consultations"), &citizen, Some(request_body()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &citizen,
+        Some(request_body()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403, "{r}");
     let mut wrong = request_body();
     wrong["urgency"] = json!("soon");
-    let (s, r) = send(&server, "POST", &at("/consultations"), &requester, Some(wrong), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(wrong),
+        &[],
+    )
+    .await;
     assert_eq!(s, 400, "{r}");
     assert!(message(&r).contains("urgency"), "{r}");
     let mut wrong = request_body();
     wrong["records"] = json!(["not a reference"]);
-    let (s, r) = send(&server, "POST", &at("/consultations"), &requester, Some(wrong), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(wrong),
+        &[],
+    )
+    .await;
     assert_eq!(s, 400, "{r}");
     // The host does not request from itself.
-    let (s, r) = send(&server, "POST", &at("/consultations"), &chair, Some(request_body()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &chair,
+        Some(request_body()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 400, "{r}");
 
     // The district doctor requests; the roster proposes the consultants above the district.
-    let (s, c) = send(&server, "POST", &at("/consultations"), &requester, Some(request_body()), &[]).await;
+    let (s, c) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(request_body()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 201, "{c}");
     assert_eq!(c["status"], "requested", "{c}");
     assert_eq!(c["requesting_hospital"], "bv-b", "{c}");
@@ -117,25 +186,68 @@ async fn request_accept_room_conclusion_and_events() {
         .filter_map(|p| p["practitioner"].as_str())
         .collect();
     assert!(proposed.contains(&cons_id.as_str()), "{c}");
-    assert!(!proposed.contains(&xa_id.as_str()), "a commune doctor is not proposed: {c}");
+    assert!(
+        !proposed.contains(&xa_id.as_str()),
+        "a commune doctor is not proposed: {c}"
+    );
 
     // The upper hospital lists incoming requests.
-    let (s, l) = send(&server, "GET", &at("/consultations?status=requested"), &chair, None, &[]).await;
+    let (s, l) = send(
+        &server,
+        "GET",
+        &at("/consultations?status=requested"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{l}");
     assert_eq!(l["consultations"][0]["id"], id.as_str(), "{l}");
 
     // Unknown consultation, a non-practitioner and another hospital's doctor cannot accept.
     let accept = json!({ "scheduled_at": 1_795_000_000_000u64, "consultants": [cons_id], "observers": [obs_id] });
-    let (s, r) = send(&server, "POST", &at("/consultations/hc-999999/accept"), &chair, Some(accept.clone()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations/hc-999999/accept"),
+        &chair,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 404, "{r}");
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id}/accept")), &admin, Some(accept.clone()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &admin,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403, "{r}");
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id}/accept")), &requester, Some(accept.clone()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &requester,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403, "{r}");
 
     // Accept: a room hosted by A for B, the requester, the consultant and an observer of a
     // third hospital invited with their roles.
-    let (s, a) = send(&server, "POST", &at(&format!("/consultations/{id}/accept")), &chair, Some(accept.clone()), &[]).await;
+    let (s, a) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &chair,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(a["status"], "accepted", "{a}");
     let room = a["room_id"].as_str().expect("room").to_owned();
@@ -161,48 +273,146 @@ async fn request_accept_room_conclusion_and_events() {
         ],
         "{a}"
     );
-    assert_eq!(a["join"]["token_url"], format!("/api/v1/video/rooms/{room}/token"), "{a}");
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id}/accept")), &chair, Some(accept), &[]).await;
+    assert_eq!(
+        a["join"]["token_url"],
+        format!("/api/v1/video/rooms/{room}/token"),
+        "{a}"
+    );
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &chair,
+        Some(accept),
+        &[],
+    )
+    .await;
     assert_eq!(s, 409, "accept twice: {r}");
     assert!(message(&r).contains("accepted"), "{r}");
 
     // The invitees fetch their join tokens from the platform; the observer never publishes.
-    let (s, t) = send(&server, "POST", &format!("/api/v1/video/rooms/{room}/token"), &observer, Some(json!({})), &[]).await;
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &observer,
+        Some(json!({})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["can_publish"], false, "{t}");
-    let (s, t) = send(&server, "POST", &format!("/api/v1/video/rooms/{room}/token"), &requester, Some(json!({})), &[]).await;
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &requester,
+        Some(json!({})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["can_publish"], true, "{t}");
-    let (s, t) = send(&server, "POST", &format!("/api/v1/video/rooms/{room}/token"), &xa, Some(json!({})), &[]).await;
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &xa,
+        Some(json!({})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403, "uninvited: {t}");
 
     // Only the chair concludes; the conclusion is a FHIR Communication at the host.
     let conclusion = json!({ "conclusion": "Nhồi máu cơ tim cấp; chuyển tuyến can thiệp mạch vành trong 2 giờ." });
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id}/conclusion")), &cons, Some(conclusion.clone()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &cons,
+        Some(conclusion.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403, "{r}");
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id}/conclusion")), &chair, Some(json!({})), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(json!({})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 400, "{r}");
-    let (s, done) = send(&server, "POST", &at(&format!("/consultations/{id}/conclusion")), &chair, Some(conclusion.clone()), &[]).await;
+    let (s, done) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(conclusion.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{done}");
     assert_eq!(done["status"], "concluded", "{done}");
-    let reference = done["conclusion_reference"].as_str().expect("reference").to_owned();
+    let reference = done["conclusion_reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
     assert!(reference.starts_with("Communication/"), "{done}");
-    let (s, fhir) = send(&server, "GET", &format!("/fhir/R4/{reference}"), &chair, None, &[]).await;
+    let (s, fhir) = send(
+        &server,
+        "GET",
+        &format!("/fhir/R4/{reference}"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{fhir}");
     assert_eq!(fhir["resourceType"], "Communication", "{fhir}");
     assert!(
-        fhir["payload"][0]["contentString"].as_str().unwrap_or("").contains("Nhồi máu cơ tim"),
+        fhir["payload"][0]["contentString"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Nhồi máu cơ tim"),
         "{fhir}"
     );
     assert_eq!(fhir["identifier"][0]["value"], id.as_str(), "{fhir}");
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id}/conclusion")), &chair, Some(conclusion), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(conclusion),
+        &[],
+    )
+    .await;
     assert_eq!(s, 409, "conclude twice: {r}");
     // The room is over: no more tokens.
-    let (s, t) = send(&server, "POST", &format!("/api/v1/video/rooms/{room}/token"), &observer, Some(json!({})), &[]).await;
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &observer,
+        Some(json!({})),
+        &[],
+    )
+    .await;
     assert_ne!(s, 200, "{t}");
 
     // Every participant polls the same events; someone outside the consultation sees nothing.
-    let (s, ev) = send(&server, "GET", &at(&format!("/consultations/{id}/events")), &observer, None, &[]).await;
+    let (s, ev) = send(
+        &server,
+        "GET",
+        &at(&format!("/consultations/{id}/events")),
+        &observer,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{ev}");
     let types: Vec<&str> = ev["events"]
         .as_array()
@@ -210,27 +420,93 @@ async fn request_accept_room_conclusion_and_events() {
         .iter()
         .filter_map(|e| e["type"].as_str())
         .collect();
-    assert_eq!(types, ["requested", "accepted", "room-opened", "concluded"], "{ev}");
-    assert!(ev["events"][0]["vi"].as_str().unwrap_or("").contains("yêu cầu hội chẩn"), "{ev}");
-    let (s, ev) = send(&server, "GET", &at(&format!("/consultations/{id}/events?after=2")), &requester, None, &[]).await;
+    assert_eq!(
+        types,
+        ["requested", "accepted", "room-opened", "concluded"],
+        "{ev}"
+    );
+    assert!(
+        ev["events"][0]["vi"]
+            .as_str()
+            .unwrap_or("")
+            .contains("yêu cầu hội chẩn"),
+        "{ev}"
+    );
+    let (s, ev) = send(
+        &server,
+        "GET",
+        &at(&format!("/consultations/{id}/events?after=2")),
+        &requester,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{ev}");
     assert_eq!(ev["events"].as_array().map(Vec::len), Some(2), "{ev}");
-    let (s, r) = send(&server, "GET", &at(&format!("/consultations/{id}/events")), &xa, None, &[]).await;
+    let (s, r) = send(
+        &server,
+        "GET",
+        &at(&format!("/consultations/{id}/events")),
+        &xa,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 404, "{r}");
-    let (s, r) = send(&server, "GET", &at("/consultations/hc-999999/events"), &chair, None, &[]).await;
+    let (s, r) = send(
+        &server,
+        "GET",
+        &at("/consultations/hc-999999/events"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 404, "{r}");
 
     // A second request is declined, once.
-    let (s, c2) = send(&server, "POST", &at("/consultations"), &requester, Some(request_body()), &[]).await;
+    let (s, c2) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(request_body()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 201, "{c2}");
     let id2 = c2["id"].as_str().expect("id").to_owned();
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id2}/decline")), &chair, Some(json!({})), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id2}/decline")),
+        &chair,
+        Some(json!({})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 400, "a reason is required: {r}");
     let reason = json!({ "reason": "Đề nghị chuyển chuyên khoa thần kinh" });
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id2}/decline")), &chair, Some(reason.clone()), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id2}/decline")),
+        &chair,
+        Some(reason.clone()),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["status"], "declined", "{r}");
-    let (s, r) = send(&server, "POST", &at(&format!("/consultations/{id2}/decline")), &chair, Some(reason), &[]).await;
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id2}/decline")),
+        &chair,
+        Some(reason),
+        &[],
+    )
+    .await;
     assert_eq!(s, 409, "{r}");
     // The requester sees both of theirs; the commune doctor sees none.
     let (s, l) = send(&server, "GET", &at("/consultations"), &requester, None, &[]).await;
