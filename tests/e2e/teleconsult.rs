@@ -516,3 +516,121 @@ async fn request_accept_room_conclusion_and_events() {
     assert_eq!(s, 200, "{l}");
     assert_eq!(l["consultations"].as_array().map(Vec::len), Some(0), "{l}");
 }
+
+#[tokio::test]
+async fn a_diagnostic_report_conclusion_and_roster_sizes() {
+    let dir = plugin_set(&plugin_dir(), &["teleconsult"]);
+    let server = TestServer::start(dir.path(), Limits::default()).await;
+    let (_, chair) = person(&server, "gs-a", Role::Practitioner, Some("bv-a")).await;
+    let (cons_id, _) = person(&server, "bs-a2", Role::Practitioner, Some("bv-a")).await;
+    let (_, admin) = person(&server, "qt-a", Role::HospitalAdmin, Some("bv-a")).await;
+    let (req_id, requester) = person(&server, "bs-b", Role::Practitioner, Some("bv-b")).await;
+
+    // Unauthenticated callers are refused by the plugin itself (dev plugins serve anyone).
+    let resp = server
+        .client
+        .post(server.plugin_url("bv-a", "teleconsult", "/consultations"))
+        .body(request_body().to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 403);
+
+    // More than the model's seats, or a seat left empty, is refused.
+    let five = vec![req_id.clone(); 5];
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/r1"),
+        &admin,
+        Some(json!({ "central": cons_id, "provincial": five, "district": [req_id], "commune": [req_id] })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(message(&r).contains("1-4-4-2"), "{r}");
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/r1"),
+        &admin,
+        Some(json!({ "central": "no-such-doctor", "provincial": [req_id], "district": [req_id], "commune": [req_id] })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(message(&r).contains("no-such-doctor"), "{r}");
+    assert!(message(&r).contains("twice"), "{r}");
+    let (s, r) = send(&server, "GET", &at("/rosters/r1"), &admin, None, &[]).await;
+    assert_eq!(s, 404, "{r}");
+
+    let mut body = request_body();
+    body["urgency"] = json!("emergency");
+    let (s, c) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    // Without a roster nobody is proposed; the chair names the consultant.
+    assert_eq!(c["proposed_consultants"], json!([]), "{c}");
+    let (s, a) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &chair,
+        Some(json!({ "scheduled_at": 1_795_000_000_000u64, "consultants": [{ "practitioner": cons_id, "role": "presenter" }] })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["invitees"][2]["role"], "presenter", "{a}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(json!({ "conclusion": "x", "resource_type": "Observation" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    let (s, done) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(json!({ "conclusion": "Viêm ruột thừa cấp: mổ cấp cứu tại tuyến huyện.", "resource_type": "DiagnosticReport" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{done}");
+    let reference = done["conclusion_reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    assert!(reference.starts_with("DiagnosticReport/"), "{done}");
+    let (s, fhir) = send(
+        &server,
+        "GET",
+        &format!("/fhir/R4/{reference}"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{fhir}");
+    assert_eq!(fhir["status"], "final", "{fhir}");
+    assert!(
+        fhir["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Viêm ruột thừa"),
+        "{fhir}"
+    );
+}
