@@ -18,6 +18,7 @@ mod postgres;
 mod records_access;
 mod records_plugin;
 mod sandbox;
+mod teleconsult;
 mod video;
 mod video_load;
 mod video_signalling;

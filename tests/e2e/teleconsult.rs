@@ -1,0 +1,636 @@
+//! The `teleconsult` reference plugin (hội chẩn) through the real component: a district
+//! hospital requests a consultation from the central hospital, which accepts, opens a room
+//! with invitations across three hospitals, and records the conclusion as a FHIR resource;
+//! every step is an event; rosters of the 1-4-4-2 model are checked by tier.
+
+use serde_json::{Value, json};
+use vtelehealth_runtime::capabilities::identity::{Hospital, Tier};
+use vtelehealth_runtime::config::Limits;
+use vtelehealth_runtime::identity::{NewUser, Role};
+use vtelehealth_tests::{TestServer, plugin_dir, plugin_set};
+
+use crate::records_access::send;
+
+/// The plugin at the host (upper-level) hospital, where the workflow lives.
+fn at(path: &str) -> String {
+    format!("/hospitals/bv-a/plugins/teleconsult{path}")
+}
+
+/// A user: (subject, platform token).
+async fn person(
+    server: &TestServer,
+    name: &str,
+    role: Role,
+    hospital: Option<&str>,
+) -> (String, String) {
+    let mut u = NewUser::new(name, &format!("BS. {name}"), role, "password-1");
+    u.hospital_id = hospital.map(Into::into);
+    if role == Role::Citizen {
+        u.national_id = Some("001099000007".into());
+    }
+    let user = server.runtime.identity.create_user(u).await.expect("user");
+    let token = server.runtime.identity.token_for(&user).expect("token");
+    (user.id, token)
+}
+
+fn message(v: &Value) -> String {
+    v["error"]["message"].as_str().unwrap_or("").to_owned()
+}
+
+fn request_body() -> Value {
+    json!({
+        "patient": {
+            "reference": "Patient/42",
+            "identifiers": [{ "system": "urn:vn:cccd", "value": "001088054321" }]
+        },
+        "summary": "Nam 58 tuổi, đau ngực kéo dài, ST chênh lên; xin hội chẩn tim mạch",
+        "urgency": "urgent",
+        "specialty": "Tim mạch",
+        "records": ["Observation/7", "DiagnosticReport/3"],
+        "imaging": ["ImagingStudy/ct-1"]
+    })
+}
+
+#[tokio::test]
+async fn request_accept_room_conclusion_and_events() {
+    let dir = plugin_set(&plugin_dir(), &["teleconsult"]);
+    let server = TestServer::start(dir.path(), Limits::default()).await;
+    for (id, name, tier) in [
+        ("bv-tinh", "Bệnh viện tỉnh", Tier::Provincial),
+        ("tyt-xa", "Trạm y tế xã", Tier::Commune),
+    ] {
+        server
+            .runtime
+            .hospitals
+            .upsert(Hospital {
+                id: id.into(),
+                name: name.into(),
+                tier,
+                province: "Thái Bình".into(),
+            })
+            .await
+            .expect("hospital");
+    }
+    let (chair_id, chair) = person(&server, "gs-chair", Role::Practitioner, Some("bv-a")).await;
+    let (cons_id, cons) = person(&server, "bs-tim", Role::Practitioner, Some("bv-a")).await;
+    let (_, admin) = person(&server, "qt-a", Role::HospitalAdmin, Some("bv-a")).await;
+    let (req_id, requester) = person(&server, "bs-huyen", Role::Practitioner, Some("bv-b")).await;
+    let (obs_id, observer) = person(&server, "bs-tinh", Role::Practitioner, Some("bv-tinh")).await;
+    let (xa_id, xa) = person(&server, "ys-xa", Role::Practitioner, Some("tyt-xa")).await;
+    let (_, citizen) = person(&server, "cd-9", Role::Citizen, None).await;
+
+    // A roster with a district doctor in a provincial seat is refused, naming the tiers.
+    let bad = json!({ "name": "Kíp tim mạch", "central": cons_id, "provincial": [req_id], "district": [obs_id], "commune": [xa_id] });
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/tim-mach"),
+        &admin,
+        Some(bad),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(message(&r).contains("district"), "{r}");
+    assert!(message(&r).contains("provincial"), "{r}");
+    let roster = json!({ "name": "Kíp tim mạch", "central": cons_id, "provincial": [obs_id], "district": [req_id], "commune": [xa_id] });
+    // Only the host's hospital-admin sets rosters.
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/tim-mach"),
+        &chair,
+        Some(roster.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/tim-mach"),
+        &admin,
+        Some(roster),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["central"], cons_id.as_str(), "{r}");
+
+    // Only practitioners request; bad input is named.
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &citizen,
+        Some(request_body()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    let mut wrong = request_body();
+    wrong["urgency"] = json!("soon");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(wrong),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(message(&r).contains("urgency"), "{r}");
+    let mut wrong = request_body();
+    wrong["records"] = json!(["not a reference"]);
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(wrong),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    // The host does not request from itself.
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &chair,
+        Some(request_body()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+
+    // The district doctor requests; the roster proposes the consultants above the district.
+    let (s, c) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(request_body()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["status"], "requested", "{c}");
+    assert_eq!(c["requesting_hospital"], "bv-b", "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let proposed: Vec<&str> = c["proposed_consultants"]
+        .as_array()
+        .expect("proposed")
+        .iter()
+        .filter_map(|p| p["practitioner"].as_str())
+        .collect();
+    assert!(proposed.contains(&cons_id.as_str()), "{c}");
+    assert!(
+        !proposed.contains(&xa_id.as_str()),
+        "a commune doctor is not proposed: {c}"
+    );
+
+    // The upper hospital lists incoming requests.
+    let (s, l) = send(
+        &server,
+        "GET",
+        &at("/consultations?status=requested"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["consultations"][0]["id"], id.as_str(), "{l}");
+
+    // Unknown consultation, a non-practitioner and another hospital's doctor cannot accept.
+    let accept = json!({ "scheduled_at": 1_795_000_000_000u64, "consultants": [cons_id], "observers": [obs_id] });
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at("/consultations/hc-999999/accept"),
+        &chair,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "{r}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &admin,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &requester,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+
+    // Accept: a room hosted by A for B, the requester, the consultant and an observer of a
+    // third hospital invited with their roles.
+    let (s, a) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &chair,
+        Some(accept.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["status"], "accepted", "{a}");
+    let room = a["room_id"].as_str().expect("room").to_owned();
+    let roles: Vec<(String, String, String)> = a["invitees"]
+        .as_array()
+        .expect("invitees")
+        .iter()
+        .map(|i| {
+            (
+                i["practitioner"].as_str().unwrap_or("").to_owned(),
+                i["role"].as_str().unwrap_or("").to_owned(),
+                i["hospital"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (chair_id.clone(), "chair".into(), "bv-a".into()),
+            (req_id.clone(), "presenter".into(), "bv-b".into()),
+            (cons_id.clone(), "participant".into(), "bv-a".into()),
+            (obs_id.clone(), "observer".into(), "bv-tinh".into()),
+        ],
+        "{a}"
+    );
+    assert_eq!(
+        a["join"]["token_url"],
+        format!("/api/v1/video/rooms/{room}/token"),
+        "{a}"
+    );
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &chair,
+        Some(accept),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 409, "accept twice: {r}");
+    assert!(message(&r).contains("accepted"), "{r}");
+
+    // The invitees fetch their join tokens from the platform; the observer never publishes.
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &observer,
+        Some(json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["can_publish"], false, "{t}");
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &requester,
+        Some(json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["can_publish"], true, "{t}");
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &xa,
+        Some(json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "uninvited: {t}");
+
+    // Only the chair concludes; the conclusion is a FHIR Communication at the host.
+    let conclusion = json!({ "conclusion": "Nhồi máu cơ tim cấp; chuyển tuyến can thiệp mạch vành trong 2 giờ." });
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &cons,
+        Some(conclusion.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    let (s, done) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(conclusion.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(done["status"], "concluded", "{done}");
+    let reference = done["conclusion_reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    assert!(reference.starts_with("Communication/"), "{done}");
+    let (s, fhir) = send(
+        &server,
+        "GET",
+        &format!("/fhir/R4/{reference}"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{fhir}");
+    assert_eq!(fhir["resourceType"], "Communication", "{fhir}");
+    assert!(
+        fhir["payload"][0]["contentString"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Nhồi máu cơ tim"),
+        "{fhir}"
+    );
+    assert_eq!(fhir["identifier"][0]["value"], id.as_str(), "{fhir}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(conclusion),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 409, "conclude twice: {r}");
+    // The room is over: no more tokens.
+    let (s, t) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/video/rooms/{room}/token"),
+        &observer,
+        Some(json!({})),
+        &[],
+    )
+    .await;
+    assert_ne!(s, 200, "{t}");
+
+    // Every participant polls the same events; someone outside the consultation sees nothing.
+    let (s, ev) = send(
+        &server,
+        "GET",
+        &at(&format!("/consultations/{id}/events")),
+        &observer,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{ev}");
+    let types: Vec<&str> = ev["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["requested", "accepted", "room-opened", "concluded"],
+        "{ev}"
+    );
+    assert!(
+        ev["events"][0]["vi"]
+            .as_str()
+            .unwrap_or("")
+            .contains("yêu cầu hội chẩn"),
+        "{ev}"
+    );
+    let (s, ev) = send(
+        &server,
+        "GET",
+        &at(&format!("/consultations/{id}/events?after=2")),
+        &requester,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{ev}");
+    assert_eq!(ev["events"].as_array().map(Vec::len), Some(2), "{ev}");
+    let (s, r) = send(
+        &server,
+        "GET",
+        &at(&format!("/consultations/{id}/events")),
+        &xa,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "{r}");
+    let (s, r) = send(
+        &server,
+        "GET",
+        &at("/consultations/hc-999999/events"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "{r}");
+
+    // A second request is declined, once.
+    let (s, c2) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(request_body()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{c2}");
+    let id2 = c2["id"].as_str().expect("id").to_owned();
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id2}/decline")),
+        &chair,
+        Some(json!({})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "a reason is required: {r}");
+    let reason = json!({ "reason": "Đề nghị chuyển chuyên khoa thần kinh" });
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id2}/decline")),
+        &chair,
+        Some(reason.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["status"], "declined", "{r}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id2}/decline")),
+        &chair,
+        Some(reason),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 409, "{r}");
+    // The requester sees both of theirs; the commune doctor sees none.
+    let (s, l) = send(&server, "GET", &at("/consultations"), &requester, None, &[]).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["consultations"].as_array().map(Vec::len), Some(2), "{l}");
+    let (s, l) = send(&server, "GET", &at("/consultations"), &xa, None, &[]).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["consultations"].as_array().map(Vec::len), Some(0), "{l}");
+}
+
+#[tokio::test]
+async fn a_diagnostic_report_conclusion_and_roster_sizes() {
+    let dir = plugin_set(&plugin_dir(), &["teleconsult"]);
+    let server = TestServer::start(dir.path(), Limits::default()).await;
+    let (_, chair) = person(&server, "gs-a", Role::Practitioner, Some("bv-a")).await;
+    let (cons_id, _) = person(&server, "bs-a2", Role::Practitioner, Some("bv-a")).await;
+    let (_, admin) = person(&server, "qt-a", Role::HospitalAdmin, Some("bv-a")).await;
+    let (req_id, requester) = person(&server, "bs-b", Role::Practitioner, Some("bv-b")).await;
+
+    // Unauthenticated callers are refused by the plugin itself (dev plugins serve anyone).
+    let resp = server
+        .client
+        .post(server.plugin_url("bv-a", "teleconsult", "/consultations"))
+        .body(request_body().to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 403);
+
+    // More than the model's seats, or a seat left empty, is refused.
+    let five = vec![req_id.clone(); 5];
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/r1"),
+        &admin,
+        Some(json!({ "central": cons_id, "provincial": five, "district": [req_id], "commune": [req_id] })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(message(&r).contains("1-4-4-2"), "{r}");
+    let (s, r) = send(
+        &server,
+        "PUT",
+        &at("/rosters/r1"),
+        &admin,
+        Some(json!({ "central": "no-such-doctor", "provincial": [req_id], "district": [req_id], "commune": [req_id] })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(message(&r).contains("no-such-doctor"), "{r}");
+    assert!(message(&r).contains("twice"), "{r}");
+    let (s, r) = send(&server, "GET", &at("/rosters/r1"), &admin, None, &[]).await;
+    assert_eq!(s, 404, "{r}");
+
+    let mut body = request_body();
+    body["urgency"] = json!("emergency");
+    let (s, c) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    // Without a roster nobody is proposed; the chair names the consultant.
+    assert_eq!(c["proposed_consultants"], json!([]), "{c}");
+    let (s, a) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &chair,
+        Some(json!({ "scheduled_at": 1_795_000_000_000u64, "consultants": [{ "practitioner": cons_id, "role": "presenter" }] })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["invitees"][2]["role"], "presenter", "{a}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(json!({ "conclusion": "x", "resource_type": "Observation" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{r}");
+    let (s, done) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &chair,
+        Some(json!({ "conclusion": "Viêm ruột thừa cấp: mổ cấp cứu tại tuyến huyện.", "resource_type": "DiagnosticReport" })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{done}");
+    let reference = done["conclusion_reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    assert!(reference.starts_with("DiagnosticReport/"), "{done}");
+    let (s, fhir) = send(
+        &server,
+        "GET",
+        &format!("/fhir/R4/{reference}"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{fhir}");
+    assert_eq!(fhir["status"], "final", "{fhir}");
+    assert!(
+        fhir["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Viêm ruột thừa"),
+        "{fhir}"
+    );
+}
