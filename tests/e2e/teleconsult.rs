@@ -634,3 +634,39 @@ async fn a_diagnostic_report_conclusion_and_roster_sizes() {
         "{fhir}"
     );
 }
+
+/// Reviewed and rolled out (not a development plugin), teleconsult still
+/// serves the practitioners of other hospitals, because its manifest says
+/// `network = true` and the review showed it; a plugin without the flag
+/// (hello) refuses them, and neither serves other roles of other hospitals.
+#[tokio::test]
+async fn a_reviewed_network_plugin_serves_other_hospitals_practitioners() {
+    let no_plugins = tempfile::TempDir::new().expect("dir");
+    let server = TestServer::start(no_plugins.path(), Limits::default()).await;
+    let published = vtelehealth_runtime::governance::demo::publish_reference_plugins(
+        &server.runtime,
+        &plugin_dir(),
+    )
+    .await
+    .expect("published");
+    assert!(
+        published.iter().any(|p| p == "teleconsult"),
+        "{published:?}"
+    );
+    let (_, doctor_b) = person(&server, "bs-b-net", Role::Practitioner, Some("bv-b")).await;
+    let (_, admin_b) = person(&server, "qt-b-net", Role::HospitalAdmin, Some("bv-b")).await;
+    let (status, body) = send(&server, "GET", &at("/consultations"), &doctor_b, None, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = send(
+        &server,
+        "GET",
+        "/hospitals/bv-a/plugins/hello/",
+        &doctor_b,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = send(&server, "GET", &at("/consultations"), &admin_b, None, &[]).await;
+    assert_eq!(status, 403);
+}

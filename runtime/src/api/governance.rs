@@ -246,6 +246,8 @@ fn version_view(v: &crate::governance::registry::PluginVersion) -> Value {
     json!({
         "id": v.id, "plugin": v.plugin_id, "version": v.version, "vendor": v.vendor_id, "state": v.state,
         "kind": manifest.as_ref().map(|m| m.kind.name()),
+        "network": manifest.as_ref().map(|m| m.network),
+        "network_meaning": manifest.as_ref().filter(|m| m.network).map(|_| "serves the practitioners of every hospital of the network where it is active, not only that hospital's"),
         "description": manifest.as_ref().map(|m| json!({ "vi": m.description.vi, "en": m.description.en })),
         "requested": describe(&v.requested),
         "granted": v.granted.as_deref().map(describe),

@@ -52,14 +52,29 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
     let plugin = match rt.plugins.get(&target.plugin) {
         Some(entry) => match rt.governance.resolve(&hospital.id, &target.plugin).await {
             Ok(Resolution::Runnable(plugin)) => {
-                authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
+                let network_call = plugin.manifest.network
+                    && principal
+                        .as_ref()
+                        .is_some_and(|p| p.has_role(Role::Practitioner) && p.hospital_id.is_some());
+                if !network_call {
+                    authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
+                }
                 plugin
             }
             _ => dev_plugin(&entry, &target.plugin)?,
         },
         None => {
-            authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
-            match rt.governance.resolve(&hospital.id, &target.plugin).await {
+            let resolution = rt.governance.resolve(&hospital.id, &target.plugin).await;
+            // A network plugin (reviewed as such) also serves other
+            // hospitals' practitioners; everyone else must belong here first.
+            let network_call = matches!(&resolution, Ok(Resolution::Runnable(p)) if p.manifest.network)
+                && principal
+                    .as_ref()
+                    .is_some_and(|p| p.has_role(Role::Practitioner) && p.hospital_id.is_some());
+            if !network_call {
+                authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
+            }
+            match resolution {
                 Ok(Resolution::Runnable(plugin)) => plugin,
                 Ok(Resolution::Suspended(reason)) => return Err(ApiError::Suspended(reason)),
                 Ok(Resolution::NotActivated) => {

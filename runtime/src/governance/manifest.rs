@@ -168,6 +168,10 @@ pub struct Manifest {
     pub events: Events,
     pub routes: Vec<Route>,
     pub config: ConfigSpec,
+    /// Serves the practitioners of every hospital of the network, not only
+    /// its own hospital's (a 1-N workflow such as a consultation); shown
+    /// to reviewers, and the plugin must check who may do what.
+    pub network: bool,
 }
 
 /// The manifest as written, before its fields are checked.
@@ -187,6 +191,8 @@ struct RawManifest {
     routes: Vec<Route>,
     #[serde(default)]
     config: Option<RawConfig>,
+    #[serde(default)]
+    network: bool,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +274,7 @@ impl Manifest {
             capabilities,
             events: raw.events,
             routes: raw.routes,
+            network: raw.network,
             config,
         })
     }
