@@ -1218,3 +1218,48 @@ async fn changes_made_on_another_node_reach_the_sockets() {
         .expect("ended elsewhere");
     assert_eq!(next_of(&mut sb, "room-ended").await["room"], room.as_str());
 }
+
+/// With the embedded relay plugged in (as `runtime serve` does), an
+/// admitted chair's media messages reach the real SFU through the token
+/// route: a malformed offer is answered by the relay itself (`bad-sdp`),
+/// and an answer with no offer pending is out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_route_reaches_the_embedded_relay() {
+    let server = server().await;
+    let relay =
+        vtelehealth_runtime::video::sfu::MediaRelay::start("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("relay");
+    assert!(server.runtime.video.set_media_plane(Arc::new(relay)));
+    let (_, chair) = person(&server, "chair-r", Role::Practitioner, "bv-a").await;
+    let room = room(&server, &chair).await;
+    let mut sc = open(
+        &server,
+        &join_token(&server, &chair, &room, json!({})).await,
+    )
+    .await;
+    assert_eq!(next_of(&mut sc, "admitted").await["type"], "admitted");
+    say(&mut sc, r#"{"type":"offer","sdp":"v=0 not an sdp"}"#).await;
+    let reply = relay_error(&mut sc).await;
+    assert_eq!(reply["code"], "bad-sdp", "{reply}");
+    // An answer with no re-offer pending: out of order, not fatal.
+    say(&mut sc, r#"{"type":"answer","sdp":"v=0"}"#).await;
+    let reply = relay_error(&mut sc).await;
+    assert_eq!(
+        (reply["code"].clone(), reply["fatal"].clone()),
+        (json!("out-of-order"), json!(false)),
+        "{reply}"
+    );
+}
+
+/// The next `error`, skipping the room's and the relay's lists.
+async fn relay_error(ws: &mut Socket) -> Value {
+    loop {
+        let m = next(ws).await;
+        match m["type"].as_str() {
+            Some("error") => return m,
+            Some("participants" | "tracks") => {}
+            _ => panic!("expected an error, got {m}"),
+        }
+    }
+}
