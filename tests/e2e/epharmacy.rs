@@ -125,7 +125,13 @@ async fn activate(server: &TestServer, config: Value) {
     assert_eq!(s, 200, "{b}");
 }
 
-async fn prescribe(server: &TestServer, doctor: &str, patient: &str, code: &str, qty: i64) -> String {
+async fn prescribe(
+    server: &TestServer,
+    doctor: &str,
+    patient: &str,
+    code: &str,
+    qty: i64,
+) -> String {
     let (s, b) = send(
         server,
         "POST",
@@ -203,7 +209,14 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
     let (s, other) = send(&server, "POST", "/fhir/R4/Patient", &doctor,
         Some(json!({ "resourceType": "Patient", "identifier": [{ "system": CCCD_SYSTEM, "value": "001099000001" }] })), &[]).await;
     assert_eq!(s, 201, "{other}");
-    let theirs = prescribe(&server, &doctor, other["id"].as_str().expect("id"), "N02BE01", 5).await;
+    let theirs = prescribe(
+        &server,
+        &doctor,
+        other["id"].as_str().expect("id"),
+        "N02BE01",
+        5,
+    )
+    .await;
 
     // The citizen sees their active prescriptions only.
     let (s, b) = send(&server, "GET", &path("/prescriptions"), &citizen, None, &[]).await;
@@ -220,7 +233,8 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
     assert_eq!(ids, want, "{b}");
 
     // Bad input: unknown or someone else's prescription, unknown pharmacy, unpriced drug.
-    let order = |mr: &str, pharmacy: &str| json!({ "medication_request": mr, "pharmacy": pharmacy });
+    let order =
+        |mr: &str, pharmacy: &str| json!({ "medication_request": mr, "pharmacy": pharmacy });
     for (body, status) in [
         (order("no-such-id", "pk-long-chau"), 404),
         (order(&theirs, "pk-long-chau"), 403),
@@ -228,17 +242,41 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
         (order(&amoxicillin, "pk-an-khang"), 409),
         (json!({ "pharmacy": "pk-long-chau" }), 400),
     ] {
-        let (s, b) = send(&server, "POST", &path("/orders"), &citizen, Some(body.clone()), &[]).await;
+        let (s, b) = send(
+            &server,
+            "POST",
+            &path("/orders"),
+            &citizen,
+            Some(body.clone()),
+            &[],
+        )
+        .await;
         assert!(
             s == status || (status == 403 && s == 404),
             "{body}: {s} {b}"
         );
     }
-    let (s, _) = send(&server, "POST", &path("/orders"), &doctor, Some(order(&amoxicillin, "pk-long-chau")), &[]).await;
+    let (s, _) = send(
+        &server,
+        "POST",
+        &path("/orders"),
+        &doctor,
+        Some(order(&amoxicillin, "pk-long-chau")),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403, "practitioners do not order");
 
     // Order, pay at the sandbox, confirmed once.
-    let (s, b) = send(&server, "POST", &path("/orders"), &citizen, Some(order(&amoxicillin, "pk-long-chau")), &[]).await;
+    let (s, b) = send(
+        &server,
+        "POST",
+        &path("/orders"),
+        &citizen,
+        Some(order(&amoxicillin, "pk-long-chau")),
+        &[],
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["order"]["amount"], 240_000);
     assert_eq!(b["order"]["status"], "awaiting-payment");
@@ -247,39 +285,103 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
     let checkout = b["checkout_url"].as_str().expect("url").to_owned();
     assert_eq!(checkout, format!("/payments/sandbox/{first_payment}"));
     // Not paid yet: the pharmacy cannot dispense.
-    let (s, _) = send(&server, "POST", &path(&format!("/pharmacy/orders/{first}/status")), &pharmacy,
-        Some(json!({ "status": "dispensed" })), &[]).await;
+    let (s, _) = send(
+        &server,
+        "POST",
+        &path(&format!("/pharmacy/orders/{first}/status")),
+        &pharmacy,
+        Some(json!({ "status": "dispensed" })),
+        &[],
+    )
+    .await;
     assert_eq!(s, 409);
     pay(&server, &checkout).await;
-    let (s, b) = send(&server, "GET", &path(&format!("/orders/{first}")), &citizen, None, &[]).await;
+    let (s, b) = send(
+        &server,
+        "GET",
+        &path(&format!("/orders/{first}")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "confirmed");
     let (_, b) = send(&server, "POST", &path("/settle"), &citizen, None, &[]).await;
     assert_eq!(b["handled"], 0, "the event was handled once already");
-    let (_, b) = send(&server, "GET", &path(&format!("/orders/{first}")), &citizen, None, &[]).await;
+    let (_, b) = send(
+        &server,
+        "GET",
+        &path(&format!("/orders/{first}")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(b["history"], json!(["awaiting-payment", "confirmed"]));
 
     // The other citizen neither sees nor cancels it.
-    let (s, _) = send(&server, "GET", &path(&format!("/orders/{first}")), &stranger, None, &[]).await;
+    let (s, _) = send(
+        &server,
+        "GET",
+        &path(&format!("/orders/{first}")),
+        &stranger,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 404);
-    let (s, _) = send(&server, "POST", &path(&format!("/orders/{first}/cancel")), &stranger, None, &[]).await;
+    let (s, _) = send(
+        &server,
+        "POST",
+        &path(&format!("/orders/{first}/cancel")),
+        &stranger,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 404);
     let (_, b) = send(&server, "GET", &path("/orders"), &stranger, None, &[]).await;
     assert_eq!(b["orders"], json!([]));
     // A citizen cannot advance orders.
-    let (s, _) = send(&server, "POST", &path(&format!("/pharmacy/orders/{first}/status")), &citizen,
-        Some(json!({ "status": "dispensed" })), &[]).await;
+    let (s, _) = send(
+        &server,
+        "POST",
+        &path(&format!("/pharmacy/orders/{first}/status")),
+        &citizen,
+        Some(json!({ "status": "dispensed" })),
+        &[],
+    )
+    .await;
     assert_eq!(s, 403);
 
     // The pharmacy moves it on, one step at a time.
-    let (s, b) = send(&server, "GET", &path("/pharmacy/orders"), &pharmacy, None, &[]).await;
+    let (s, b) = send(
+        &server,
+        "GET",
+        &path("/pharmacy/orders"),
+        &pharmacy,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["orders"].as_array().map(Vec::len), Some(1), "{b}");
     let step = |status: &'static str| {
         let url = path(&format!("/pharmacy/orders/{first}/status"));
         let server = &server;
         let pharmacy = &pharmacy;
-        async move { send(server, "POST", &url, pharmacy, Some(json!({ "status": status })), &[]).await }
+        async move {
+            send(
+                server,
+                "POST",
+                &url,
+                pharmacy,
+                Some(json!({ "status": status })),
+                &[],
+            )
+            .await
+        }
     };
     let (s, _) = step("delivered").await;
     assert_eq!(s, 409, "skipping steps is refused");
@@ -290,34 +392,92 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
     }
     let (s, _) = step("dispensed").await;
     assert_eq!(s, 409, "delivered is final");
-    let (s, b) = send(&server, "POST", &path(&format!("/orders/{first}/cancel")), &citizen, None, &[]).await;
+    let (s, b) = send(
+        &server,
+        "POST",
+        &path(&format!("/orders/{first}/cancel")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 409, "{b}");
     assert_eq!(intent_state(&server, &first_payment).await, "succeeded");
 
     // A second order, paid and cancelled before dispensing: refunded in full.
-    let (s, b) = send(&server, "POST", &path("/orders"), &citizen, Some(order(&paracetamol, "pk-an-khang")), &[]).await;
+    let (s, b) = send(
+        &server,
+        "POST",
+        &path("/orders"),
+        &citizen,
+        Some(order(&paracetamol, "pk-an-khang")),
+        &[],
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["order"]["amount"], 14_000);
     let second = b["order"]["id"].as_str().expect("id").to_owned();
     let second_payment = b["order"]["payment"].as_str().expect("payment").to_owned();
     pay(&server, b["checkout_url"].as_str().expect("url")).await;
-    let (s, b) = send(&server, "POST", &path(&format!("/orders/{second}/cancel")), &citizen, None, &[]).await;
+    let (s, b) = send(
+        &server,
+        "POST",
+        &path(&format!("/orders/{second}/cancel")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!((b["status"].as_str(), b["refunded"].as_i64()), (Some("cancelled"), Some(14_000)));
+    assert_eq!(
+        (b["status"].as_str(), b["refunded"].as_i64()),
+        (Some("cancelled"), Some(14_000))
+    );
     assert_eq!(intent_state(&server, &second_payment).await, "refunded");
     // Cancelling again refunds nothing more; the pharmacy cannot dispense it.
-    let (s, b) = send(&server, "POST", &path(&format!("/orders/{second}/cancel")), &citizen, None, &[]).await;
+    let (s, b) = send(
+        &server,
+        "POST",
+        &path(&format!("/orders/{second}/cancel")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!((s, b["refunded"].as_i64()), (200, Some(14_000)), "{b}");
-    let (s, _) = send(&server, "POST", &path(&format!("/pharmacy/orders/{second}/status")), &pharmacy,
-        Some(json!({ "status": "dispensed" })), &[]).await;
+    let (s, _) = send(
+        &server,
+        "POST",
+        &path(&format!("/pharmacy/orders/{second}/status")),
+        &pharmacy,
+        Some(json!({ "status": "dispensed" })),
+        &[],
+    )
+    .await;
     assert_eq!(s, 409);
 
     // A third order cancelled before paying: the intent is cancelled, nothing refunded.
-    let (s, b) = send(&server, "POST", &path("/orders"), &citizen, Some(order(&paracetamol, "pk-long-chau")), &[]).await;
+    let (s, b) = send(
+        &server,
+        "POST",
+        &path("/orders"),
+        &citizen,
+        Some(order(&paracetamol, "pk-long-chau")),
+        &[],
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     let third = b["order"]["id"].as_str().expect("id").to_owned();
     let third_payment = b["order"]["payment"].as_str().expect("payment").to_owned();
-    let (s, b) = send(&server, "POST", &path(&format!("/orders/{third}/cancel")), &citizen, None, &[]).await;
+    let (s, b) = send(
+        &server,
+        "POST",
+        &path(&format!("/orders/{third}/cancel")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!((s, b["refunded"].as_i64()), (200, Some(0)), "{b}");
     assert_eq!(intent_state(&server, &third_payment).await, "cancelled");
 
@@ -333,7 +493,12 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
         .as_array()
         .expect("orders")
         .iter()
-        .map(|o| (o["id"].as_str().unwrap_or("").to_owned(), o["status"].as_str().unwrap_or("").to_owned()))
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap_or("").to_owned(),
+                o["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     states.sort();
     let mut want = vec![

@@ -192,10 +192,16 @@ fn create_order(req: &Request) -> Result<Response, Error> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     {
-        return Err(Error::bad_request("medication_request must be a resource id"));
+        return Err(Error::bad_request(
+            "medication_request must be a resource id",
+        ));
     }
     // Patient context: the host only returns the signed-in citizen's own records.
-    let mr = records::read("MedicationRequest", &body.medication_request, Purpose::Payment)?;
+    let mr = records::read(
+        "MedicationRequest",
+        &body.medication_request,
+        Purpose::Payment,
+    )?;
     if mr["status"] != "active" {
         return Err(Error::conflict(format!(
             "prescription {} is {}, not active",
@@ -423,8 +429,9 @@ impl Plugin for Epharmacy {
     fn on_activate(config: Value) -> Result<(), String> {
         let parsed: Config = match config.get("pharmacies") {
             None => Config::default(),
-            Some(_) => serde_json::from_value(config.clone())
-                .map_err(|e| format!("pharmacies: {e}"))?,
+            Some(_) => {
+                serde_json::from_value(config.clone()).map_err(|e| format!("pharmacies: {e}"))?
+            }
         };
         let mut ids = std::collections::BTreeSet::new();
         for p in &parsed.pharmacies {
