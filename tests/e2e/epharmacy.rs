@@ -28,9 +28,9 @@ fn path(p: &str) -> String {
     format!("/hospitals/bv-a/plugins/{PLUGIN}{p}")
 }
 
-async fn service_token(server: &TestServer, client_id: &str) -> String {
+async fn service_token(server: &TestServer, client_id: &str, hospital: &str) -> String {
     let id = &server.runtime.identity;
-    id.register_service_client(client_id, "Nhà thuốc", "bv-a", "a-long-service-secret")
+    id.register_service_client(client_id, "Nhà thuốc", hospital, "a-long-service-secret")
         .await
         .expect("service client");
     let client = id
@@ -193,14 +193,16 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
         &server,
         json!({ "pharmacies": [
             { "id": "pk-long-chau", "name": "Nhà thuốc Long Châu", "prices": { "J01CA04": 12_000, "N02BE01": 1_500 } },
-            { "id": "pk-an-khang", "name": "Nhà thuốc An Khang", "prices": { "N02BE01": 1_400 } }
+            { "id": "pk-an-khang", "name": "Nhà thuốc An Khang", "prices": { "N02BE01": 1_400 },
+              "client": "pharmacy-an-khang" }
         ] }),
     )
     .await;
     let doctor = user(&server, "dr-ph", Role::Practitioner, Some("bv-a")).await;
     let citizen = user(&server, "cd-1", Role::Citizen, None).await;
     let stranger = user(&server, "cd-2", Role::Citizen, None).await;
-    let pharmacy = service_token(&server, "pharmacy-long-chau").await;
+    let pharmacy = service_token(&server, "pharmacy-long-chau", "bv-a").await;
+    let elsewhere = service_token(&server, "pharmacy-bv-b", "bv-b").await;
     let (patient, _) = patient_with_lab(&server, &doctor).await;
     let amoxicillin = prescribe(&server, &doctor, &patient, "J01CA04", 20).await;
     let paracetamol = prescribe(&server, &doctor, &patient, "N02BE01", 10).await;
@@ -419,6 +421,29 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
     let second = b["order"]["id"].as_str().expect("id").to_owned();
     let second_payment = b["order"]["payment"].as_str().expect("payment").to_owned();
     pay(&server, b["checkout_url"].as_str().expect("url")).await;
+    // Paid, confirmed; another pharmacy's client and another hospital's service cannot touch it.
+    for token in [&pharmacy, &elsewhere] {
+        let (s, b) = send(
+            &server,
+            "POST",
+            &path(&format!("/pharmacy/orders/{second}/status")),
+            token,
+            Some(json!({ "status": "dispensed" })),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 403, "{b}");
+    }
+    let (_, b) = send(
+        &server,
+        "GET",
+        &path(&format!("/orders/{second}")),
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(b["status"], "confirmed");
     let (s, b) = send(
         &server,
         "POST",
@@ -434,7 +459,7 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
         (Some("cancelled"), Some(14_000))
     );
     assert_eq!(intent_state(&server, &second_payment).await, "refunded");
-    // Cancelling again refunds nothing more; the pharmacy cannot dispense it.
+    // Cancelling again refunds nothing more; a pharmacy cannot dispense it.
     let (s, b) = send(
         &server,
         "POST",
@@ -454,7 +479,7 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
         &[],
     )
     .await;
-    assert_eq!(s, 409);
+    assert_eq!(s, 403, "not theirs (the order is cancelled, too)");
 
     // A third order cancelled before paying: the intent is cancelled, nothing refunded.
     let (s, b) = send(

@@ -92,12 +92,19 @@ fn citizen() -> Result<String, Error> {
     }
 }
 
-/// The signed-in service client's subject, or 403.
+/// The signed-in service client's subject, or 403: a service client of this hospital.
 fn pharmacy_service() -> Result<String, Error> {
     let ctx = identity::current();
     match ctx.principal {
-        Some(p) if p.has_role("service") => Ok(p.subject),
-        _ => Err(Error::forbidden("pharmacy partners (service clients) only")),
+        Some(p)
+            if p.has_role("service")
+                && p.hospital.as_ref().is_some_and(|h| h.id == ctx.hospital.id) =>
+        {
+            Ok(p.subject)
+        }
+        _ => Err(Error::forbidden(
+            "pharmacy partners (service clients of this hospital) only",
+        )),
     }
 }
 
