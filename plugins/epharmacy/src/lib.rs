@@ -163,7 +163,7 @@ fn apply_event(kind: &str, intent_id: &str) -> Result<(), Error> {
         "payment.failed" | "payment.cancelled" => PAYMENT_FAILED,
         _ => return Ok(()),
     };
-    kv::update_json(&key, |order: Option<Order>| {
+    let order = kv::update_json(&key, |order: Option<Order>| {
         let mut order = order.ok_or_else(|| Error::internal("order vanished"))?;
         if order.status == AWAITING {
             order.status = to.to_owned();
@@ -171,7 +171,35 @@ fn apply_event(kind: &str, intent_id: &str) -> Result<(), Error> {
         }
         Ok(order)
     })?;
+    // Paid after the citizen cancelled (the cancel of the intent lost a race with the
+    // gateway): the money goes back.
+    if kind == "payment.succeeded" && order.status == CANCELLED {
+        refund_all(&key, &order)?;
+    }
     Ok(())
+}
+
+/// Refund everything captured and not yet refunded of a cancelled order's payment (the
+/// same idempotency key every time), and record the refunded amount on the order.
+fn refund_all(key: &str, order: &Order) -> Result<Order, Error> {
+    let mut intent = payment::get(&order.payment)?;
+    if matches!(
+        intent.state,
+        IntentState::Succeeded | IntentState::PartiallyRefunded
+    ) && intent.captured > intent.refunded
+    {
+        intent = payment::refund(
+            &order.payment,
+            intent.captured - intent.refunded,
+            &format!("cancel-{}", order.id),
+        )?;
+    }
+    let refunded = intent.refunded;
+    kv::update_json(key, |o: Option<Order>| {
+        let mut o = o.ok_or_else(|| Error::internal("order vanished"))?;
+        o.refunded = refunded;
+        Ok(o)
+    })
 }
 
 fn load(citizen: &str, id: &str) -> Result<Order, Error> {
@@ -287,31 +315,14 @@ fn cancel(who: &str, id: &str) -> Result<Response, Error> {
     })?;
     // The order is cancelled now, so the pharmacy can no longer dispense it; give the money
     // back whatever state the payment reached.
-    let mut intent = payment::get(&order.payment)?;
-    if matches!(intent.state, IntentState::Created | IntentState::Pending) {
-        match payment::cancel(&order.payment) {
-            Ok(i) => intent = i,
-            // Paid in the meantime: refund it below.
-            Err(_) => intent = payment::get(&order.payment)?,
-        }
-    }
-    if matches!(
-        intent.state,
-        IntentState::Succeeded | IntentState::PartiallyRefunded
-    ) && intent.captured > intent.refunded
+    let intent = payment::get(&order.payment)?;
+    if matches!(intent.state, IntentState::Created | IntentState::Pending)
+        && payment::cancel(&order.payment).is_ok()
     {
-        intent = payment::refund(
-            &order.payment,
-            intent.captured - intent.refunded,
-            &format!("cancel-{id}"),
-        )?;
+        return Ok(Response::ok_json(&order));
     }
-    let refunded = intent.refunded;
-    let order = kv::update_json(&key, |o: Option<Order>| {
-        let mut o = o.ok_or_else(|| Error::internal("order vanished"))?;
-        o.refunded = refunded;
-        Ok(o)
-    })?;
+    // Paid (possibly in the meantime): refund it.
+    let order = refund_all(&key, &order)?;
     Ok(Response::ok_json(&order))
 }
 
