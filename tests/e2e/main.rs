@@ -5,6 +5,7 @@ mod bad_input;
 mod browser_video;
 mod bundles;
 mod docs;
+mod epharmacy;
 mod fhir;
 mod governance;
 mod his_hl7v2;
