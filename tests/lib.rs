@@ -168,6 +168,23 @@ impl TestServer {
         }
     }
 
+    /// Register a service client (client credentials) of `hospital`, such
+    /// as its HIS, and return an access token for it.
+    pub async fn service_token(&self, client_id: &str, hospital: &str) -> String {
+        let id = &self.runtime.identity;
+        id.register_service_client(client_id, "HIS", hospital, "a-long-service-secret")
+            .await
+            .expect("service client");
+        let client = id
+            .client(client_id)
+            .await
+            .expect("client")
+            .expect("registered");
+        id.tokens_for_client(&client, "openid")
+            .expect("token")
+            .access_token
+    }
+
     /// URL of a plugin path at a hospital.
     pub fn plugin_url(&self, hospital: &str, plugin: &str, path: &str) -> String {
         format!("{}/hospitals/{hospital}/plugins/{plugin}{path}", self.base)

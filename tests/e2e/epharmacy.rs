@@ -29,18 +29,7 @@ fn path(p: &str) -> String {
 }
 
 async fn service_token(server: &TestServer, client_id: &str, hospital: &str) -> String {
-    let id = &server.runtime.identity;
-    id.register_service_client(client_id, "Nhà thuốc", hospital, "a-long-service-secret")
-        .await
-        .expect("service client");
-    let client = id
-        .client(client_id)
-        .await
-        .expect("client")
-        .expect("registered");
-    id.tokens_for_client(&client, "openid")
-        .expect("token")
-        .access_token
+    server.service_token(client_id, hospital).await
 }
 
 /// Publish, approve and activate the plugin at bv-a with `config`.

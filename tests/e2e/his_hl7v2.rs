@@ -48,21 +48,7 @@ async fn hospital_with_his(server: &TestServer, id: &str) -> String {
         })
         .await
         .expect("hospital");
-    let client_id = format!("his-{id}");
-    rt.identity
-        .register_service_client(&client_id, "HIS", id, "a-long-service-secret")
-        .await
-        .expect("client");
-    let client = rt
-        .identity
-        .client(&client_id)
-        .await
-        .expect("client")
-        .expect("registered");
-    rt.identity
-        .tokens_for_client(&client, "openid")
-        .expect("token")
-        .access_token
+    server.service_token(&format!("his-{id}"), id).await
 }
 
 async fn push(

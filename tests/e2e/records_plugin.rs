@@ -41,19 +41,9 @@ fn message(body: &Value) -> String {
 }
 
 async fn service_token(server: &TestServer, hospital: &str) -> String {
-    let id = &server.runtime.identity;
-    let client_id = format!("his-{hospital}");
-    id.register_service_client(&client_id, "HIS", hospital, "a-long-service-secret")
+    server
+        .service_token(&format!("his-{hospital}"), hospital)
         .await
-        .expect("service client");
-    let client = id
-        .client(&client_id)
-        .await
-        .expect("client")
-        .expect("registered");
-    id.tokens_for_client(&client, "openid")
-        .expect("token")
-        .access_token
 }
 
 #[tokio::test]

@@ -480,7 +480,7 @@ async fn history(
 }
 
 /// Percent-decode a query component (`+` is a space).
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -148,12 +148,7 @@ impl Share {
     }
 }
 
-/// Milliseconds since the epoch.
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::governance::registry::now_millis;
 
 const COLUMNS: &str = "id, hospital_id, claim_id, assessor, patient_health_id, document, created_by, created_at, expires_at, revoked_at";
 

@@ -247,12 +247,7 @@ pub struct Payments {
     terms: TermsSource,
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use crate::governance::registry::now_millis;
 
 fn check_text(what: &str, value: &str) -> Result<(), PaymentError> {
     if value.trim().is_empty() || value.len() > MAX_TEXT || value.chars().any(char::is_control) {

@@ -60,11 +60,7 @@ impl Basis {
     }
 }
 
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::governance::registry::now_millis;
 
 /// The citizen identifiers of `patient_ref` (`Patient/<id>`).
 pub async fn patient_keys(db: &Database, patient_ref: &str) -> Result<PatientKeys, RecordError> {

@@ -156,7 +156,8 @@ fn parse_put_url(rt: ResourceType, url: &str) -> Result<Method, String> {
             .ok_or_else(|| {
                 format!("a conditional update names one identifier: `{rt}?identifier=system|value`")
             })?;
-        let value = decode(value);
+        // The same decoding as search parameters (`%7C` is common for `|`).
+        let value = crate::api::fhir::decode(value);
         return Ok(match value.split_once('|') {
             Some((s, v)) if !v.is_empty() => Method::Upsert {
                 system: (!s.is_empty()).then(|| s.to_owned()),
@@ -175,26 +176,6 @@ fn parse_put_url(rt: ResourceType, url: &str) -> Result<Method, String> {
             "a PUT goes to `{rt}/<id>` or `{rt}?identifier=system|value`, not `{url}`"
         )),
     }
-}
-
-/// Percent-decode (`%7C` is common for `|`).
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Replace every `reference` naming a `fullUrl` of the Bundle by `Type/id`.
