@@ -1,6 +1,7 @@
 //! HTTP routes: health, metrics, the JSON API and plugin routes.
 
 mod consent;
+pub mod console;
 mod error;
 pub mod fhir;
 mod governance;
@@ -55,6 +56,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(video::routes())
         .merge(crate::video::ws::routes())
         .merge(room_page::routes())
+        .merge(console::routes())
         .merge(payment::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
