@@ -78,12 +78,37 @@ const statePill = (s) => pill(stateText(s), `state-${s}`);
 const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === 'vi' ? 'vi-VN' : 'en-GB') : '');
 const compact = (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
 
+const VI_RESOURCES = {
+  Patient: 'thông tin hành chính của người bệnh', Observation: 'kết quả xét nghiệm, chỉ số', Encounter: 'lượt khám',
+  ServiceRequest: 'chỉ định', DiagnosticReport: 'kết quả chẩn đoán', ImagingStudy: 'chẩn đoán hình ảnh',
+  MedicationRequest: 'đơn thuốc', Communication: 'trao đổi chuyên môn', Appointment: 'lịch hẹn',
+  Consent: 'sự đồng ý', Practitioner: 'nhân viên y tế', Organization: 'cơ sở y tế',
+};
+const VI_OPS = { c: 'tạo', r: 'đọc', u: 'sửa', d: 'xóa', s: 'tìm' };
+const VI_CONTEXT = {
+  user: 'trong phạm vi quyền của người dùng', patient: 'của chính người bệnh đang dùng',
+  system: 'của cả bệnh viện (dịch vụ hệ thống)',
+};
+
+// A records scope (`user/Observation.rs?category=laboratory`) in Vietnamese.
+function recordsScopeVi(scope) {
+  if (scope.startsWith('purpose=')) {
+    const p = scope.slice(8);
+    return `mục đích sử dụng: ${dict.vi[`purpose.${p}`] || p}`;
+  }
+  const m = /^(user|patient|system)\/(\w+|\*)\.([cruds]+)(\?.*)?$/.exec(scope);
+  if (!m) return scope;
+  const ops = [...m[3]].map((o) => VI_OPS[o]).join(', ');
+  const what = m[2] === '*' ? 'mọi loại hồ sơ' : VI_RESOURCES[m[2]] || m[2];
+  return `${ops} ${what} ${VI_CONTEXT[m[1]]}${m[4] ? ` (chỉ ${m[4].slice(1)})` : ''}`;
+}
+
 function capabilityText(c) {
   const base = c.capability.split(':')[0];
   if (lang === 'en') return `${c.meaning} (${c.capability})`;
   const vi = dict.vi[`cap.${base}`];
   if (!vi) return `${c.meaning} (${c.capability})`;
-  return base === 'records' ? `${vi}: ${c.capability.slice(8)}` : `${vi} (${c.capability})`;
+  return base === 'records' ? `${vi}: ${recordsScopeVi(c.capability.slice(8))}` : `${vi} (${c.capability})`;
 }
 
 // ----- messages (an aria-live region) -----
@@ -685,7 +710,34 @@ async function viewConsents() {
 }
 
 async function viewPayments() {
-  return card(t('tab.payments'), el('p', { text: t('citizen.payments_missing') }));
+  const { payments } = await api('GET', '/api/v1/me/payments');
+  if (!payments.length) return card(t('tab.payments'), el('p', { text: t('citizen.payments_empty') }));
+  const frameSlot = el('div', { id: 'frame-slot' });
+  const money = new Intl.NumberFormat(lang === 'vi' ? 'vi-VN' : 'en-GB', { style: 'currency', currency: 'VND' });
+  const rows = payments.map((p) => [when(p.created_at), p.hospital_name || p.hospital, p.plugin, p.purpose,
+    money.format(p.amount), t(`pay.${p.state}`) === `pay.${p.state}` ? p.state : t(`pay.${p.state}`),
+    p.refunded ? money.format(p.refunded) : '',
+    p.order_path ? actionButton(`${t('citizen.order')} ${p.purpose}`, async () => {
+      await openFrame(frameSlot, p.hospital, p.plugin, p.order_path);
+    }, { class: 'secondary', 'data-order': p.id }) : '']);
+  return [card(t('tab.payments'), table([t('col.when'), t('col.hospital'), t('col.plugin'), t('col.purpose'),
+    t('col.amount'), t('col.state'), t('col.refunded'), t('col.actions')], rows, { id: 'payments-table' })), frameSlot];
+}
+
+// Open a plugin's page in a sandboxed frame (ADR 0011): a ticket for this
+// person, hospital and plugin; no allow-same-origin, so the page gets an
+// opaque origin and never the console's token.
+async function openFrame(slot, hospital, plugin, path) {
+  const r = await api('POST', '/api/v1/console/plugin-frames', { hospital, plugin });
+  const sub = (path || '/').trim().replace(/^\/+/, '');
+  const frame = el('iframe', {
+    class: 'frame', id: 'plugin-frame', title: t('pract.frame', { plugin }),
+    sandbox: 'allow-scripts allow-forms allow-popups', referrerpolicy: 'no-referrer',
+    src: r.url + sub, 'data-plugin': plugin,
+  });
+  slot.replaceChildren(el('h2', { text: t('pract.frame', { plugin }) }), frame);
+  say(t('pract.opened', { plugin }), 'ok');
+  frame.focus();
 }
 
 // ----- practitioner: the hospital's modules, a plugin's pages in a sandbox -----
@@ -703,17 +755,7 @@ async function viewWorkspace() {
     const v = versions.find((x) => x.id === a.version_id);
     const path = el('input', { id: `path-${a.plugin_id}`, type: 'text', value: '/', spellcheck: 'false' });
     const open = actionButton(`${t('pract.open')} ${a.plugin_id}`, async () => {
-      const r = await api('POST', '/api/v1/console/plugin-frames', { hospital: h, plugin: a.plugin_id });
-      const sub = path.value.trim().replace(/^\/+/, '');
-      const frame = el('iframe', {
-        class: 'frame', id: 'plugin-frame', title: t('pract.frame', { plugin: a.plugin_id }),
-        // No allow-same-origin: the page gets an opaque origin, never the console's.
-        sandbox: 'allow-scripts allow-forms allow-popups', referrerpolicy: 'no-referrer',
-        src: r.url + sub, 'data-plugin': a.plugin_id,
-      });
-      frameSlot.replaceChildren(el('h2', { text: t('pract.frame', { plugin: a.plugin_id }) }), frame);
-      say(t('pract.opened', { plugin: a.plugin_id }), 'ok');
-      frame.focus();
+      await openFrame(frameSlot, h, a.plugin_id, path.value);
     }, { 'data-open': a.plugin_id });
     return el('section', { class: 'card', 'data-plugin': a.plugin_id },
       el('h2', { text: `${a.plugin_id} ${a.version}` }),

@@ -690,6 +690,17 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     let (_, consents) = send(&w.server, "GET", "/api/v1/me/consents", &w.citizen, None).await;
     assert_eq!(consents["consents"][0]["status"], "inactive", "{consents}");
 
+    citizen_payment(&w.server, 250_000, "tu-van-2").await;
+    c.tab("payments").await;
+    let pays = c
+        .wait("(() => { const t = document.getElementById('payments-table'); return t && t.innerText; })()", "the payments")
+        .await;
+    assert!(
+        pays.as_str().unwrap_or_default().contains("250.000"),
+        "{pays}"
+    );
+    c.screenshot("citizen-payments").await;
+
     // English, remembered; phone width.
     c.click("#lang-switch").await;
     c.wait("document.documentElement.lang === 'en' && document.getElementById('tab-access').textContent === 'Who read my records'", "English").await;
@@ -788,6 +799,35 @@ async fn frame_text(c: &mut Console, expect: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     last
+}
+
+/// A payment intent whose payer is the test citizen, as a module makes one.
+async fn citizen_payment(server: &TestServer, amount: i64, key: &str) {
+    use vtelehealth_runtime::payment::{MerchantKind, NewIntent};
+    let citizen = server
+        .runtime
+        .identity
+        .user_by_username(CITIZEN_ID)
+        .await
+        .expect("db")
+        .expect("citizen");
+    server
+        .runtime
+        .payments
+        .create(
+            "bv-a",
+            "visit-counter",
+            &NewIntent {
+                amount,
+                currency: "VND".into(),
+                payer: citizen.id,
+                merchant: MerchantKind::Hospital,
+                purpose: "Phí tư vấn từ xa".into(),
+                idempotency_key: key.into(),
+            },
+        )
+        .await
+        .expect("payment intent");
 }
 
 /// The role checks of the consoles' APIs, without a browser.
@@ -1022,9 +1062,11 @@ async fn console_apis_hold_their_role_checks() {
         .0,
         401
     );
-    let mut forged = ticket.clone();
-    forged.pop();
-    forged.push('A');
+    // One signature character changed (not the last: its low bits are padding).
+    let mut forged: Vec<char> = ticket.chars().collect();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
     let resp = s
         .client
         .get(format!("{}/console/frame/{forged}/", s.base))
@@ -1057,6 +1099,41 @@ async fn console_apis_hold_their_role_checks() {
         .await
         .expect("sent");
     assert_eq!(resp.status().as_u16(), 403);
+
+    // A citizen's payments: their own, and only citizens.
+    citizen_payment(s, 150_000, "tu-van-1").await;
+    let (st, b) = send(s, "GET", "/api/v1/me/payments", &w.citizen, None).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["payments"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(b["payments"][0]["amount"], 150_000, "{b}");
+    assert_eq!(b["payments"][0]["state"], "created", "{b}");
+    let mut stranger = NewUser::new("001099000001", "Người khác", Role::Citizen, PASSWORD);
+    stranger.national_id = Some("001099000001".into());
+    let stranger = s
+        .runtime
+        .identity
+        .create_user(stranger)
+        .await
+        .expect("user");
+    let stranger = s.runtime.identity.token_for(&stranger).expect("token");
+    let (st, b) = send(s, "GET", "/api/v1/me/payments", &stranger, None).await;
+    assert_eq!(
+        (st, b["payments"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{b}"
+    );
+    for (who, token) in [
+        ("practitioner", &doctor_a),
+        ("admin", &w.admin_a),
+        ("reviewer", &w.reviewer),
+        ("vendor", &vendor),
+    ] {
+        assert_eq!(
+            send(s, "GET", "/api/v1/me/payments", token, None).await.0,
+            403,
+            "payments for {who}"
+        );
+    }
 
     // The console page itself is served, with its client registered.
     let resp = s

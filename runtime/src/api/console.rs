@@ -60,6 +60,7 @@ pub fn routes() -> Router<Arc<Runtime>> {
             get(hospital_usage),
         )
         .route("/api/v1/vendor/activations", get(vendor_activations))
+        .route("/api/v1/me/payments", get(my_payments))
 }
 
 async fn page() -> impl IntoResponse {
@@ -325,4 +326,35 @@ async fn vendor_activations(
         }));
     }
     Ok(Json(json!({ "activations": out })))
+}
+
+/// A citizen's payments (intents whose payer is their subject), newest
+/// first, with the module page of each order.
+async fn my_payments(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    if !p.has_role(Role::Citizen) {
+        return Err(ApiError::Forbidden(
+            "only citizens read their own payments".into(),
+        ));
+    }
+    let intents = rt
+        .payments
+        .of_payer(&p.subject, 200)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let payments: Vec<_> = intents
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id, "hospital": i.hospital_id,
+                "hospital_name": rt.hospitals.get(&i.hospital_id).map(|h| h.name),
+                "plugin": i.plugin_id, "amount": i.amount, "currency": i.currency,
+                "purpose": i.purpose, "state": i.state, "captured": i.captured,
+                "refunded": i.refunded, "order_path": i.return_path, "created_at": i.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "payments": payments })))
 }
