@@ -315,7 +315,7 @@ function showConsole() {
   if (!tabs.includes(currentTab)) currentTab = tabs[0];
   $('tabs').replaceChildren(...tabs.map((name) => el('button', {
     type: 'button', id: `tab-${name}`, 'aria-current': name === currentTab ? 'page' : false,
-    onclick: () => { clearMessages(); openTab(name); },
+    onclick: async () => { clearMessages(); await openTab(name); $('main').focus(); },
   }, t(`tab.${name}`))));
   openTab(currentTab, true);
 }
@@ -486,8 +486,14 @@ async function viewNetwork() {
   const rows = hospitals.map((h, i) => ({ h, acts: lists[i].filter((a) => a.state === 'active') }))
     .sort((a, b) => order.indexOf(a.h.tier) - order.indexOf(b.h.tier) || a.h.province.localeCompare(b.h.province));
   const byTier = order.map((tier) => [t(`tier.${tier}`), String(hospitals.filter((h) => h.tier === tier).length)]);
+  const provinces = [...new Set(hospitals.map((h) => h.province))].sort((a, b) => a.localeCompare(b));
+  const byProvince = provinces.map((p) => {
+    const here = rows.filter((r) => r.h.province === p);
+    return [p, String(here.length), String(here.reduce((n, r) => n + r.acts.length, 0))];
+  });
   return [
     card(t('network.summary'), table([t('col.tier'), t('col.count')], byTier)),
+    card(t('network.provinces'), table([t('col.province'), t('col.count'), t('col.active')], byProvince, { id: 'province-table' })),
     card(t('tab.network'), table([t('col.hospital'), t('col.tier'), t('col.province'), t('col.active')],
       rows.map(({ h, acts }) => [h.name, t(`tier.${h.tier}`), h.province,
         acts.length ? acts.map((a) => `${a.plugin_id} ${a.version}${a.mandatory ? ' *' : ''}`).join(', ') : t('network.none')]),
@@ -662,9 +668,16 @@ async function viewAccess() {
   if (!entries.length) return card(t('tab.access'), el('p', { text: t('citizen.access_empty') }));
   return card(t('tab.access'), table(
     [t('col.when'), t('col.who'), t('col.hospital'), t('col.plugin'), t('col.purpose'), t('col.records'), t('col.basis')],
-    entries.map((e) => [e.at, e.reader_name || e.reader, e.reader_hospital_name || e.reader_hospital || '', e.plugin || '',
-      e.purpose_in_words || e.purpose, (e.resources || []).join(', '), e.basis]),
+    entries.map((e) => [when(Date.parse(e.at)), e.reader_name || e.reader, e.reader_hospital_name || e.reader_hospital || '', e.plugin || '',
+      dict[lang][`purpose.${e.purpose}`] || e.purpose_in_words || e.purpose, (e.resources || []).join(', '), basisText(e.basis)]),
     { id: 'access-table' }));
+}
+
+// Why a read was allowed: the own hospital, a consent or a consultation.
+function basisText(basis) {
+  const [kind, id] = String(basis).split(/:(.*)/);
+  const words = t(`basis.${kind}`);
+  return words === `basis.${kind}` ? basis : id ? `${words} (${id})` : words;
 }
 
 async function viewConsents() {
@@ -776,6 +789,15 @@ async function start() {
     if (me) showConsole(); else rerender();
   });
   $('sign-out').addEventListener('click', () => signOut());
+  // The provider redirects to the issuer: run where the callback lands, so
+  // the PKCE state in sessionStorage is found again.
+  try {
+    const d = await discovery();
+    if (new URL(d.issuer).origin !== window.location.origin) {
+      window.location.replace(`${d.issuer}/console/`);
+      return;
+    }
+  } catch { /* the sign-in button reports an unreachable provider */ }
   if (window.location.pathname === '/console/callback') await finishSignIn();
   if (!store.getItem('vth.token')) {
     showSignIn();

@@ -179,11 +179,31 @@ impl Console {
             .expect("navigate");
     }
 
-    /// Sign in through the console's button and the provider's real form.
+    /// Press Enter on the focused element, as a keyboard does.
+    async fn press_enter(&mut self) {
+        for kind in ["keyDown", "keyUp"] {
+            let mut key = json!({ "type": kind, "key": "Enter", "code": "Enter",
+                "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13 });
+            if kind == "keyDown" {
+                key["text"] = json!("\r");
+            }
+            self.browser
+                .call("Input.dispatchKeyEvent", key)
+                .await
+                .expect("key event");
+        }
+    }
+
+    /// Sign in with the keyboard only: the console's button, then the
+    /// provider's real form, submitted with Enter.
     async fn login(&mut self, username: &str) {
         let url = format!("{}/console/", self.base);
         self.goto(&url).await;
-        self.click("#sign-in").await;
+        self.wait("!!document.getElementById('sign-in')", "the sign-in button")
+            .await;
+        self.eval("document.getElementById('sign-in').focus()")
+            .await;
+        self.press_enter().await;
         self.wait(
             "location.pathname === '/oidc/authorize' && !!document.querySelector('input[name=username]')",
             "the login form",
@@ -191,7 +211,7 @@ impl Console {
         .await;
         self.type_into("input[name=username]", username).await;
         self.type_into("input[name=password]", PASSWORD).await;
-        self.click("button[type=submit]").await;
+        self.press_enter().await;
         self.wait(
             "location.pathname === '/console/' && document.querySelectorAll('#tabs button').length > 0 && !document.querySelector('main[aria-busy]')",
             &format!("{username}'s console"),
@@ -291,6 +311,10 @@ struct World {
     reviewer: String,
     admin_a: String,
     citizen: String,
+    vendor: String,
+    /// visit-counter 0.1.0 (approved) and 0.2.0 (submitted).
+    counter_v1: String,
+    counter_v2: String,
     key: SigningKey,
     files: tempfile::TempDir,
 }
@@ -367,11 +391,35 @@ async fn world() -> World {
     )
     .await;
     assert_eq!(s, 200, "{b}");
+    // Its next version asks for one more capability, and awaits review.
+    let mut v2 = bundle_of(&plugin_dir(), "visit-counter", "vtelehealth", Some("0.2.0"));
+    v2.manifest = v2.manifest.replace(
+        "capabilities = [\"log\", \"clock\", \"kv\", \"identity\"]",
+        "capabilities = [\"log\", \"clock\", \"kv\", \"identity\", \"random\"]",
+    );
+    key.sign(&mut v2);
+    let resp = server
+        .client
+        .post(format!("{}/api/v1/plugin-versions", server.base))
+        .bearer_auth(&vendor)
+        .header("content-type", "application/json")
+        .body(v2.to_json())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    let counter_v2 = resp.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     World {
         server,
         reviewer,
         admin_a,
         citizen,
+        vendor,
+        counter_v1: id,
+        counter_v2,
         key,
         files: tempfile::TempDir::new().expect("dir"),
     }
@@ -432,7 +480,12 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
         None,
     )
     .await;
-    let pending = listed["versions"].as_array().expect("versions");
+    let pending: Vec<&Value> = listed["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter(|v| v["plugin"] == "records-probe")
+        .collect();
     assert_eq!(pending.len(), 1, "submitted once: {listed}");
     let version_id = pending[0]["id"].as_str().expect("id").to_owned();
     c.screenshot("vendor-submitted").await;
@@ -503,6 +556,43 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     );
     assert!(granted.contains(&"records:user/Patient.rs"), "{granted:?}");
     c.screenshot("ministry-version-approved").await;
+    // The next version of visit-counter: what changed, and a rejection needs a reason.
+    c.tab("queue").await;
+    c.click(&format!(
+        "#queue-pending button[data-version='{}']",
+        w.counter_v2
+    ))
+    .await;
+    c.wait("!!document.getElementById('reject')", "the detail of 0.2.0")
+        .await;
+    let changes = c.eval("document.getElementById('changes').innerText").await;
+    let changes = changes.as_str().unwrap_or_default();
+    assert!(
+        changes.contains("random") && changes.contains("0.1.0"),
+        "{changes}"
+    );
+    c.clear_message().await;
+    c.click("#reject").await;
+    let msg = c.message("error").await;
+    assert!(msg.contains("lý do"), "a reason is asked for: {msg}");
+    c.type_into(
+        "#reject-reason",
+        "Quyền random không cần thiết cho việc đếm lượt khám.",
+    )
+    .await;
+    c.clear_message().await;
+    c.click("#reject").await;
+    c.message("ok").await;
+    let (_, v) = send(
+        &w.server,
+        "GET",
+        &format!("/api/v1/plugin-versions/{}", w.counter_v2),
+        &w.reviewer,
+        None,
+    )
+    .await;
+    assert_eq!(v["state"], "rejected", "{v}");
+    c.screenshot("ministry-version-rejected").await;
     c.tab("audit").await;
     c.type_into("#audit-action", "plugin.approved").await;
     c.click("#audit-search").await;
@@ -595,6 +685,27 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     )
     .await;
     c.screenshot("hospital-modules").await;
+    // Deactivate visit-counter, with a double click: removed once.
+    c.wait(
+        "!!document.querySelector('button[data-deactivate=\"visit-counter\"]')",
+        "the deactivate button",
+    )
+    .await;
+    c.eval("(() => { document.getElementById('messages').replaceChildren(); const b = document.querySelector('button[data-deactivate=\"visit-counter\"]'); b.click(); b.click(); })()").await;
+    c.message("ok").await;
+    let (_, removed) = send(
+        &w.server,
+        "GET",
+        "/api/v1/audit?action=activation.removed",
+        &w.reviewer,
+        None,
+    )
+    .await;
+    assert_eq!(
+        removed["entries"].as_array().map(Vec::len),
+        Some(1),
+        "removed once: {removed}"
+    );
     c.sign_out().await;
 
     // The hospital's HIS stores the citizen's patient record through the plugin.
@@ -742,10 +853,56 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
         .await;
     let net = net.as_str().unwrap_or_default();
     assert!(
-        net.contains("records-probe") && net.contains("visit-counter") && net.contains("Thái Bình"),
+        net.contains("records-probe") && net.contains("Thái Bình"),
         "{net}"
     );
     c.screenshot("ministry-network").await;
+
+    // ----- vendor again: the reviewer's comments, where it is used -----
+    c.sign_out().await;
+    c.login("dev.tests").await;
+    c.tab("versions").await;
+    c.click(&format!(
+        "#versions-table button[data-version='{version_id}']"
+    ))
+    .await;
+    let decisions = c
+        .wait("(() => { const d = document.getElementById('decisions'); return d && d.innerText; })()", "the decisions")
+        .await;
+    assert!(
+        decisions
+            .as_str()
+            .unwrap_or_default()
+            .contains("không cấp quyền ghi lượt khám"),
+        "{decisions}"
+    );
+    c.tab("versions").await;
+    c.click(&format!(
+        "#versions-table button[data-version='{}']",
+        w.counter_v2
+    ))
+    .await;
+    let decisions = c
+        .wait("(() => { const d = document.getElementById('decisions'); return d && d.innerText.includes('reject') && d.innerText; })()", "the rejection")
+        .await;
+    assert!(
+        decisions
+            .as_str()
+            .unwrap_or_default()
+            .contains("random không cần thiết"),
+        "{decisions}"
+    );
+    c.screenshot("vendor-rejection-reason").await;
+    c.tab("activations").await;
+    let used = c
+        .wait("(() => { const t = document.getElementById('vendor-activations'); return t && t.innerText; })()", "the vendor's activations")
+        .await;
+    let used = used.as_str().unwrap_or_default();
+    assert!(
+        used.contains("records-probe") && used.contains("Bệnh viện A"),
+        "{used}"
+    );
+    c.screenshot("vendor-activations-usage").await;
     c.browser.kill().await;
 }
 
@@ -847,69 +1004,31 @@ async fn console_apis_hold_their_role_checks() {
     other.vendor_id = Some("other".into());
     let other = s.runtime.identity.create_user(other).await.expect("user");
     let vendor2 = s.runtime.identity.token_for(&other).expect("token");
-    let vendor = {
-        let u = s
-            .runtime
-            .identity
-            .user_by_username("dev.tests")
-            .await
-            .expect("db")
-            .expect("user");
-        s.runtime.identity.token_for(&u).expect("token")
-    };
+    let vendor = w.vendor.clone();
 
-    // A second version, with one more capability, submitted.
-    let mut v2 = bundle_of(&plugin_dir(), "visit-counter", "vtelehealth", Some("0.2.0"));
-    v2.manifest = v2.manifest.replace(
-        "capabilities = [\"log\", \"clock\", \"kv\", \"identity\"]",
-        "capabilities = [\"log\", \"clock\", \"kv\", \"identity\", \"random\"]",
-    );
-    w.key.sign(&mut v2);
-    let resp = s
-        .client
-        .post(format!("{}/api/v1/plugin-versions", s.base))
-        .bearer_auth(&vendor)
-        .header("content-type", "application/json")
-        .body(v2.to_json())
-        .send()
-        .await
-        .expect("sent");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or_default();
     let changes_of = |id: &str| format!("/api/v1/plugin-versions/{id}/changes");
-    // The submission may fail the imports check (the component does not
-    // import `random`); either way the change API is tested on what exists.
-    let (_, all) = send(s, "GET", "/api/v1/plugin-versions", &w.reviewer, None).await;
-    let first = all["versions"]
-        .as_array()
-        .expect("versions")
-        .iter()
-        .find(|v| v["version"] == "0.1.0")
-        .expect("0.1.0")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let first = w.counter_v1.clone();
     let (st, b) = send(s, "GET", &changes_of(&first), &w.reviewer, None).await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["previous"], Value::Null, "{b}");
-    if status == 201 {
-        let second = body["id"].as_str().expect("id").to_owned();
-        let (st, b) = send(s, "GET", &changes_of(&second), &w.reviewer, None).await;
-        assert_eq!(st, 200, "{b}");
-        assert_eq!(b["previous"]["version"], "0.1.0", "{b}");
-        assert_eq!(b["capabilities_added"], json!(["random"]), "{b}");
-        // The vendor sees its own; hospital staff do not see a submitted one.
-        assert_eq!(
-            send(s, "GET", &changes_of(&second), &vendor, None).await.0,
-            200
-        );
-        assert_eq!(
-            send(s, "GET", &changes_of(&second), &w.admin_a, None)
-                .await
-                .0,
-            404
-        );
-    }
+    let second = w.counter_v2.clone();
+    let (st, b) = send(s, "GET", &changes_of(&second), &w.reviewer, None).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["previous"]["version"], "0.1.0", "{b}");
+    assert_eq!(b["capabilities_added"], json!(["random"]), "{b}");
+    assert_eq!(b["capabilities_removed"], json!([]), "{b}");
+    assert_eq!(b["component_changed"], false, "{b}");
+    // The vendor sees its own; hospital staff do not see a submitted one.
+    assert_eq!(
+        send(s, "GET", &changes_of(&second), &vendor, None).await.0,
+        200
+    );
+    assert_eq!(
+        send(s, "GET", &changes_of(&second), &w.admin_a, None)
+            .await
+            .0,
+        404
+    );
     for (who, token, expected) in [
         ("citizen", &w.citizen, 404),
         ("another vendor", &vendor2, 404),
