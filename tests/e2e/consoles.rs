@@ -391,6 +391,32 @@ async fn world() -> World {
     )
     .await;
     assert_eq!(s, 200, "{b}");
+    // A vendor's screens (HTML pages with a link and a form), approved.
+    let mut pages = bundle_of(&test_plugin_dir(), "page-probe", VENDOR, None);
+    key.sign(&mut pages);
+    let resp = server
+        .client
+        .post(format!("{}/api/v1/plugin-versions", server.base))
+        .bearer_auth(&vendor)
+        .header("content-type", "application/json")
+        .body(pages.to_json())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    let pages_id = resp.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (s, b) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/plugin-versions/{pages_id}/approve"),
+        &reviewer,
+        Some(json!({ "note": "ok" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
     // Its next version asks for one more capability, and awaits review.
     let mut v2 = bundle_of(&plugin_dir(), "visit-counter", "vtelehealth", Some("0.2.0"));
     v2.manifest = v2.manifest.replace(
@@ -661,6 +687,15 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     c.eval("(() => { document.getElementById('messages').replaceChildren(); const b = document.getElementById('activate-submit-records-probe'); b.click(); b.click(); })()").await;
     let msg = c.message("ok").await;
     assert!(msg.contains("records-probe"), "{msg}");
+    c.wait(
+        "!!document.querySelector('button[data-activate=\"page-probe\"]')",
+        "the refreshed catalogue",
+    )
+    .await;
+    c.click("button[data-activate='page-probe']").await;
+    c.clear_message().await;
+    c.click("#activate-submit-page-probe").await;
+    c.message("ok").await;
     let (_, acts) = send(
         &w.server,
         "GET",
@@ -670,7 +705,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     )
     .await;
     let acts = acts["activations"].as_array().expect("activations").clone();
-    assert_eq!(acts.len(), 2, "{acts:?}");
+    assert_eq!(acts.len(), 3, "{acts:?}");
     let counter = acts
         .iter()
         .find(|a| a["plugin_id"] == "visit-counter")
@@ -753,10 +788,10 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
             .contains("allow-same-origin"),
         "{sandbox}"
     );
-    let frame_text = frame_text(&mut c, CITIZEN_ID).await;
+    let patient_page = frame_text(&mut c, CITIZEN_ID).await;
     assert!(
-        frame_text.contains(CITIZEN_ID),
-        "the plugin answered in the frame: {frame_text}"
+        patient_page.contains(CITIZEN_ID),
+        "the plugin answered in the frame: {patient_page}"
     );
     assert_eq!(
         c.eval("document.getElementById('plugin-frame').contentDocument")
@@ -764,6 +799,31 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
         Value::Null
     );
     c.screenshot("practitioner-plugin-page").await;
+    // A vendor's HTML screen: it greets the practitioner (the session
+    // reaches the plugin), cannot reach the console's token or page, and
+    // its form posts with the same session.
+    c.clear_message().await;
+    c.click("button[data-open='page-probe']").await;
+    c.message("ok").await;
+    let page = frame_text(&mut c, "blocked").await;
+    assert!(page.contains("Xin chào BS Lê Văn Tâm"), "{page}");
+    assert!(
+        page.contains("storage:blocked") && page.contains("parent:blocked"),
+        "the sandbox keeps the page away from the console: {page}"
+    );
+    c.screenshot("practitioner-vendor-screen").await;
+    frame_eval(
+        &mut c,
+        "(() => { document.getElementById('note').value = 'Tái khám sau 2 tuần'; document.getElementById('save').click(); return true; })()",
+    )
+    .await
+    .expect("the form in the frame");
+    let saved = frame_text(&mut c, "Đã lưu").await;
+    assert!(
+        saved.contains("Đã lưu: Tái khám sau 2 tuần (BS Lê Văn Tâm)"),
+        "{saved}"
+    );
+    c.screenshot("practitioner-vendor-form-saved").await;
     c.sign_out().await;
 
     // ----- citizen: the read in the access log, consents -----
@@ -906,51 +966,55 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     c.browser.kill().await;
 }
 
-/// The text of the plugin frame, read through the DevTools protocol (the
+/// Evaluate `js` in the plugin frame through the DevTools protocol (the
 /// console itself cannot: the frame has an opaque origin, and Chromium runs
-/// it out of process).
+/// it out of process); `None` while there is no such frame.
+async fn frame_eval(c: &mut Console, js: &str) -> Option<Value> {
+    let targets = c
+        .browser
+        .call("Target.getTargets", json!({}))
+        .await
+        .expect("targets");
+    let target = targets["targetInfos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| {
+            t["url"]
+                .as_str()
+                .is_some_and(|u| u.contains("/console/frame/"))
+        })
+        .and_then(|t| t["targetId"].as_str())?
+        .to_owned();
+    let attached = c
+        .browser
+        .call(
+            "Target.attachToTarget",
+            json!({ "targetId": target, "flatten": true }),
+        )
+        .await
+        .ok()?;
+    let session = attached["sessionId"].as_str()?.to_owned();
+    let r = c
+        .browser
+        .call_in(
+            Some(&session),
+            "Runtime.evaluate",
+            json!({ "expression": js, "returnByValue": true }),
+        )
+        .await
+        .ok()?;
+    Some(r["result"]["value"].clone())
+}
+
+/// The text of the plugin frame once it contains `expect` (bounded wait).
 async fn frame_text(c: &mut Console, expect: &str) -> String {
     let mut last = String::new();
     for _ in 0..100 {
-        let targets = c
-            .browser
-            .call("Target.getTargets", json!({}))
-            .await
-            .expect("targets");
-        let frame = targets["targetInfos"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| {
-                t["url"]
-                    .as_str()
-                    .is_some_and(|u| u.contains("/console/frame/"))
-            })
-            .and_then(|t| t["targetId"].as_str())
-            .map(str::to_owned);
-        if let Some(target) = frame
-            && let Ok(attached) = c
-                .browser
-                .call(
-                    "Target.attachToTarget",
-                    json!({ "targetId": target, "flatten": true }),
-                )
-                .await
-            && let Some(session) = attached["sessionId"].as_str()
-        {
-            let r = c
-                .browser
-                .call_in(
-                    Some(session),
-                    "Runtime.evaluate",
-                    json!({ "expression": "document.body ? document.body.innerText : ''", "returnByValue": true }),
-                )
-                .await;
-            if let Ok(r) = r {
-                last = r["result"]["value"].as_str().unwrap_or_default().to_owned();
-                if last.contains(expect) {
-                    return last;
-                }
+        if let Some(v) = frame_eval(c, "document.body ? document.body.innerText : ''").await {
+            last = v.as_str().unwrap_or_default().to_owned();
+            if last.contains(expect) {
+                return last;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
