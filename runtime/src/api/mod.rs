@@ -102,7 +102,12 @@ async fn request_context(State(rt): State<Arc<Runtime>>, mut req: Request, next:
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id,
+    // A plugin frame's path carries its ticket: keep it out of the logs.
+    let path = match req.uri().path() {
+        p if p.starts_with("/console/frame/") => "/console/frame/…",
+        p => p,
+    };
+    let span = tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id,
         status = tracing::field::Empty, ms = tracing::field::Empty);
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
