@@ -479,11 +479,9 @@ async function viewAudit() {
 }
 
 async function viewNetwork() {
-  const { hospitals } = await fetch('/api/v1/hospitals').then((r) => r.json());
-  const lists = await Promise.all(hospitals.map((h) => api('GET', `/api/v1/hospitals/${encodeURIComponent(h.id)}/activations`)
-    .then((r) => r.activations).catch(() => [])));
+  const { hospitals } = await api('GET', '/api/v1/network');
   const order = ['central', 'provincial', 'district', 'commune'];
-  const rows = hospitals.map((h, i) => ({ h, acts: lists[i].filter((a) => a.state === 'active') }))
+  const rows = hospitals.map((h) => ({ h, acts: h.active }))
     .sort((a, b) => order.indexOf(a.h.tier) - order.indexOf(b.h.tier) || a.h.province.localeCompare(b.h.province));
   const byTier = order.map((tier) => [t(`tier.${tier}`), String(hospitals.filter((h) => h.tier === tier).length)]);
   const provinces = [...new Set(hospitals.map((h) => h.province))].sort((a, b) => a.localeCompare(b));
@@ -496,7 +494,7 @@ async function viewNetwork() {
     card(t('network.provinces'), table([t('col.province'), t('col.count'), t('col.active')], byProvince, { id: 'province-table' })),
     card(t('tab.network'), table([t('col.hospital'), t('col.tier'), t('col.province'), t('col.active')],
       rows.map(({ h, acts }) => [h.name, t(`tier.${h.tier}`), h.province,
-        acts.length ? acts.map((a) => `${a.plugin_id} ${a.version}${a.mandatory ? ' *' : ''}`).join(', ') : t('network.none')]),
+        acts.length ? acts.map((a) => `${a.plugin} ${a.version}${a.mandatory ? ` (${t('col.mandatory').toLowerCase()})` : ''}`).join(', ') : t('network.none')]),
       { id: 'network-table' })),
   ];
 }

@@ -152,6 +152,7 @@ enum Op {
     VendorActivations,
     PluginFrame,
     MyPayments,
+    Network,
 }
 
 struct Row {
@@ -231,6 +232,7 @@ const MATRIX: &[Row] = &[
     row(Op::VendorActivations, "GET /api/v1/vendor/activations",                 false, [D, D, D, D, D, D, A, A, D, D, D, D, D]),
     row(Op::PluginFrame,     "POST /api/v1/console/plugin-frames",               false, [D, A, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::MyPayments,      "GET /api/v1/me/payments",                          false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::Network,         "GET /api/v1/network",                              false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
 ];
 
 const HOSPITAL_A: &str = "bv-a";
@@ -782,6 +784,7 @@ impl Fixture {
                 Some(json!({ "hospital": HOSPITAL_A, "plugin": "hello" })),
             ),
             Op::MyPayments => ("GET", "/api/v1/me/payments".into(), None),
+            Op::Network => ("GET", "/api/v1/network".into(), None),
         }
     }
 }

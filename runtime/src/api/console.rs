@@ -61,6 +61,7 @@ pub fn routes() -> Router<Arc<Runtime>> {
         )
         .route("/api/v1/vendor/activations", get(vendor_activations))
         .route("/api/v1/me/payments", get(my_payments))
+        .route("/api/v1/network", get(network))
 }
 
 async fn page() -> impl IntoResponse {
@@ -357,4 +358,28 @@ async fn my_payments(
         })
         .collect();
     Ok(Json(json!({ "payments": payments })))
+}
+
+/// The network at a glance, for reviewers and operators: every hospital
+/// with its tier, province and active modules.
+async fn network(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    require_role(&p, &[Role::Reviewer, Role::Operator])?;
+    let activations = rt.governance.registry.activations(None, None).await?;
+    let hospitals: Vec<_> = rt
+        .hospitals
+        .list()
+        .into_iter()
+        .map(|h| {
+            let active: Vec<_> = activations
+                .iter()
+                .filter(|a| a.hospital_id == h.id && a.state == "active")
+                .map(|a| json!({ "plugin": a.plugin_id, "version": a.version, "mandatory": a.mandatory }))
+                .collect();
+            json!({ "id": h.id, "name": h.name, "tier": h.tier, "province": h.province, "active": active })
+        })
+        .collect();
+    Ok(Json(json!({ "hospitals": hospitals })))
 }
