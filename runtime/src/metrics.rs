@@ -128,3 +128,21 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_counts_calls_and_errors_per_hospital_and_plugin() {
+        let m = Metrics::default();
+        m.record_call("bv-a", "hello", true);
+        m.record_call("bv-a", "hello", false);
+        m.record_call("bv-b", "hello", true);
+        let a = m.usage(Some("bv-a"));
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].calls, a[0].errors), (2, 1));
+        assert_eq!(m.usage(None).len(), 2);
+        assert!(m.usage(Some("bv-c")).is_empty());
+    }
+}

@@ -1152,6 +1152,46 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn tickets_are_scoped_to_their_audience_and_are_no_access_tokens() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = Database::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+            .await
+            .unwrap();
+        let options = IdentityOptions {
+            issuer: Some("http://issuer.test".into()),
+            ..Default::default()
+        };
+        let id = IdentityService::new(db, options).await.unwrap();
+        let p = Principal {
+            subject: "u-1".into(),
+            name: "BS An".into(),
+            roles: vec![Role::Practitioner],
+            hospital_id: Some("bv-a".into()),
+            vendor_id: None,
+            national_id: None,
+            health_id: None,
+            issuer: "http://issuer.test".into(),
+            client_id: None,
+        };
+        let ticket = id
+            .issue_ticket(&p, "frames", json!({ "plugin": "hello" }), 60)
+            .unwrap();
+        let (back, extra) = id.validate_ticket(&ticket, "frames").await.unwrap();
+        assert_eq!((back, extra), (p.clone(), json!({ "plugin": "hello" })));
+        // Another audience, the API itself, and a ticket with the API's audience: refused.
+        assert!(id.validate_ticket(&ticket, "other").await.is_err());
+        assert!(id.validate(&ticket).await.is_err());
+        assert!(id.issue_ticket(&p, id.audience(), json!({}), 60).is_err());
+        // An access token is no ticket, and an expired ticket is refused.
+        let access = id.issue_access_token(&p, "web", "openid").unwrap();
+        assert!(id.validate_ticket(&access, "frames").await.is_err());
+        let expired = id
+            .issue_ticket(&p, "frames", json!({}), -(LEEWAY_SECS + 5))
+            .unwrap();
+        assert!(id.validate_ticket(&expired, "frames").await.is_err());
+    }
+
     #[test]
     fn roles_round_trip() {
         for r in Role::ALL {
