@@ -582,6 +582,10 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     );
     assert!(granted.contains(&"records:user/Patient.rs"), "{granted:?}");
     c.screenshot("ministry-version-approved").await;
+    c.set_width(390, true).await;
+    c.check_quality(390).await;
+    c.screenshot("ministry-version-phone").await;
+    c.set_width(1280, false).await;
     // The next version of visit-counter: what changed, and a rejection needs a reason.
     c.tab("queue").await;
     c.click(&format!(
@@ -713,6 +717,10 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     assert_eq!(counter["config"]["history_limit"], 5, "{counter}");
     assert_eq!(counter["has_secrets"], true, "{counter}");
     c.screenshot("hospital-catalogue").await;
+    c.set_width(390, true).await;
+    c.check_quality(390).await;
+    c.screenshot("hospital-catalogue-phone").await;
+    c.set_width(1280, false).await;
     c.tab("modules").await;
     c.wait(
         "!!document.getElementById('modules-table')",
