@@ -144,7 +144,7 @@ function errorText(e) {
 function sessionExpired() {
   store.removeItem('vth.token');
   say(t('session.expired'), 'error',
-    el('button', { type: 'button', id: 'sign-in-again', onclick: () => signIn() }, t('signin.again')));
+    actionButton(t('signin.again'), signIn, { id: 'sign-in-again' }));
 }
 
 // ----- API -----
@@ -276,7 +276,7 @@ function showSignIn() {
   rerender = showSignIn;
   $('main').replaceChildren(card(t('signin.title'),
     el('p', { text: t('signin.text') }),
-    el('button', { type: 'button', id: 'sign-in', onclick: () => signIn() }, t('signin.button'))));
+    actionButton(t('signin.button'), signIn, { id: 'sign-in' })));
 }
 
 // ----- consoles by role -----
