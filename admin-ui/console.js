@@ -143,13 +143,45 @@ function errorText(e) {
 
 function sessionExpired() {
   store.removeItem('vth.token');
+  store.removeItem('vth.refresh');
   say(t('session.expired'), 'error',
     actionButton(t('signin.again'), signIn, { id: 'sign-in-again' }));
 }
 
 // ----- API -----
 
-async function api(method, path, body, raw = false) {
+// One refresh at a time: refresh tokens rotate, and presenting a spent one
+// again revokes the whole session.
+let refreshing = null;
+
+async function refreshSession() {
+  const refresh = store.getItem('vth.refresh');
+  if (!refresh) return false;
+  refreshing ??= (async () => {
+    try {
+      const resp = await fetch('/oidc/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refresh, client_id: CLIENT_ID }),
+      });
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok || !body.access_token) {
+        store.removeItem('vth.refresh');
+        return false;
+      }
+      store.setItem('vth.token', body.access_token);
+      if (body.refresh_token) store.setItem('vth.refresh', body.refresh_token);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+async function api(method, path, body, raw = false, retried = false) {
   const token = store.getItem('vth.token');
   if (!token) {
     sessionExpired();
@@ -163,6 +195,8 @@ async function api(method, path, body, raw = false) {
   }
   const resp = await fetch(path, { method, headers, body: payload });
   if (resp.status === 401) {
+    // Refused before anything was done: renew the session once and retry.
+    if (!retried && await refreshSession()) return api(method, path, body, raw, true);
     sessionExpired();
     throw new SessionExpired();
   }

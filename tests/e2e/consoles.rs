@@ -895,8 +895,20 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     c.screenshot("citizen-phone-en").await;
     c.set_width(1280, false).await;
 
-    // An expired session: a clear message, a way to sign in again, nothing done.
+    // An expired access token is renewed with the refresh token, unseen.
     c.eval("sessionStorage.setItem('vth.token', 'eyJhbGciOiJFUzI1NiJ9.e30.expired')")
+        .await;
+    c.clear_message().await;
+    c.tab("consents").await;
+    c.wait(
+        "!!document.getElementById('consents-table')",
+        "the consents after a silent renewal",
+    )
+    .await;
+    assert_eq!(c.eval("window.vthConsole.messageKind()").await, Value::Null);
+    // An expired session (the refresh token spent too): a clear message, a
+    // way to sign in again, nothing done.
+    c.eval("sessionStorage.setItem('vth.token', 'eyJhbGciOiJFUzI1NiJ9.e30.expired'); sessionStorage.setItem('vth.refresh', 'spent')")
         .await;
     c.click("#tab-consents").await;
     let msg = c.message("error").await;
