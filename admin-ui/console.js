@@ -300,6 +300,7 @@ async function signOut() {
     }).catch(() => {});
   }
   me = null;
+  clearMessages();
   showSignIn();
 }
 
