@@ -438,7 +438,7 @@ async function viewVersion(id) {
   }
   const decisions = card(t('detail.decisions'), (v.decisions || []).length
     ? el('ul', { class: 'plain', id: 'decisions' }, v.decisions.map((d) => el('li', {},
-      el('strong', { text: d.decision }), ` · ${d.reviewer} · ${when(d.decided_at)}`, d.reason ? ` — ${d.reason}` : '')))
+      el('strong', { text: t(`decision.${d.decision}`) }), ` · ${d.reviewer} · ${when(d.decided_at)}`, d.reason ? ` — ${d.reason}` : '')))
     : el('p', { text: t('detail.nodecisions') }));
   const out = [back, head, caps, checks, card(t('detail.changes'), el('div', { id: 'changes' }, changeBody)), decisions];
   if (has('reviewer')) out.push(...reviewActions(v));

@@ -963,7 +963,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     ))
     .await;
     let decisions = c
-        .wait("(() => { const d = document.getElementById('decisions'); return d && d.innerText.includes('reject') && d.innerText; })()", "the rejection")
+        .wait("(() => { const d = document.getElementById('decisions'); return d && d.innerText.includes('Từ chối') && d.innerText; })()", "the rejection")
         .await;
     assert!(
         decisions
