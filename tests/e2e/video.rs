@@ -23,7 +23,7 @@ use crate::records_access::send;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn server() -> TestServer {
+pub(crate) async fn server() -> TestServer {
     let data = TempDir::new().expect("temp dir");
     let options = RuntimeOptions {
         database_url: format!("sqlite://{}", data.path().join("video.db").display()),
@@ -38,7 +38,12 @@ async fn server() -> TestServer {
 }
 
 /// A user: (subject, platform token).
-async fn person(server: &TestServer, name: &str, role: Role, hospital: &str) -> (String, String) {
+pub(crate) async fn person(
+    server: &TestServer,
+    name: &str,
+    role: Role,
+    hospital: &str,
+) -> (String, String) {
     let mut u = NewUser::new(name, &format!("BS. {name}"), role, "password-1");
     u.hospital_id = Some(hospital.into());
     let user = server.runtime.identity.create_user(u).await.expect("user");
@@ -47,7 +52,7 @@ async fn person(server: &TestServer, name: &str, role: Role, hospital: &str) -> 
 }
 
 /// A room hosted by A, chaired by its creator; its id.
-async fn room(server: &TestServer, chair: &str) -> String {
+pub(crate) async fn room(server: &TestServer, chair: &str) -> String {
     let (s, r) = send(
         server,
         "POST",
@@ -62,7 +67,13 @@ async fn room(server: &TestServer, chair: &str) -> String {
     r["id"].as_str().expect("id").to_owned()
 }
 
-async fn invite(server: &TestServer, chair: &str, room: &str, subject: &str, role: &str) -> String {
+pub(crate) async fn invite(
+    server: &TestServer,
+    chair: &str,
+    room: &str,
+    subject: &str,
+    role: &str,
+) -> String {
     let (s, inv) = send(
         server,
         "POST",
@@ -76,7 +87,7 @@ async fn invite(server: &TestServer, chair: &str, room: &str, subject: &str, rol
     inv["participant_id"].as_str().expect("id").to_owned()
 }
 
-async fn join_token(server: &TestServer, who: &str, room: &str, body: Value) -> Value {
+pub(crate) async fn join_token(server: &TestServer, who: &str, room: &str, body: Value) -> Value {
     let (s, t) = send(
         server,
         "POST",
