@@ -9,7 +9,8 @@ use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::identity::{NewUser, Role};
 use vtelehealth_tests::{TestServer, plugin_dir, plugin_set};
 
-use crate::records_access::send;
+use crate::records_access::{CITIZEN_ID, patient_with_lab, send};
+use vtelehealth_runtime::records::CCCD_SYSTEM;
 
 /// The plugin at the host (upper-level) hospital, where the workflow lives.
 fn at(path: &str) -> String {
@@ -41,7 +42,7 @@ fn request_body() -> Value {
     json!({
         "patient": {
             "reference": "Patient/42",
-            "identifiers": [{ "system": "urn:vn:cccd", "value": "001088054321" }]
+            "identifiers": [{ "system": CCCD_SYSTEM, "value": CITIZEN_ID }]
         },
         "summary": "Nam 58 tuổi, đau ngực kéo dài, ST chênh lên; xin hội chẩn tim mạch",
         "urgency": "urgent",
@@ -165,6 +166,12 @@ async fn request_accept_room_conclusion_and_events() {
     .await;
     assert_eq!(s, 400, "{r}");
 
+    // The district hospital holds the patient's record; the upper hospital cannot read it yet.
+    let (_, lab) = patient_with_lab(&server, &requester).await;
+    let lab_path = format!("/fhir/R4/Observation/{lab}");
+    let (s, _) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(s, 403, "no consultation yet");
+
     // The district doctor requests; the roster proposes the consultants above the district.
     let (s, c) = send(
         &server,
@@ -179,6 +186,22 @@ async fn request_accept_room_conclusion_and_events() {
     assert_eq!(c["status"], "requested", "{c}");
     assert_eq!(c["requesting_hospital"], "bv-b", "{c}");
     let id = c["id"].as_str().expect("id").to_owned();
+    // The platform's consultation record is requested with it, not yet active.
+    let records_consultation = c["records_consultation"]
+        .as_str()
+        .expect("a records consultation for a patient named by CCCD")
+        .to_owned();
+    let (s, l) = send(&server, "GET", "/api/v1/consultations", &chair, None, &[]).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(
+        l["consultations"][0]["id"],
+        records_consultation.as_str(),
+        "{l}"
+    );
+    assert_eq!(l["consultations"][0]["status"], "requested", "{l}");
+    assert_eq!(l["consultations"][0]["requesting_hospital"], "bv-b", "{l}");
+    let (s, _) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(s, 403, "requested is not enough");
     let proposed: Vec<&str> = c["proposed_consultants"]
         .as_array()
         .expect("proposed")
@@ -250,6 +273,17 @@ async fn request_accept_room_conclusion_and_events() {
     .await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(a["status"], "accepted", "{a}");
+    // Accepting opened the patient's records to the upper hospital, for treatment.
+    let (s, obs) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(
+        s, 200,
+        "accepted: the chair reads the district's record: {obs}"
+    );
+    let (s, _) = send(&server, "GET", &lab_path, &observer, None, &[]).await;
+    assert_eq!(
+        s, 403,
+        "an observer's hospital is not part of the records consultation"
+    );
     let room = a["room_id"].as_str().expect("room").to_owned();
     let roles: Vec<(String, String, String)> = a["invitees"]
         .as_array()
@@ -391,6 +425,11 @@ async fn request_accept_room_conclusion_and_events() {
     )
     .await;
     assert_eq!(s, 409, "conclude twice: {r}");
+    // Concluded: the records consultation is ended and the records closed again.
+    let (s, _) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(s, 403, "concluded: closed again");
+    let (_, l) = send(&server, "GET", "/api/v1/consultations", &chair, None, &[]).await;
+    assert_eq!(l["consultations"][0]["status"], "ended", "{l}");
     // The room is over: no more tokens.
     let (s, t) = send(
         &server,

@@ -24,6 +24,9 @@ use vtelehealth_plugin_sdk::{
 };
 
 const SEQ_KEY: &str = "seq/consultation";
+/// Identifier systems the platform matches patients by across hospitals.
+const CCCD_SYSTEM: &str = "https://vneid.gov.vn/cccd";
+const BHYT_SYSTEM: &str = "https://baohiemxahoi.gov.vn/ma-so-bhxh";
 const CONSULTATION_PREFIX: &str = "consultation/";
 const ROSTER_PREFIX: &str = "roster/";
 const MAX_SUMMARY: usize = 4000;
@@ -86,6 +89,11 @@ struct Consultation {
     conclusion: Option<String>,
     #[serde(default)]
     conclusion_reference: Option<String>,
+    /// The platform's consultation record (`/api/v1/consultations`) that opens the
+    /// patient's records to the upper hospital while the consultation is accepted; only
+    /// when the patient is named by citizen ID or social-insurance number.
+    #[serde(default)]
+    records_consultation: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -467,6 +475,7 @@ fn create(req: &Request) -> Result<Response, Error> {
     let records_refs = references(&b, "records")?;
     let imaging = references(&b, "imaging")?;
     let proposed = propose(&requesting, host.tier)?;
+    let records_consultation = request_records_access(&patient, &summary)?;
 
     let n = kv::increment(SEQ_KEY, 1)?;
     let id = format!("hc-{n:06}");
@@ -492,12 +501,14 @@ fn create(req: &Request) -> Result<Response, Error> {
         decline_reason: None,
         conclusion: None,
         conclusion_reference: None,
+        records_consultation,
     };
     if !kv::compare_and_swap(
         &consultation_key(&id)?,
         None,
         &serde_json::to_vec(&c).map_err(|e| Error::internal(e.to_string()))?,
     )? {
+        close_records_access(&c, records::ConsultationStep::End);
         return Err(Error::conflict(
             "Mã yêu cầu đã tồn tại, hãy thử lại (id taken, retry)",
         ));
@@ -518,6 +529,40 @@ fn create(req: &Request) -> Result<Response, Error> {
     )?;
     log::info!("consultation {id} requested by {requesting}");
     Ok(Response::json(201, &c))
+}
+
+/// Ask the platform for a consultation record about the patient, so the upper hospital may
+/// read the patient's records once it accepts. Only a citizen ID or social-insurance number
+/// names a patient across hospitals; without one, no records are shared.
+fn request_records_access(patient: &Patient, summary: &str) -> Result<Option<String>, Error> {
+    let find = |system: &str| {
+        patient
+            .identifiers
+            .iter()
+            .find(|i| i.system == system)
+            .map(|i| i.value.trim().to_owned())
+    };
+    let (national_id, health_id) = (find(CCCD_SYSTEM), find(BHYT_SYSTEM));
+    if national_id.is_none() && health_id.is_none() {
+        return Ok(None);
+    }
+    let reason: String = summary.chars().take(500).collect();
+    let c = records::request_consultation(national_id.as_deref(), health_id.as_deref(), &reason)?;
+    Ok(Some(c.id))
+}
+
+/// Decline or end the platform's consultation record, if there is one. The workflow has
+/// already moved on, so a failure is logged rather than undoing it.
+fn close_records_access(c: &Consultation, step: records::ConsultationStep) {
+    if let Some(rc) = &c.records_consultation
+        && let Err(e) = records::move_consultation(rc, step)
+    {
+        log::warn!(
+            "consultation {}: records access {rc} not closed: {}",
+            c.id,
+            e.message()
+        );
+    }
 }
 
 /// Members of the rosters that mentor the requesting hospital, from tiers above it and at
@@ -651,6 +696,17 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
         Ok(())
     })?;
     let opened = open_room(&c, &p, scheduled_at, max_participants, &people);
+    // Open the patient's records to this hospital for the consultation.
+    let opened = opened.and_then(|x| match &c.records_consultation {
+        Some(rc) => match records::move_consultation(rc, records::ConsultationStep::Accept) {
+            Ok(_) => Ok(x),
+            Err(e) => {
+                let _ = video::end_room(&x.0);
+                Err(e)
+            }
+        },
+        None => Ok(x),
+    });
     let (room_id, invitees) = match opened {
         Ok(x) => x,
         Err(e) => {
@@ -683,7 +739,7 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
             "{} accepted the consultation, scheduled at {scheduled_at}",
             p.name
         ),
-        json!({ "scheduled_at": scheduled_at }),
+        json!({ "scheduled_at": scheduled_at, "records_consultation": c.records_consultation }),
     )?;
     event(
         id,
@@ -773,6 +829,7 @@ fn decline(req: &Request, id: &str) -> Result<Response, Error> {
         format!("{} declined the consultation: {reason}", p.name),
         json!({ "reason": reason }),
     )?;
+    close_records_access(&c, records::ConsultationStep::Decline);
     Ok(Response::ok_json(&c))
 }
 
@@ -820,6 +877,8 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
         c.conclusion_reference = Some(reference.clone());
         Ok(())
     })?;
+    // The consultation is over: the patient's records stop flowing.
+    close_records_access(&c, records::ConsultationStep::End);
     event(
         id,
         "concluded",
