@@ -181,6 +181,8 @@ impl Runtime {
             TermsSource::Governance(governance.clone()),
         ));
         payments.spawn_expiry(std::time::Duration::from_secs(30));
+        let video = Arc::new(VideoService::new(db.clone(), video_signer, video_backend));
+        video.start_cluster_events().await;
         Ok(Arc::new(Self {
             payments,
             engine,
@@ -192,7 +194,7 @@ impl Runtime {
                 records.clone(),
                 document_keys,
             )),
-            video: Arc::new(VideoService::new(db.clone(), video_signer, video_backend)),
+            video,
             records,
             identity,
             governance,

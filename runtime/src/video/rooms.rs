@@ -3,12 +3,14 @@
 //! endpoint before anything of the room is sent) and the participation log.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use super::livekit::{LiveKit, LiveKitError};
 use super::media::MediaPlane;
@@ -18,7 +20,7 @@ use super::token::{
     now_secs,
 };
 use super::{JoinGrant, ParticipantRole};
-use crate::db::{Database, WriteTx};
+use crate::db::{Backend, Database, WriteTx};
 use crate::governance::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
 use crate::records::access::now_millis;
 
@@ -176,14 +178,34 @@ pub struct IssuedToken {
     pub livekit_url: Option<String>,
 }
 
-/// What happened in a room, for the signalling sockets of this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happened in a room, for the signalling sockets. On PostgreSQL
+/// every node hears every node's events (LISTEN/NOTIFY on [`NOTIFY_CHANNEL`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "event", content = "participant", rename_all = "kebab-case")]
 pub enum RoomEvent {
     /// Someone connected, left, or was admitted: send the list again.
     Changed,
     Admitted(String),
     Removed(String),
     Ended,
+}
+
+/// The PostgreSQL channel room events travel on between nodes.
+pub const NOTIFY_CHANNEL: &str = "vth_video_rooms";
+/// How often a socket re-reads its room from the database when no other
+/// node can tell it of a change (SQLite, or before LISTEN is up).
+pub const RECHECK_WITHOUT_NOTIFY: Duration = Duration::from_secs(2);
+/// The same once LISTEN/NOTIFY carries the changes: only a safety net for
+/// notifications lost while the listening connection reconnects.
+pub const RECHECK_WITH_NOTIFY: Duration = Duration::from_secs(30);
+
+/// One room event between nodes.
+#[derive(Serialize, serde::Deserialize)]
+struct Notice {
+    node: String,
+    room: String,
+    #[serde(flatten)]
+    event: RoomEvent,
 }
 
 /// The video rooms of the deployment.
@@ -193,6 +215,11 @@ pub struct VideoService {
     backend: VideoBackend,
     hub: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
     media: OnceLock<Arc<dyn MediaPlane>>,
+    /// This node, so it ignores its own notifications.
+    node: String,
+    /// Events to NOTIFY to the other nodes, in order (PostgreSQL only).
+    notify: OnceLock<mpsc::UnboundedSender<(String, RoomEvent)>>,
+    recheck_ms: AtomicU64,
 }
 
 const ROOM_COLUMNS: &str = "id, host_hospital, requesting_hospital, purpose, max_participants, scheduled_at, status, consultation_id, created_by, created_by_plugin, created_at, ended_at";
@@ -288,7 +315,99 @@ impl VideoService {
             backend,
             hub: Mutex::new(HashMap::new()),
             media: OnceLock::new(),
+            node: uuid::Uuid::now_v7().to_string(),
+            notify: OnceLock::new(),
+            recheck_ms: AtomicU64::new(RECHECK_WITHOUT_NOTIFY.as_millis() as u64),
         }
+    }
+
+    /// How often each signalling socket re-reads its room's state.
+    pub fn recheck_interval(&self) -> Duration {
+        Duration::from_millis(self.recheck_ms.load(Ordering::Relaxed).max(10))
+    }
+
+    /// Change [`Self::recheck_interval`] (sockets opened from now on).
+    pub fn set_recheck_interval(&self, every: Duration) {
+        self.recheck_ms
+            .store(every.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// On PostgreSQL, share room events with the other nodes of the
+    /// deployment: NOTIFY ours, LISTEN for theirs. Without it (SQLite, or
+    /// when the listening connection cannot open) sockets fall back to
+    /// re-reading the database every [`RECHECK_WITHOUT_NOTIFY`].
+    pub async fn start_cluster_events(self: &Arc<Self>) {
+        if self.db.backend != Backend::Postgres || self.notify.get().is_some() {
+            return;
+        }
+        let mut listener = match sqlx::postgres::PgListener::connect(&self.db.url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for room events; sockets re-read the database instead");
+                return;
+            }
+        };
+        if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+            tracing::warn!(error = %e, "cannot LISTEN for room events; sockets re-read the database instead");
+            return;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, RoomEvent)>();
+        if self.notify.set(tx).is_err() {
+            return;
+        }
+        self.set_recheck_interval(RECHECK_WITH_NOTIFY);
+        // Sender: one task, so a node's events reach the others in order.
+        let pool = self.db.pool.clone();
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            while let Some((room, event)) = rx.recv().await {
+                let notice = Notice {
+                    node: node.clone(),
+                    room,
+                    event,
+                };
+                let Ok(payload) = serde_json::to_string(&notice) else {
+                    continue;
+                };
+                if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(NOTIFY_CHANNEL)
+                    .bind(payload)
+                    .execute(&pool)
+                    .await
+                {
+                    // The others' sockets still see it at their next re-read.
+                    tracing::warn!(error = %e, "NOTIFY of a room event failed");
+                }
+            }
+        });
+        // Receiver: hold only a weak handle, so the service can go away.
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let next = listener.try_recv().await;
+                let Some(video) = me.upgrade() else { return };
+                match next {
+                    Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
+                        Ok(notice) if notice.node != video.node => {
+                            video.publish_local(&notice.room, notice.event);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "unreadable room event notification"),
+                    },
+                    // Reconnecting: what was missed is re-read from the database.
+                    Ok(None) => video.publish_everywhere(RoomEvent::Changed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for room events");
+                        drop(video);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        tracing::info!(
+            channel = NOTIFY_CHANNEL,
+            "room events shared with the other nodes through PostgreSQL LISTEN/NOTIFY"
+        );
     }
 
     /// Plug in the media relay; `false` when one is already set.
@@ -327,8 +446,28 @@ impl VideoService {
             .subscribe()
     }
 
-    /// Tell this node's sockets of `room`.
+    /// Tell the sockets of `room`: this node's, and the other nodes' when
+    /// cluster events run.
     pub fn publish(&self, room: &str, event: RoomEvent) {
+        if let Some(tx) = self.notify.get() {
+            let _ = tx.send((room.to_owned(), event.clone()));
+        }
+        self.publish_local(room, event);
+    }
+
+    /// Every room with sockets on this node gets `event`.
+    fn publish_everywhere(&self, event: RoomEvent) {
+        let rooms: Vec<String> = {
+            let hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+            hub.keys().cloned().collect()
+        };
+        for room in rooms {
+            self.publish_local(&room, event.clone());
+        }
+    }
+
+    /// Tell this node's sockets of `room`.
+    fn publish_local(&self, room: &str, event: RoomEvent) {
         let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = hub.get(room)
             && tx.send(event).is_err()
@@ -944,4 +1083,42 @@ pub fn participant_json(inv: &Invitation, joins: &[Participation]) -> serde_json
         "present": joins.iter().any(|j| j.left_at.is_none()),
         "joins": joins,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_between_nodes_round_trip() {
+        for event in [
+            RoomEvent::Changed,
+            RoomEvent::Ended,
+            RoomEvent::Admitted("p-1".into()),
+            RoomEvent::Removed("p-2".into()),
+        ] {
+            let n = Notice {
+                node: "n".into(),
+                room: "r".into(),
+                event: event.clone(),
+            };
+            let text = serde_json::to_string(&n).unwrap();
+            let back: Notice = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                (back.node, back.room, back.event),
+                ("n".into(), "r".into(), event),
+                "{text}"
+            );
+        }
+        let admitted = serde_json::to_value(Notice {
+            node: "n".into(),
+            room: "r".into(),
+            event: RoomEvent::Admitted("p".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            admitted,
+            json!({"node": "n", "room": "r", "event": "admitted", "participant": "p"})
+        );
+    }
 }
