@@ -20,7 +20,7 @@ use vtelehealth_plugin_sdk::identity::{self, Principal, Tier};
 use vtelehealth_plugin_sdk::serde_json::{self, Value};
 use vtelehealth_plugin_sdk::video::{self, Role, RoomSpec};
 use vtelehealth_plugin_sdk::{
-    Error, Plugin, Request, Response, clock, export_plugin, json, kv, log, records,
+    Error, Plugin, Request, Response, clock, export_plugin, json, kv, log, notify, records,
 };
 
 const SEQ_KEY: &str = "seq/consultation";
@@ -386,7 +386,55 @@ fn event(
             "actor": actor.subject, "actor_name": actor.name,
             "vi": vi, "en": en, "data": data,
         }),
-    )
+    )?;
+    push(id, kind, seq, actor, &vi, &en);
+    Ok(())
+}
+
+/// Push the step to the people of the consultation (not the one who took it) through
+/// `notify`. The event is already stored and listed, so a failure here is only logged.
+fn push(id: &str, kind: &str, seq: i64, actor: &Principal, vi: &str, en: &str) {
+    let Ok(c) = load(id) else { return };
+    let mut to: Vec<String> = vec![c.requester.clone()];
+    to.extend(c.chair.iter().cloned());
+    to.extend(c.invitees.iter().map(|i| i.practitioner.clone()));
+    if kind == "requested" {
+        // The roster's consultants hear of a request they may be asked to join.
+        to.extend(
+            c.proposed_consultants
+                .iter()
+                .filter_map(|p| p["practitioner"].as_str().map(str::to_owned)),
+        );
+    }
+    to.retain(|s| s != &actor.subject);
+    to.sort();
+    to.dedup();
+    if to.is_empty() {
+        return;
+    }
+    // One line of at most 300 bytes, cut at a character boundary.
+    let mut title = format!("Hội chẩn {id}: {}", vi.replace(['\n', '\r'], " "));
+    if title.len() > 300 {
+        let mut end = 297;
+        while !title.is_char_boundary(end) {
+            end -= 1;
+        }
+        title.truncate(end);
+        title.push('…');
+    }
+    let data = json!({ "consultation": id, "type": kind, "seq": seq, "en": en });
+    if let Err(e) = notify::send(
+        &to,
+        &format!("teleconsult.{kind}"),
+        &title,
+        &data,
+        Some(&format!("/consultations/{id}")),
+    ) {
+        log::warn!(
+            "consultation {id}: notifying the participants failed: {}",
+            e.message()
+        );
+    }
 }
 
 fn events(req: &Request, id: &str) -> Result<Response, Error> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use super::livekit::{LiveKit, LiveKitError};
 use super::media::MediaPlane;
@@ -20,7 +20,7 @@ use super::token::{
     now_secs,
 };
 use super::{JoinGrant, ParticipantRole};
-use crate::db::{Backend, Database, WriteTx};
+use crate::db::{Database, WriteTx};
 use crate::governance::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
 use crate::records::access::now_millis;
 
@@ -202,7 +202,6 @@ pub const RECHECK_WITH_NOTIFY: Duration = Duration::from_secs(30);
 /// One room event between nodes.
 #[derive(Serialize, serde::Deserialize)]
 struct Notice {
-    node: String,
     room: String,
     #[serde(flatten)]
     event: RoomEvent,
@@ -215,10 +214,8 @@ pub struct VideoService {
     backend: VideoBackend,
     hub: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
     media: OnceLock<Arc<dyn MediaPlane>>,
-    /// This node, so it ignores its own notifications.
-    node: String,
-    /// Events to NOTIFY to the other nodes, in order (PostgreSQL only).
-    notify: OnceLock<mpsc::UnboundedSender<(String, RoomEvent)>>,
+    /// The deployment's event bus, when it reaches other nodes.
+    bus: OnceLock<Arc<crate::cluster::Bus>>,
     recheck_ms: AtomicU64,
 }
 
@@ -315,8 +312,7 @@ impl VideoService {
             backend,
             hub: Mutex::new(HashMap::new()),
             media: OnceLock::new(),
-            node: uuid::Uuid::now_v7().to_string(),
-            notify: OnceLock::new(),
+            bus: OnceLock::new(),
             recheck_ms: AtomicU64::new(RECHECK_WITHOUT_NOTIFY.as_millis() as u64),
         }
     }
@@ -332,82 +328,37 @@ impl VideoService {
             .store(every.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// On PostgreSQL, share room events with the other nodes of the
-    /// deployment: NOTIFY ours, LISTEN for theirs. Without it (SQLite, or
-    /// when the listening connection cannot open) sockets fall back to
-    /// re-reading the database every [`RECHECK_WITHOUT_NOTIFY`].
-    pub async fn start_cluster_events(self: &Arc<Self>) {
-        if self.db.backend != Backend::Postgres || self.notify.get().is_some() {
-            return;
-        }
-        let mut listener = match sqlx::postgres::PgListener::connect(&self.db.url).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for room events; sockets re-read the database instead");
-                return;
-            }
-        };
-        if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
-            tracing::warn!(error = %e, "cannot LISTEN for room events; sockets re-read the database instead");
-            return;
-        }
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, RoomEvent)>();
-        if self.notify.set(tx).is_err() {
+    /// Share room events with the other nodes through `bus` (PostgreSQL
+    /// LISTEN/NOTIFY). Without a shared bus (SQLite, or when listening
+    /// failed) sockets re-read the database every [`RECHECK_WITHOUT_NOTIFY`].
+    pub fn start_cluster_events(self: &Arc<Self>, bus: Arc<crate::cluster::Bus>) {
+        if !bus.is_shared() || self.bus.set(bus.clone()).is_err() {
             return;
         }
         self.set_recheck_interval(RECHECK_WITH_NOTIFY);
-        // Sender: one task, so a node's events reach the others in order.
-        let pool = self.db.pool.clone();
-        let node = self.node.clone();
-        tokio::spawn(async move {
-            while let Some((room, event)) = rx.recv().await {
-                let notice = Notice {
-                    node: node.clone(),
-                    room,
-                    event,
-                };
-                let Ok(payload) = serde_json::to_string(&notice) else {
-                    continue;
-                };
-                if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(NOTIFY_CHANNEL)
-                    .bind(payload)
-                    .execute(&pool)
-                    .await
-                {
-                    // The others' sockets still see it at their next re-read.
-                    tracing::warn!(error = %e, "NOTIFY of a room event failed");
-                }
-            }
-        });
-        // Receiver: hold only a weak handle, so the service can go away.
+        let mut events = bus.subscribe(NOTIFY_CHANNEL);
+        // A weak handle, so the service can go away with its runtime.
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let next = listener.try_recv().await;
+                let message = events.recv().await;
                 let Some(video) = me.upgrade() else { return };
-                match next {
-                    Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
-                        Ok(notice) if notice.node != video.node => {
-                            video.publish_local(&notice.room, notice.event);
+                match message {
+                    Ok(crate::cluster::BusMessage::Event(payload)) => {
+                        match serde_json::from_str::<Notice>(&payload) {
+                            Ok(n) => video.publish_local(&n.room, n.event),
+                            Err(e) => tracing::warn!(error = %e, "unreadable room event"),
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "unreadable room event notification"),
-                    },
-                    // Reconnecting: what was missed is re-read from the database.
-                    Ok(None) => video.publish_everywhere(RoomEvent::Changed),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listening for room events");
-                        drop(video);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
+                    // Missed events: every socket re-reads its room.
+                    Ok(crate::cluster::BusMessage::Resync)
+                    | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        video.publish_everywhere(RoomEvent::Changed)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
-        tracing::info!(
-            channel = NOTIFY_CHANNEL,
-            "room events shared with the other nodes through PostgreSQL LISTEN/NOTIFY"
-        );
     }
 
     /// Plug in the media relay; `false` when one is already set.
@@ -449,8 +400,13 @@ impl VideoService {
     /// Tell the sockets of `room`: this node's, and the other nodes' when
     /// cluster events run.
     pub fn publish(&self, room: &str, event: RoomEvent) {
-        if let Some(tx) = self.notify.get() {
-            let _ = tx.send((room.to_owned(), event.clone()));
+        if let Some(bus) = self.bus.get()
+            && let Ok(payload) = serde_json::to_string(&Notice {
+                room: room.to_owned(),
+                event: event.clone(),
+            })
+        {
+            bus.notify_others(NOTIFY_CHANNEL, &payload);
         }
         self.publish_local(room, event);
     }
@@ -1098,27 +1054,21 @@ mod tests {
             RoomEvent::Removed("p-2".into()),
         ] {
             let n = Notice {
-                node: "n".into(),
                 room: "r".into(),
                 event: event.clone(),
             };
             let text = serde_json::to_string(&n).unwrap();
             let back: Notice = serde_json::from_str(&text).unwrap();
-            assert_eq!(
-                (back.node, back.room, back.event),
-                ("n".into(), "r".into(), event),
-                "{text}"
-            );
+            assert_eq!((back.room, back.event), ("r".into(), event), "{text}");
         }
         let admitted = serde_json::to_value(Notice {
-            node: "n".into(),
             room: "r".into(),
             event: RoomEvent::Admitted("p".into()),
         })
         .unwrap();
         assert_eq!(
             admitted,
-            json!({"node": "n", "room": "r", "event": "admitted", "participant": "p"})
+            json!({"room": "r", "event": "admitted", "participant": "p"})
         );
     }
 }
