@@ -15,6 +15,7 @@
       waiting: 'Đang chờ chủ tọa cho vào phòng…', ended: 'Phòng đã kết thúc', noToken: 'Thiếu mã tham gia (token)',
       camera: 'Không mở được camera/micro', error: 'Lỗi',
       chair: 'chủ tọa', presenter: 'trình bày', participant: 'tham gia', observer: 'quan sát', me: '(bạn)',
+      inWaiting: 'đang chờ', admit: 'Cho vào', admitLabel: 'Cho vào phòng: ',
     },
     en: {
       title: 'Consultation room', you: 'You', controls: 'Controls', participants: 'Participants',
@@ -24,6 +25,7 @@
       waiting: 'Waiting for the chair to admit you…', ended: 'The room has ended', noToken: 'Missing join token',
       camera: 'Could not open camera/microphone', error: 'Error',
       chair: 'chair', presenter: 'presenter', participant: 'participant', observer: 'observer', me: '(you)',
+      inWaiting: 'waiting', admit: 'Admit', admitLabel: 'Admit to the room: ',
     },
   };
 
@@ -38,6 +40,12 @@
   let participants = [];
   let roster = null;
   let me = null;
+  // Set from the control plane's `admitted`; only a chair sees admit buttons
+  // (the server refuses anyone else's `admit` anyway).
+  let myRole = null;
+  // Admissions sent and not yet reflected in the roster: a second click on
+  // the same button sends nothing.
+  const admitting = new Set();
   let localStream = null;
   let audioMuted = false;
   let videoMuted = false;
@@ -49,7 +57,7 @@
   // Exposed for the browser tests and the benchmark.
   const metrics = { joinRequestedAt: performance.now(), firstFrameAt: {}, errors: [] };
   window.vthState = () => ({
-    me, participants, errors: metrics.errors, joinRequestedAt: metrics.joinRequestedAt,
+    me, participants, roster, status: statusKey, errors: metrics.errors, joinRequestedAt: metrics.joinRequestedAt,
     firstFrameAt: metrics.firstFrameAt,
     remoteVideoTracks: Object.fromEntries([...remote].map(([id, e]) => [id, e.stream.getVideoTracks()[0]?.id])),
   });
@@ -92,12 +100,25 @@
     const list = $('participants');
     list.replaceChildren(...(roster || participants).map((p) => {
       const li = document.createElement('li');
-      li.textContent = p.display_name + (me && p.participant_id === me ? ` ${t('me')}` : '');
+      const name = p.display_name || p.name || p.participant_id;
+      li.textContent = name + (me && p.participant_id === me ? ` ${t('me')}` : '');
       const role = document.createElement('span');
       role.className = 'role';
-      role.textContent = t(p.role);
+      role.textContent = t(p.role) + (p.state === 'waiting' ? ` · ${t('inWaiting')}` : '');
       li.append(role);
       li.dataset.role = p.role;
+      li.dataset.state = p.state || 'in-room';
+      if (p.state === 'waiting' && myRole === 'chair' && p.participant_id !== me) {
+        const btn = document.createElement('button');
+        btn.type = 'button';
+        btn.className = 'admit';
+        btn.dataset.admit = p.participant_id;
+        btn.textContent = t('admit');
+        btn.setAttribute('aria-label', t('admitLabel') + name);
+        btn.disabled = admitting.has(p.participant_id);
+        btn.addEventListener('click', () => admit(p.participant_id));
+        li.append(' ', btn);
+      }
       return li;
     }));
     for (const [streamId, entry] of remote) {
@@ -107,6 +128,13 @@
   }
 
   function setStatus(key) { statusKey = key; render(); }
+
+  function admit(participantId) {
+    if (admitting.has(participantId)) return;
+    admitting.add(participantId);
+    send({ type: 'admit', participant_id: participantId });
+    render();
+  }
 
   const url = wsUrl();
   if (!url) { setStatus('noToken'); return; }
@@ -210,7 +238,11 @@
       }
       case 'participants':
         // The room service's list (control plane), when it sends one.
-        if (Array.isArray(msg.participants)) { roster = msg.participants; render(); }
+        if (Array.isArray(msg.participants)) {
+          roster = msg.participants;
+          for (const p of roster) if (p.state !== 'waiting') admitting.delete(p.participant_id);
+          render();
+        }
         break;
       case 'answer':
         serial(() => pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp }));
@@ -222,11 +254,13 @@
           send({ type: 'answer', sdp: pc.localDescription.sdp });
         });
         break;
-      case 'waiting': setStatus('waiting'); break;
-      case 'admitted': setStatus('connecting'); break;
+      case 'waiting': me = msg.participant_id; setStatus('waiting'); break;
+      case 'admitted': me = msg.participant_id; myRole = msg.role; setStatus('connecting'); break;
       case 'room-ended': setStatus('ended'); leave(false); break;
       case 'error':
         if (msg.code === 'room-ended') { setStatus('ended'); leave(false); break; }
+        // A refused admission frees its button for another try.
+        if (msg.code === 'forbidden' || msg.code === 'bad-message') admitting.clear();
         fail(msg.message || msg.code);
         break;
       default: break;

@@ -52,7 +52,7 @@
 //! (`{"error":{"code":"not_found","message":"..."}}`) with the matching HTTP status.
 //!
 //! ## Capabilities
-//! The modules [`log`], [`clock`], [`random`], [`kv`], [`identity`], [`records`] and [`video`] wrap the WIT
+//! The modules [`log`], [`clock`], [`random`], [`kv`], [`identity`], [`records`], [`video`], [`payment`] and [`notify`] wrap the WIT
 //! interfaces of the same names. A component only imports the interfaces whose functions it
 //! actually calls, and the host links only the interfaces granted in the plugin's manifest,
 //! so list exactly the ones you use.
@@ -88,6 +88,7 @@ mod http;
 pub mod identity;
 pub mod kv;
 pub mod log;
+pub mod notify;
 pub mod payment;
 pub mod random;
 pub mod records;

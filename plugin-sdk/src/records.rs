@@ -72,3 +72,23 @@ pub fn transaction(
         purpose,
     )?)
 }
+
+pub use crate::bindings::vtelehealth::platform::records::{Consultation, ConsultationStep};
+
+/// Ask this plugin's hospital to consult on a patient named by citizen ID (12 digits) and/or
+/// social-insurance number (10 digits). The caller is a practitioner of another hospital.
+/// Needs `"records:consultation"` in the manifest. While the consultation is active, the two
+/// hospitals read each other's records about that patient for treatment (audited).
+pub fn request_consultation(
+    national_id: Option<&str>,
+    health_id: Option<&str>,
+    reason: &str,
+) -> Result<Consultation, Error> {
+    Ok(raw::request_consultation(national_id, health_id, reason)?)
+}
+
+/// Accept or decline (a practitioner of the host hospital) or end (either hospital) a
+/// consultation between the caller's hospital and this plugin's hospital.
+pub fn move_consultation(id: &str, step: ConsultationStep) -> Result<Consultation, Error> {
+    Ok(raw::move_consultation(id, step)?)
+}

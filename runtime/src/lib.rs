@@ -18,6 +18,7 @@
 pub mod api;
 pub mod bindings;
 pub mod capabilities;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod directory;
@@ -26,6 +27,7 @@ pub mod governance;
 pub mod identity;
 pub mod imaging;
 pub mod metrics;
+pub mod notify;
 pub mod payment;
 pub mod plugins;
 pub mod records;
@@ -130,6 +132,10 @@ pub struct Runtime {
     pub imaging: Arc<ImagingShares>,
     /// Consultation rooms, join tokens, the waiting room.
     pub video: Arc<VideoService>,
+    /// Events between the nodes of the deployment.
+    pub bus: Arc<cluster::Bus>,
+    /// Notifications plugins send to people.
+    pub notifications: Arc<notify::Notifications>,
     /// Payment intents, the ledger and settlement events.
     pub payments: Arc<Payments>,
     pub limits: Limits,
@@ -190,6 +196,12 @@ impl Runtime {
             TermsSource::Governance(governance.clone()),
         ));
         payments.spawn_expiry(std::time::Duration::from_secs(30));
+        let bus = Arc::new(cluster::Bus::new(db.clone()));
+        bus.start(&[video::rooms::NOTIFY_CHANNEL, notify::CHANNEL])
+            .await;
+        let notifications = Arc::new(notify::Notifications::new(db.clone(), bus.clone()));
+        let video = Arc::new(VideoService::new(db.clone(), video_signer, video_backend));
+        video.start_cluster_events(bus.clone());
         Ok(Arc::new(Self {
             payments,
             engine,
@@ -201,7 +213,9 @@ impl Runtime {
                 records.clone(),
                 document_keys,
             )),
-            video: Arc::new(VideoService::new(db.clone(), video_signer, video_backend)),
+            video,
+            bus,
+            notifications,
             records,
             identity,
             governance,
@@ -216,5 +230,6 @@ impl Runtime {
     pub fn directory(&self) -> capabilities::identity::Directory {
         capabilities::identity::Directory::new(self.hospitals.clone(), self.identity.clone())
             .with_payments(self.payments.clone())
+            .with_notifications(self.notifications.clone())
     }
 }

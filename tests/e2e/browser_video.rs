@@ -319,3 +319,161 @@ async fn video_benchmark() {
         );
     }
 }
+
+/// Poll `predicate` (a page expression giving a boolean) in `browser` until
+/// it holds; bounded, with what the page shows in the failure message.
+async fn wait_page(browser: &mut Browser, predicate: &str, what: &str) {
+    for _ in 0..240 {
+        if browser.eval(predicate).await.expect("page script") == Value::Bool(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let state = browser
+        .eval("JSON.stringify({ state: window.vthState && window.vthState(), text: document.body.innerText })")
+        .await
+        .unwrap_or_default();
+    panic!("{what}: not within 60 s; the page: {state}");
+}
+
+/// The production path in browsers: join tokens from the room API, the
+/// server-side waiting room, and the chair admitting from the room page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_join_tokens_the_chair_admits_from_the_page_and_everyone_decodes() {
+    use crate::video::{invite, join_token, person, room};
+    use vtelehealth_runtime::identity::Role;
+
+    let Some(chromium) = chromium() else { return };
+    let server = crate::video::server().await;
+    let relay = MediaRelay::start("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("media relay starts");
+    assert!(
+        server
+            .runtime
+            .video
+            .set_media_plane(std::sync::Arc::new(relay))
+    );
+    let (_, chair) = person(&server, "chair-a", Role::Practitioner, "bv-a").await;
+    let (b_id, b) = person(&server, "bs-b", Role::Practitioner, "bv-b").await;
+    let (o_id, o) = person(&server, "hv-o", Role::Practitioner, "bv-b").await;
+    let room = room(&server, &chair).await;
+    let presenter_id = invite(&server, &chair, &room, &b_id, "presenter").await;
+    let observer_id = invite(&server, &chair, &room, &o_id, "observer").await;
+    let page = |t: &Value| {
+        format!(
+            "{}{}",
+            server.base,
+            t["room_url"].as_str().expect("room_url")
+        )
+    };
+    let status_is = |s: &str| format!("window.vthState && window.vthState().status === '{s}'");
+
+    // The presenter and the observer arrive first: they wait, and no media
+    // is negotiated for them.
+    let mut presenter = Browser::launch(
+        &chromium,
+        &page(&join_token(&server, &b, &room, serde_json::json!({})).await),
+    )
+    .await
+    .expect("presenter's browser");
+    let mut observer = Browser::launch(
+        &chromium,
+        &page(&join_token(&server, &o, &room, serde_json::json!({})).await),
+    )
+    .await
+    .expect("observer's browser");
+    wait_page(&mut presenter, &status_is("waiting"), "the presenter waits").await;
+    wait_page(&mut observer, &status_is("waiting"), "the observer waits").await;
+    let waiting = presenter.eval(ROOM_STATS_JS).await.expect("stats");
+    assert_eq!(waiting["outboundBytes"], 0, "{waiting}");
+    assert_eq!(waiting["participants"], serde_json::json!([]), "{waiting}");
+
+    // The chair is in on arrival and sees an admit button for each.
+    let tc = join_token(&server, &chair, &room, serde_json::json!({})).await;
+    let mut chair_page = Browser::launch(&chromium, &page(&tc))
+        .await
+        .expect("chair's browser");
+    let buttons = format!(
+        "(() => {{ const ids = [...document.querySelectorAll('button[data-admit]')].map((b) => b.dataset.admit); \
+         return ids.includes('{presenter_id}') && ids.includes('{observer_id}'); }})()"
+    );
+    wait_page(&mut chair_page, &buttons, "the chair sees both waiting").await;
+    let label = chair_page
+        .eval(&format!(
+            "document.querySelector('button[data-admit=\"{presenter_id}\"]').getAttribute('aria-label')"
+        ))
+        .await
+        .expect("label");
+    assert!(
+        label.as_str().is_some_and(|l| l.contains("BS. bs-b")),
+        "the admit button names who it admits: {label}"
+    );
+    // A double click admits once; then the observer.
+    chair_page
+        .eval(&format!(
+            "(() => {{ const b = document.querySelector('button[data-admit=\"{presenter_id}\"]'); b.click(); b.click(); return true; }})()"
+        ))
+        .await
+        .expect("click");
+    wait_page(
+        &mut presenter,
+        &status_is("connected"),
+        "the presenter is admitted",
+    )
+    .await;
+    chair_page
+        .eval(&format!(
+            "document.querySelector('button[data-admit=\"{observer_id}\"]').click()"
+        ))
+        .await
+        .expect("click");
+    wait_page(
+        &mut observer,
+        &status_is("connected"),
+        "the observer is admitted",
+    )
+    .await;
+
+    let mut browsers = vec![
+        ("chair", chair_page),
+        ("presenter", presenter),
+        ("observer", observer),
+    ];
+    let stats = wait_all_decoding(&mut browsers, 2).await;
+    for s in &stats {
+        assert_eq!(s["errors"], serde_json::json!([]), "no errors: {s}");
+    }
+    let observer = &stats[2];
+    assert_eq!(observer["outboundBytes"], 0, "{observer}");
+    assert_eq!(observer["sendingTracks"], 0, "{observer}");
+    let no_buttons = browsers[0]
+        .1
+        .eval("document.querySelectorAll('button[data-admit]').length")
+        .await
+        .expect("buttons");
+    assert_eq!(no_buttons, 0, "nobody is left waiting");
+
+    // The participation log: everyone joined once and was admitted by the chair.
+    let (s, log) = crate::records_access::send(
+        &server,
+        "GET",
+        &format!("/api/v1/video/rooms/{room}/participants"),
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{log}");
+    let people = log["participants"].as_array().cloned().unwrap_or_default();
+    assert_eq!(people.len(), 3, "{log}");
+    for p in &people {
+        assert_eq!(p["present"], true, "{p}");
+        assert!(p["admitted_at"].is_string(), "{p}");
+        assert_eq!(
+            p["joins"].as_array().map_or(0, Vec::len),
+            1,
+            "one join each, the double click admitted once: {p}"
+        );
+    }
+}

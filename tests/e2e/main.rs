@@ -14,6 +14,7 @@ mod identity;
 mod identity_wit;
 mod imaging_share;
 mod interop;
+mod notify;
 mod payment;
 mod plugins;
 mod postgres;

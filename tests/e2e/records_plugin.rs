@@ -463,3 +463,28 @@ async fn plugin_transactions_are_idempotent_and_all_or_nothing() {
     assert_eq!(s, 200, "{r}");
     assert_eq!((count("Patient").await, count("Encounter").await), (2, 3));
 }
+
+/// Opening a consultation through `records` needs its own grant: a plugin
+/// with data scopes alone is refused and nothing is recorded.
+#[tokio::test]
+async fn consultations_need_the_records_consultation_grant() {
+    let dir = plugin_set(&test_plugin_dir(), &[PROBE]);
+    let server = TestServer::start(dir.path(), Limits::default()).await;
+    let doctor_b = user(&server, "bs-b", Role::Practitioner, Some("bv-b")).await;
+    let doctor_a = user(&server, "bs-a", Role::Practitioner, Some("bv-a")).await;
+    let (s, r) = probe(
+        &server,
+        "bv-a",
+        "POST",
+        &format!("/consult?national_id={CITIZEN_ID}"),
+        Some(&doctor_a),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{r}");
+    assert!(message(&r).contains("records:consultation"), "{r}");
+    for token in [&doctor_a, &doctor_b] {
+        let (s, l) = send(&server, "GET", "/api/v1/consultations", token, None, &[]).await;
+        assert_eq!((s, &l["consultations"]), (200, &json!([])), "{l}");
+    }
+}

@@ -9,7 +9,8 @@ use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::identity::{NewUser, Role};
 use vtelehealth_tests::{TestServer, plugin_dir, plugin_set};
 
-use crate::records_access::send;
+use crate::records_access::{CITIZEN_ID, patient_with_lab, send};
+use vtelehealth_runtime::records::CCCD_SYSTEM;
 
 /// The plugin at the host (upper-level) hospital, where the workflow lives.
 fn at(path: &str) -> String {
@@ -41,7 +42,7 @@ fn request_body() -> Value {
     json!({
         "patient": {
             "reference": "Patient/42",
-            "identifiers": [{ "system": "urn:vn:cccd", "value": "001088054321" }]
+            "identifiers": [{ "system": CCCD_SYSTEM, "value": CITIZEN_ID }]
         },
         "summary": "Nam 58 tuổi, đau ngực kéo dài, ST chênh lên; xin hội chẩn tim mạch",
         "urgency": "urgent",
@@ -165,6 +166,12 @@ async fn request_accept_room_conclusion_and_events() {
     .await;
     assert_eq!(s, 400, "{r}");
 
+    // The district hospital holds the patient's record; the upper hospital cannot read it yet.
+    let (_, lab) = patient_with_lab(&server, &requester).await;
+    let lab_path = format!("/fhir/R4/Observation/{lab}");
+    let (s, _) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(s, 403, "no consultation yet");
+
     // The district doctor requests; the roster proposes the consultants above the district.
     let (s, c) = send(
         &server,
@@ -179,6 +186,22 @@ async fn request_accept_room_conclusion_and_events() {
     assert_eq!(c["status"], "requested", "{c}");
     assert_eq!(c["requesting_hospital"], "bv-b", "{c}");
     let id = c["id"].as_str().expect("id").to_owned();
+    // The platform's consultation record is requested with it, not yet active.
+    let records_consultation = c["records_consultation"]
+        .as_str()
+        .expect("a records consultation for a patient named by CCCD")
+        .to_owned();
+    let (s, l) = send(&server, "GET", "/api/v1/consultations", &chair, None, &[]).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(
+        l["consultations"][0]["id"],
+        records_consultation.as_str(),
+        "{l}"
+    );
+    assert_eq!(l["consultations"][0]["status"], "requested", "{l}");
+    assert_eq!(l["consultations"][0]["requesting_hospital"], "bv-b", "{l}");
+    let (s, _) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(s, 403, "requested is not enough");
     let proposed: Vec<&str> = c["proposed_consultants"]
         .as_array()
         .expect("proposed")
@@ -205,6 +228,14 @@ async fn request_accept_room_conclusion_and_events() {
     assert_eq!(l["consultations"][0]["id"], id.as_str(), "{l}");
 
     // Unknown consultation, a non-practitioner and another hospital's doctor cannot accept.
+    // The requester and the observer follow their notifications as they happen; the
+    // streams' database re-read is set to an hour, so only a push can deliver.
+    server
+        .runtime
+        .notifications
+        .set_recheck_interval(std::time::Duration::from_secs(3600));
+    let mut requester_feed = Feed::open(&server, &requester, None).await;
+    let mut observer_feed = Feed::open(&server, &observer, None).await;
     let accept = json!({ "scheduled_at": 1_795_000_000_000u64, "consultants": [cons_id], "observers": [obs_id] });
     let (s, r) = send(
         &server,
@@ -250,6 +281,91 @@ async fn request_accept_room_conclusion_and_events() {
     .await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(a["status"], "accepted", "{a}");
+    // Pushed at once to the requester and to the observer just invited; links open the
+    // consultation in the plugin.
+    let pushed = requester_feed.until("teleconsult.accepted").await;
+    assert_eq!(pushed["data"]["consultation"], id.as_str(), "{pushed}");
+    assert_eq!(
+        pushed["link"],
+        format!("/hospitals/bv-a/plugins/teleconsult/consultations/{id}"),
+        "{pushed}"
+    );
+    assert_eq!(pushed["sender"], chair_id.as_str(), "{pushed}");
+    let opened = observer_feed.until("teleconsult.room-opened").await;
+    assert_eq!(opened["data"]["consultation"], id.as_str(), "{opened}");
+    assert!(
+        opened["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("Hội chẩn {id}: Mở phòng"))),
+        "{opened}"
+    );
+    // A reconnect with Last-Event-ID resumes after what was seen.
+    let mut again = Feed::open(&server, &requester, pushed["seq"].as_i64()).await;
+    assert_eq!(
+        again.next().await["topic"],
+        "teleconsult.room-opened",
+        "the next one after `accepted`"
+    );
+    // The list: the chair took the step, so the chair was not notified of it; the citizen
+    // outside the consultation has nothing.
+    let (s, mine) = send(
+        &server,
+        "GET",
+        "/api/v1/me/notifications",
+        &chair,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{mine}");
+    assert!(
+        mine["notifications"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|n| n["topic"] != "teleconsult.accepted")),
+        "{mine}"
+    );
+    let (_, none) = send(
+        &server,
+        "GET",
+        "/api/v1/me/notifications",
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(none["notifications"], json!([]), "{none}");
+    let (_, obs_list) = send(
+        &server,
+        "GET",
+        "/api/v1/me/notifications",
+        &observer,
+        None,
+        &[],
+    )
+    .await;
+    let unread = obs_list["unread"].as_i64().expect("unread");
+    assert!(unread >= 2, "{obs_list}");
+    let (s, r) = send(
+        &server,
+        "POST",
+        "/api/v1/me/notifications/read",
+        &observer,
+        Some(json!({ "upto": obs_list["last_seq"] })),
+        &[],
+    )
+    .await;
+    assert_eq!((s, &r["unread"]), (200, &json!(0)), "{r}");
+    // Accepting opened the patient's records to the upper hospital, for treatment.
+    let (s, obs) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(
+        s, 200,
+        "accepted: the chair reads the district's record: {obs}"
+    );
+    let (s, _) = send(&server, "GET", &lab_path, &observer, None, &[]).await;
+    assert_eq!(
+        s, 403,
+        "an observer's hospital is not part of the records consultation"
+    );
     let room = a["room_id"].as_str().expect("room").to_owned();
     let roles: Vec<(String, String, String)> = a["invitees"]
         .as_array()
@@ -391,6 +507,11 @@ async fn request_accept_room_conclusion_and_events() {
     )
     .await;
     assert_eq!(s, 409, "conclude twice: {r}");
+    // Concluded: the records consultation is ended and the records closed again.
+    let (s, _) = send(&server, "GET", &lab_path, &chair, None, &[]).await;
+    assert_eq!(s, 403, "concluded: closed again");
+    let (_, l) = send(&server, "GET", "/api/v1/consultations", &chair, None, &[]).await;
+    assert_eq!(l["consultations"][0]["status"], "ended", "{l}");
     // The room is over: no more tokens.
     let (s, t) = send(
         &server,
@@ -669,4 +790,70 @@ async fn a_reviewed_network_plugin_serves_other_hospitals_practitioners() {
     assert_eq!(status, 403);
     let (status, _) = send(&server, "GET", &at("/consultations"), &admin_b, None, &[]).await;
     assert_eq!(status, 403);
+}
+
+/// A client of `/api/v1/me/notifications/stream` (Server-Sent Events).
+pub(crate) struct Feed {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
+    buffer: String,
+}
+
+impl Feed {
+    pub(crate) async fn open(server: &TestServer, token: &str, last_event_id: Option<i64>) -> Self {
+        let mut req = server
+            .client
+            .get(format!("{}/api/v1/me/notifications/stream", server.base))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let resp = req.send().await.expect("stream opens");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("text/event-stream")
+        );
+        use futures::StreamExt as _;
+        Self {
+            body: Box::pin(resp.bytes_stream().map(|r| r.map(|b| b.to_vec()))),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next notification; a bounded wait, so a missing push fails the test.
+    async fn next(&mut self) -> Value {
+        use futures::StreamExt as _;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if block.lines().any(|l| l == "event: notification") && !data.is_empty() {
+                    return serde_json::from_str(&data).expect("a notification as JSON");
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.body.next())
+                .await
+                .expect("a notification within 20 s")
+                .expect("the stream stays open")
+                .expect("bytes");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Notifications until one of `topic`.
+    pub(crate) async fn until(&mut self, topic: &str) -> Value {
+        loop {
+            let n = self.next().await;
+            if n["topic"] == topic {
+                return n;
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ use crate::records_access::send;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn server() -> TestServer {
+pub(crate) async fn server() -> TestServer {
     let data = TempDir::new().expect("temp dir");
     let options = RuntimeOptions {
         database_url: format!("sqlite://{}", data.path().join("video.db").display()),
@@ -38,7 +38,12 @@ async fn server() -> TestServer {
 }
 
 /// A user: (subject, platform token).
-async fn person(server: &TestServer, name: &str, role: Role, hospital: &str) -> (String, String) {
+pub(crate) async fn person(
+    server: &TestServer,
+    name: &str,
+    role: Role,
+    hospital: &str,
+) -> (String, String) {
     let mut u = NewUser::new(name, &format!("BS. {name}"), role, "password-1");
     u.hospital_id = Some(hospital.into());
     let user = server.runtime.identity.create_user(u).await.expect("user");
@@ -47,7 +52,7 @@ async fn person(server: &TestServer, name: &str, role: Role, hospital: &str) -> 
 }
 
 /// A room hosted by A, chaired by its creator; its id.
-async fn room(server: &TestServer, chair: &str) -> String {
+pub(crate) async fn room(server: &TestServer, chair: &str) -> String {
     let (s, r) = send(
         server,
         "POST",
@@ -62,7 +67,13 @@ async fn room(server: &TestServer, chair: &str) -> String {
     r["id"].as_str().expect("id").to_owned()
 }
 
-async fn invite(server: &TestServer, chair: &str, room: &str, subject: &str, role: &str) -> String {
+pub(crate) async fn invite(
+    server: &TestServer,
+    chair: &str,
+    room: &str,
+    subject: &str,
+    role: &str,
+) -> String {
     let (s, inv) = send(
         server,
         "POST",
@@ -76,7 +87,7 @@ async fn invite(server: &TestServer, chair: &str, room: &str, subject: &str, rol
     inv["participant_id"].as_str().expect("id").to_owned()
 }
 
-async fn join_token(server: &TestServer, who: &str, room: &str, body: Value) -> Value {
+pub(crate) async fn join_token(server: &TestServer, who: &str, room: &str, body: Value) -> Value {
     let (s, t) = send(
         server,
         "POST",
@@ -1188,11 +1199,16 @@ async fn a_room_serves_a_consultation_of_its_host_and_has_a_size() {
     assert_eq!(s, 404);
 }
 
-/// Another node shares the database but not the in-process events: its
-/// admissions and ends reach this node's sockets through the database.
+/// A change written to the database with no event at all (as if its
+/// notification were lost) still reaches the sockets: they re-read the
+/// room (the safety net under LISTEN/NOTIFY, and all there is on SQLite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_made_on_another_node_reach_the_sockets() {
     let server = server().await;
+    server
+        .runtime
+        .video
+        .set_recheck_interval(vtelehealth_runtime::video::rooms::RECHECK_WITHOUT_NOTIFY);
     let (_, chair) = person(&server, "chair", Role::Practitioner, "bv-a").await;
     let (b_id, b) = person(&server, "bs-b", Role::Practitioner, "bv-b").await;
     let room = room(&server, &chair).await;
@@ -1262,4 +1278,52 @@ async fn relay_error(ws: &mut Socket) -> Value {
             _ => panic!("expected an error, got {m}"),
         }
     }
+}
+
+/// On PostgreSQL, another node's admission and end reach this node's
+/// sockets by LISTEN/NOTIFY. This node's re-read safety net is set to an
+/// hour, so within the test's bounded wait only a notification can bring
+/// them (on SQLite, the test above covers the re-read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_another_nodes_changes_arrive_by_notify() {
+    let Some(url) = vtelehealth_tests::postgres_database().await else {
+        return;
+    };
+    let node = |url: String| async move {
+        let options = RuntimeOptions {
+            database_url: url,
+            identity: IdentityOptions {
+                password_iterations: 1_000,
+                ..IdentityOptions::default()
+            },
+            ..RuntimeOptions::default()
+        };
+        TestServer::start_with(options, TempDir::new().expect("temp dir")).await
+    };
+    let one = node(url.clone()).await;
+    let two = node(url).await;
+    one.runtime
+        .video
+        .set_recheck_interval(Duration::from_secs(3600));
+    let (chair_id, chair) = person(&one, "chair-n", Role::Practitioner, "bv-a").await;
+    let (b_id, b) = person(&one, "bs-n", Role::Practitioner, "bv-b").await;
+    let room = room(&one, &chair).await;
+    let pb = invite(&one, &chair, &room, &b_id, "participant").await;
+    let mut sb = open(&one, &join_token(&one, &b, &room, json!({})).await).await;
+    assert_eq!(next(&mut sb).await["type"], "waiting");
+
+    // The chair admits through node two.
+    let at_two = two.runtime.video.room(&room).await.expect("room");
+    two.runtime
+        .video
+        .admit(&at_two, &pb, &chair_id)
+        .await
+        .expect("admitted on node two");
+    assert_eq!(next_of(&mut sb, "admitted").await["participant_id"], pb);
+    two.runtime
+        .video
+        .end(&at_two, &chair_id)
+        .await
+        .expect("ended on node two");
+    assert_eq!(next_of(&mut sb, "room-ended").await["room"], room);
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 /// The interfaces of `vtelehealth:platform` a plugin may be granted. `types` holds only
 /// shared types and is always available.
 pub const CAPABILITIES: &[&str] = &[
-    "log", "clock", "random", "kv", "identity", "records", "video", "payment",
+    "log", "clock", "random", "kv", "identity", "records", "video", "payment", "notify",
 ];
 pub const KINDS: &[&str] = &["workflow", "commerce", "his-adapter"];
 

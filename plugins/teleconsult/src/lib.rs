@@ -20,10 +20,13 @@ use vtelehealth_plugin_sdk::identity::{self, Principal, Tier};
 use vtelehealth_plugin_sdk::serde_json::{self, Value};
 use vtelehealth_plugin_sdk::video::{self, Role, RoomSpec};
 use vtelehealth_plugin_sdk::{
-    Error, Plugin, Request, Response, clock, export_plugin, json, kv, log, records,
+    Error, Plugin, Request, Response, clock, export_plugin, json, kv, log, notify, records,
 };
 
 const SEQ_KEY: &str = "seq/consultation";
+/// Identifier systems the platform matches patients by across hospitals.
+const CCCD_SYSTEM: &str = "https://vneid.gov.vn/cccd";
+const BHYT_SYSTEM: &str = "https://baohiemxahoi.gov.vn/ma-so-bhxh";
 const CONSULTATION_PREFIX: &str = "consultation/";
 const ROSTER_PREFIX: &str = "roster/";
 const MAX_SUMMARY: usize = 4000;
@@ -86,6 +89,11 @@ struct Consultation {
     conclusion: Option<String>,
     #[serde(default)]
     conclusion_reference: Option<String>,
+    /// The platform's consultation record (`/api/v1/consultations`) that opens the
+    /// patient's records to the upper hospital while the consultation is accepted; only
+    /// when the patient is named by citizen ID or social-insurance number.
+    #[serde(default)]
+    records_consultation: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -378,7 +386,55 @@ fn event(
             "actor": actor.subject, "actor_name": actor.name,
             "vi": vi, "en": en, "data": data,
         }),
-    )
+    )?;
+    push(id, kind, seq, actor, &vi, &en);
+    Ok(())
+}
+
+/// Push the step to the people of the consultation (not the one who took it) through
+/// `notify`. The event is already stored and listed, so a failure here is only logged.
+fn push(id: &str, kind: &str, seq: i64, actor: &Principal, vi: &str, en: &str) {
+    let Ok(c) = load(id) else { return };
+    let mut to: Vec<String> = vec![c.requester.clone()];
+    to.extend(c.chair.iter().cloned());
+    to.extend(c.invitees.iter().map(|i| i.practitioner.clone()));
+    if kind == "requested" {
+        // The roster's consultants hear of a request they may be asked to join.
+        to.extend(
+            c.proposed_consultants
+                .iter()
+                .filter_map(|p| p["practitioner"].as_str().map(str::to_owned)),
+        );
+    }
+    to.retain(|s| s != &actor.subject);
+    to.sort();
+    to.dedup();
+    if to.is_empty() {
+        return;
+    }
+    // One line of at most 300 bytes, cut at a character boundary.
+    let mut title = format!("Hội chẩn {id}: {}", vi.replace(['\n', '\r'], " "));
+    if title.len() > 300 {
+        let mut end = 297;
+        while !title.is_char_boundary(end) {
+            end -= 1;
+        }
+        title.truncate(end);
+        title.push('…');
+    }
+    let data = json!({ "consultation": id, "type": kind, "seq": seq, "en": en });
+    if let Err(e) = notify::send(
+        &to,
+        &format!("teleconsult.{kind}"),
+        &title,
+        &data,
+        Some(&format!("/consultations/{id}")),
+    ) {
+        log::warn!(
+            "consultation {id}: notifying the participants failed: {}",
+            e.message()
+        );
+    }
 }
 
 fn events(req: &Request, id: &str) -> Result<Response, Error> {
@@ -467,6 +523,7 @@ fn create(req: &Request) -> Result<Response, Error> {
     let records_refs = references(&b, "records")?;
     let imaging = references(&b, "imaging")?;
     let proposed = propose(&requesting, host.tier)?;
+    let records_consultation = request_records_access(&patient, &summary)?;
 
     let n = kv::increment(SEQ_KEY, 1)?;
     let id = format!("hc-{n:06}");
@@ -492,12 +549,14 @@ fn create(req: &Request) -> Result<Response, Error> {
         decline_reason: None,
         conclusion: None,
         conclusion_reference: None,
+        records_consultation,
     };
     if !kv::compare_and_swap(
         &consultation_key(&id)?,
         None,
         &serde_json::to_vec(&c).map_err(|e| Error::internal(e.to_string()))?,
     )? {
+        close_records_access(&c, records::ConsultationStep::End);
         return Err(Error::conflict(
             "Mã yêu cầu đã tồn tại, hãy thử lại (id taken, retry)",
         ));
@@ -518,6 +577,40 @@ fn create(req: &Request) -> Result<Response, Error> {
     )?;
     log::info!("consultation {id} requested by {requesting}");
     Ok(Response::json(201, &c))
+}
+
+/// Ask the platform for a consultation record about the patient, so the upper hospital may
+/// read the patient's records once it accepts. Only a citizen ID or social-insurance number
+/// names a patient across hospitals; without one, no records are shared.
+fn request_records_access(patient: &Patient, summary: &str) -> Result<Option<String>, Error> {
+    let find = |system: &str| {
+        patient
+            .identifiers
+            .iter()
+            .find(|i| i.system == system)
+            .map(|i| i.value.trim().to_owned())
+    };
+    let (national_id, health_id) = (find(CCCD_SYSTEM), find(BHYT_SYSTEM));
+    if national_id.is_none() && health_id.is_none() {
+        return Ok(None);
+    }
+    let reason: String = summary.chars().take(500).collect();
+    let c = records::request_consultation(national_id.as_deref(), health_id.as_deref(), &reason)?;
+    Ok(Some(c.id))
+}
+
+/// Decline or end the platform's consultation record, if there is one. The workflow has
+/// already moved on, so a failure is logged rather than undoing it.
+fn close_records_access(c: &Consultation, step: records::ConsultationStep) {
+    if let Some(rc) = &c.records_consultation
+        && let Err(e) = records::move_consultation(rc, step)
+    {
+        log::warn!(
+            "consultation {}: records access {rc} not closed: {}",
+            c.id,
+            e.message()
+        );
+    }
 }
 
 /// Members of the rosters that mentor the requesting hospital, from tiers above it and at
@@ -651,6 +744,17 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
         Ok(())
     })?;
     let opened = open_room(&c, &p, scheduled_at, max_participants, &people);
+    // Open the patient's records to this hospital for the consultation.
+    let opened = opened.and_then(|x| match &c.records_consultation {
+        Some(rc) => match records::move_consultation(rc, records::ConsultationStep::Accept) {
+            Ok(_) => Ok(x),
+            Err(e) => {
+                let _ = video::end_room(&x.0);
+                Err(e)
+            }
+        },
+        None => Ok(x),
+    });
     let (room_id, invitees) = match opened {
         Ok(x) => x,
         Err(e) => {
@@ -683,7 +787,7 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
             "{} accepted the consultation, scheduled at {scheduled_at}",
             p.name
         ),
-        json!({ "scheduled_at": scheduled_at }),
+        json!({ "scheduled_at": scheduled_at, "records_consultation": c.records_consultation }),
     )?;
     event(
         id,
@@ -773,6 +877,7 @@ fn decline(req: &Request, id: &str) -> Result<Response, Error> {
         format!("{} declined the consultation: {reason}", p.name),
         json!({ "reason": reason }),
     )?;
+    close_records_access(&c, records::ConsultationStep::Decline);
     Ok(Response::ok_json(&c))
 }
 
@@ -820,6 +925,8 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
         c.conclusion_reference = Some(reference.clone());
         Ok(())
     })?;
+    // The consultation is over: the patient's records stop flowing.
+    close_records_access(&c, records::ConsultationStep::End);
     event(
         id,
         "concluded",

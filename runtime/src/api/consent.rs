@@ -15,8 +15,11 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::Runtime;
 use crate::identity::{Authenticated, Principal, Role};
-use crate::records::access::{AccessStore, Consent, PatientKeys, access_log_of, now_millis};
-use crate::records::{BHYT_SYSTEM, CCCD_SYSTEM, Purpose, RecordError};
+use crate::records::access::{
+    AccessStore, Consent, ConsultationStep, PatientKeys, access_log_of, consultation_patient,
+    consultation_reason, now_millis,
+};
+use crate::records::{Purpose, RecordError};
 
 /// The routes.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -246,36 +249,8 @@ async fn request_consultation(
             "a consultation is between two hospitals".into(),
         ));
     }
-    let digits = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit());
-    if let Some(n) = &body.patient.national_id
-        && !digits(n, 12)
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "patient.national_id must be the 12-digit citizen ID ({CCCD_SYSTEM})"
-        )));
-    }
-    if let Some(h) = &body.patient.health_id
-        && !digits(h, 10)
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "patient.health_id must be the 10-digit social-insurance number ({BHYT_SYSTEM})"
-        )));
-    }
-    let patient = PatientKeys {
-        national_id: body.patient.national_id,
-        health_id: body.patient.health_id,
-    };
-    if patient.is_empty() {
-        return Err(ApiError::Unprocessable(
-            "name the patient by national_id or health_id".into(),
-        ));
-    }
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.len() > 2000 {
-        return Err(ApiError::Unprocessable(
-            "reason must be 1 to 2000 bytes".into(),
-        ));
-    }
+    let patient = consultation_patient(body.patient.national_id, body.patient.health_id)?;
+    let reason = consultation_reason(&body.reason)?;
     let c = access(&rt)
         .request_consultation(&p.subject, &own, &body.host_hospital, &patient, reason)
         .await?;
@@ -291,32 +266,16 @@ async fn list_consultations(
     Ok(Json(json!({ "consultations": list })))
 }
 
-/// Move a consultation the caller's hospital takes part in; `host_only`
-/// restricts it to the host hospital (accepting and declining).
+/// Take `step` on a consultation for the caller's hospital.
 async fn transition(
     rt: &Runtime,
     p: &Principal,
     id: &str,
-    host_only: bool,
-    from: &[&str],
-    to: &str,
+    step: ConsultationStep,
 ) -> Result<Json<Value>, ApiError> {
     let own = staff(p)?;
-    let store = access(rt);
-    let c = store.consultation(id).await?;
-    let allowed = if host_only {
-        c.host_hospital == own
-    } else {
-        c.host_hospital == own || c.requesting_hospital == own
-    };
-    if !allowed {
-        return Err(ApiError::Forbidden(format!(
-            "consultation {id} is not {} your hospital",
-            if host_only { "hosted by" } else { "between" }
-        )));
-    }
-    let c = store
-        .transition_consultation(id, &p.subject, &own, from, to)
+    let c = access(rt)
+        .move_consultation(id, &p.subject, &own, step)
         .await?;
     Ok(Json(json!(c)))
 }
@@ -326,7 +285,7 @@ async fn accept(
     Authenticated(p): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    transition(&rt, &p, &id, true, &["requested"], "active").await
+    transition(&rt, &p, &id, ConsultationStep::Accept).await
 }
 
 async fn decline(
@@ -334,7 +293,7 @@ async fn decline(
     Authenticated(p): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    transition(&rt, &p, &id, true, &["requested"], "declined").await
+    transition(&rt, &p, &id, ConsultationStep::Decline).await
 }
 
 async fn end(
@@ -342,5 +301,5 @@ async fn end(
     Authenticated(p): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    transition(&rt, &p, &id, false, &["requested", "active"], "ended").await
+    transition(&rt, &p, &id, ConsultationStep::End).await
 }

@@ -6,6 +6,7 @@ mod error;
 pub mod fhir;
 mod governance;
 mod imaging_share;
+mod notify;
 mod payment;
 mod plugin_route;
 mod room_page;
@@ -58,6 +59,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(room_page::routes())
         .merge(console::routes())
         .merge(payment::routes())
+        .merge(notify::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             runtime.clone(),

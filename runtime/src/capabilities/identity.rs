@@ -87,6 +87,8 @@ pub struct Directory {
     /// The node's payment service, for the `payment` capability (the call
     /// context carries the directory to every capability).
     payments: Option<Arc<crate::payment::Payments>>,
+    /// The node's notifications, for the `notify` capability.
+    notifications: Option<Arc<crate::notify::Notifications>>,
 }
 
 impl Directory {
@@ -95,7 +97,27 @@ impl Directory {
             hospitals,
             people,
             payments: None,
+            notifications: None,
         }
+    }
+
+    /// The same directory with the node's notifications.
+    pub fn with_notifications(mut self, n: Arc<crate::notify::Notifications>) -> Self {
+        self.notifications = Some(n);
+        self
+    }
+
+    /// The notifications service, when this node offers one.
+    pub fn notifications(&self) -> Option<&Arc<crate::notify::Notifications>> {
+        self.notifications.as_ref()
+    }
+
+    /// Whether `id` names a user of the platform (any role).
+    pub async fn user_exists(&self, id: &str) -> Result<bool, crate::identity::IdentityError> {
+        if id.is_empty() || id.len() > MAX_LOOKUP_ID {
+            return Ok(false);
+        }
+        Ok(self.people.user(id).await?.is_some())
     }
 
     /// The same directory with the node's payment service.

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod identity;
 pub mod kv;
 pub mod log;
+pub mod notify;
 pub mod payment;
 pub mod random;
 pub mod records;
@@ -37,11 +38,12 @@ pub enum Capability {
     Records,
     Video,
     Payment,
+    Notify,
 }
 
 impl Capability {
     /// Every capability this runtime implements.
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 9] = [
         Self::Log,
         Self::Clock,
         Self::Random,
@@ -50,6 +52,7 @@ impl Capability {
         Self::Records,
         Self::Video,
         Self::Payment,
+        Self::Notify,
     ];
 
     /// The WIT interface name, e.g. `kv`.
@@ -63,6 +66,7 @@ impl Capability {
             Self::Records => "records",
             Self::Video => "video",
             Self::Payment => "payment",
+            Self::Notify => "notify",
         }
     }
 
@@ -85,6 +89,9 @@ impl Capability {
             Self::Payment => {
                 "take payments in VND through the hospital's gateway and refund them, every movement booked in the platform ledger"
             }
+            Self::Notify => {
+                "send notifications (a title, a link and a small data record) to named users of the platform, during calls made by signed-in users or the hospital's services"
+            }
         }
     }
 
@@ -99,6 +106,7 @@ impl Capability {
             Self::Records => platform::records::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Video => platform::video::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
             Self::Payment => platform::payment::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Notify => platform::notify::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
         }
     }
 }
@@ -117,7 +125,7 @@ impl FromStr for Capability {
             .find(|c| c.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records, video, payment)"
+                    "unknown capability `{s}` (known: log, clock, random, kv, identity, records, video, payment, notify)"
                 )
             })
     }

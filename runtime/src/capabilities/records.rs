@@ -367,6 +367,90 @@ fn parse_json(body: &str) -> Result<(ResourceType, serde_json::Map<String, Value
     Ok(parse_body(body.as_bytes(), None)?)
 }
 
+/// A consultation as the WIT record.
+fn consultation_wit(c: crate::records::access::Consultation) -> wit::Consultation {
+    wit::Consultation {
+        id: c.id,
+        requesting_hospital: c.requesting_hospital,
+        host_hospital: c.host_hospital,
+        status: c.status,
+    }
+}
+
+impl CallState {
+    /// The signed-in practitioner's hospital, once the plugin may handle
+    /// consultations (`records:consultation` and the treatment purpose).
+    fn consultation_caller(&self) -> Result<(String, String), WitError> {
+        self.require(Capability::Records)
+            .map_err(|e| denied(e.to_string()))?;
+        let grant = self.grant();
+        if !grant.consultations {
+            return Err(denied(
+                "the plugin was not granted `records:consultation`, so it cannot open or move consultations",
+            ));
+        }
+        if !grant.purposes.contains(&Purpose::Treatment) {
+            return Err(denied(
+                "consultations are for treatment, and the plugin was not granted `records:purpose=treatment`",
+            ));
+        }
+        match &self.ctx.principal {
+            Some(p) if p.has_role(Role::Practitioner) => match &p.hospital_id {
+                Some(h) => Ok((p.subject.clone(), h.clone())),
+                None => Err(denied("the practitioner belongs to no hospital")),
+            },
+            _ => Err(denied(
+                "only a signed-in practitioner opens or moves a consultation",
+            )),
+        }
+    }
+
+    async fn request_consultation_impl(
+        &self,
+        national_id: Option<String>,
+        health_id: Option<String>,
+        reason: String,
+    ) -> Result<wit::Consultation, WitError> {
+        let (subject, own) = self.consultation_caller()?;
+        let host = self.ctx.hospital.id.as_str();
+        if own == host {
+            return Err(WitError::Invalid(format!(
+                "a consultation is between two hospitals; the caller is of `{host}`, this plugin's hospital"
+            )));
+        }
+        let patient = crate::records::access::consultation_patient(national_id, health_id)?;
+        let reason = crate::records::access::consultation_reason(&reason)?;
+        let store = crate::records::access::AccessStore::new(self.kv.database().clone());
+        let c = store
+            .request_consultation(&subject, &own, host, &patient, reason)
+            .await?;
+        Ok(consultation_wit(c))
+    }
+
+    async fn move_consultation_impl(
+        &self,
+        id: String,
+        step: wit::ConsultationStep,
+    ) -> Result<wit::Consultation, WitError> {
+        use crate::records::access::ConsultationStep;
+        let (subject, own) = self.consultation_caller()?;
+        let store = crate::records::access::AccessStore::new(self.kv.database().clone());
+        let here = self.ctx.hospital.id.as_str();
+        let c = store.consultation(&id).await?;
+        // A plugin reaches only the consultations of its own hospital.
+        if c.host_hospital != here && c.requesting_hospital != here {
+            return Err(WitError::NotFound(format!("consultation {id}")));
+        }
+        let step = match step {
+            wit::ConsultationStep::Accept => ConsultationStep::Accept,
+            wit::ConsultationStep::Decline => ConsultationStep::Decline,
+            wit::ConsultationStep::End => ConsultationStep::End,
+        };
+        let c = store.move_consultation(&id, &subject, &own, step).await?;
+        Ok(consultation_wit(c))
+    }
+}
+
 impl Host for CallState {
     #[instrument(level = "debug", skip_all, fields(plugin = %self.ctx.plugin_id))]
     async fn create(
@@ -417,5 +501,25 @@ impl Host for CallState {
         Ok(self
             .transaction_impl(bundle, idempotency_key, purpose.into())
             .await)
+    }
+    #[instrument(level = "debug", skip_all, fields(plugin = %self.ctx.plugin_id))]
+    async fn request_consultation(
+        &mut self,
+        national_id: Option<String>,
+        health_id: Option<String>,
+        reason: String,
+    ) -> wasmtime::Result<Result<wit::Consultation, WitError>> {
+        Ok(self
+            .request_consultation_impl(national_id, health_id, reason)
+            .await)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(plugin = %self.ctx.plugin_id, consultation = %id))]
+    async fn move_consultation(
+        &mut self,
+        id: String,
+        step: wit::ConsultationStep,
+    ) -> wasmtime::Result<Result<wit::Consultation, WitError>> {
+        Ok(self.move_consultation_impl(id, step).await)
     }
 }

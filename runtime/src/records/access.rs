@@ -688,3 +688,95 @@ impl AccessStore {
         self.consultation(id).await
     }
 }
+
+/// What to do with a consultation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsultationStep {
+    /// The host hospital opens it: records flow both ways for treatment.
+    Accept,
+    /// The host hospital refuses it.
+    Decline,
+    /// Either hospital closes it.
+    End,
+}
+
+/// The patient a consultation is about: a 12-digit citizen ID and/or a
+/// 10-digit social-insurance number, at least one.
+pub fn consultation_patient(
+    national_id: Option<String>,
+    health_id: Option<String>,
+) -> Result<PatientKeys, RecordError> {
+    let digits = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit());
+    if let Some(n) = &national_id
+        && !digits(n, 12)
+    {
+        return Err(RecordError::Invalid {
+            path: "patient.national_id".into(),
+            message: format!("must be the 12-digit citizen ID ({CCCD_SYSTEM})"),
+        });
+    }
+    if let Some(h) = &health_id
+        && !digits(h, 10)
+    {
+        return Err(RecordError::Invalid {
+            path: "patient.health_id".into(),
+            message: format!("must be the 10-digit social-insurance number ({BHYT_SYSTEM})"),
+        });
+    }
+    let keys = PatientKeys {
+        national_id,
+        health_id,
+    };
+    if keys.is_empty() {
+        return Err(RecordError::Invalid {
+            path: "patient".into(),
+            message: "name the patient by national_id or health_id".into(),
+        });
+    }
+    Ok(keys)
+}
+
+/// A consultation's reason, trimmed: 1 to 2000 bytes.
+pub fn consultation_reason(reason: &str) -> Result<&str, RecordError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 2000 {
+        return Err(RecordError::Invalid {
+            path: "reason".into(),
+            message: "must be 1 to 2000 bytes".into(),
+        });
+    }
+    Ok(reason)
+}
+
+impl AccessStore {
+    /// Take `step` on consultation `id` for a person of `actor_hospital`:
+    /// accepting and declining are the host hospital's, ending is either
+    /// hospital's. The API and the `records` capability share this rule.
+    pub async fn move_consultation(
+        &self,
+        id: &str,
+        actor: &str,
+        actor_hospital: &str,
+        step: ConsultationStep,
+    ) -> Result<Consultation, RecordError> {
+        let c = self.consultation(id).await?;
+        let (host_only, from, to): (bool, &[&str], &str) = match step {
+            ConsultationStep::Accept => (true, &["requested"], "active"),
+            ConsultationStep::Decline => (true, &["requested"], "declined"),
+            ConsultationStep::End => (false, &["requested", "active"], "ended"),
+        };
+        let allowed = if host_only {
+            c.host_hospital == actor_hospital
+        } else {
+            c.host_hospital == actor_hospital || c.requesting_hospital == actor_hospital
+        };
+        if !allowed {
+            return Err(RecordError::Forbidden(format!(
+                "consultation {id} is not {} your hospital",
+                if host_only { "hosted by" } else { "between" }
+            )));
+        }
+        self.transition_consultation(id, actor, actor_hospital, from, to)
+            .await
+    }
+}

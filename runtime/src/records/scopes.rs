@@ -318,11 +318,19 @@ fn has_token(resource: &Value, param: &str, token: &str) -> bool {
 pub enum ScopeEntry {
     Data(DataScope),
     Purpose(Purpose),
+    /// `consultation`: request and move consultations between hospitals.
+    Consultation,
 }
+
+/// The `records:` entry that lets a plugin open and move consultations.
+pub const CONSULTATION_SCOPE: &str = "consultation";
 
 impl FromStr for ScopeEntry {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if s == CONSULTATION_SCOPE {
+            return Ok(Self::Consultation);
+        }
         match s.strip_prefix("purpose=") {
             Some(p) => p.parse().map(Self::Purpose),
             None => s.parse().map(Self::Data),
@@ -336,6 +344,7 @@ impl ScopeEntry {
         match self {
             Self::Data(d) => d.describe(),
             Self::Purpose(p) => format!("only for {} (purpose of use {})", p.describe(), p.code()),
+            Self::Consultation => "request, accept, decline and end consultations between the signed-in practitioner's hospital and this one; while one is active, each hospital reads the other's records about that patient for treatment (audited)".into(),
         }
     }
 }
@@ -345,6 +354,8 @@ impl ScopeEntry {
 pub struct RecordGrant {
     pub scopes: Vec<DataScope>,
     pub purposes: BTreeSet<Purpose>,
+    /// `records:consultation` was granted.
+    pub consultations: bool,
 }
 
 impl RecordGrant {
@@ -361,6 +372,7 @@ impl RecordGrant {
                 Ok(ScopeEntry::Purpose(p)) => {
                     grant.purposes.insert(p);
                 }
+                Ok(ScopeEntry::Consultation) => grant.consultations = true,
                 Err(e) => tracing::warn!(scope, error = %e, "ignoring an unreadable records scope"),
             }
         }
@@ -390,6 +402,7 @@ pub fn check_request(scopes: &[String]) -> Result<(), String> {
         match s.parse::<ScopeEntry>()? {
             ScopeEntry::Data(_) => data += 1,
             ScopeEntry::Purpose(_) => purposes += 1,
+            ScopeEntry::Consultation => {}
         }
     }
     if data == 0 || purposes == 0 {
@@ -489,6 +502,15 @@ mod tests {
             "records:nonsense",
         ]);
         assert_eq!(grant.scopes.len(), 1);
+        assert!(!grant.consultations);
+        assert!(RecordGrant::from_grants(["records:consultation"]).consultations);
+        assert!(
+            "consultation"
+                .parse::<ScopeEntry>()
+                .unwrap()
+                .describe()
+                .contains("consultations between")
+        );
         assert_eq!(grant.purposes, [Purpose::Treatment].into());
         assert!(check_request(&["system/Patient.cru".into()]).is_err());
         assert!(check_request(&["system/Patient.cru".into(), "purpose=TREAT".into()]).is_ok());

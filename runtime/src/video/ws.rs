@@ -30,9 +30,6 @@ use crate::api::ApiError;
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// A client silent this long (no message, no pong) is marked left.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
-/// How often a socket re-reads its room's state from the database, so a
-/// change made through another node reaches it.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The signalling route.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -241,7 +238,8 @@ async fn run(
     }
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
-    let mut recheck = tokio::time::interval(RECHECK_INTERVAL);
+    // The database is the truth across nodes; see `VideoService::recheck_interval`.
+    let mut recheck = tokio::time::interval(video.recheck_interval());
     recheck.tick().await;
     let mut last_seen = Instant::now();
     loop {
@@ -330,8 +328,8 @@ async fn run(
                     return "disconnected";
                 }
             }
-            // Events travel within one node; the database is the truth
-            // across nodes (an admission, removal or end made elsewhere).
+            // A safety net: events from other nodes come by NOTIFY on
+            // PostgreSQL, but one lost while reconnecting is caught here.
             _ = recheck.tick() => {
                 let (status, inv) = match video.state(room, me).await {
                     Ok(s) => s,

@@ -62,6 +62,15 @@ impl Plugin for Probe {
                     purpose,
                 )?))
             }
+            // Never granted `records:consultation`: always refused.
+            ("POST", ["consult"]) => {
+                let c = records::request_consultation(
+                    req.query_param("national_id").as_deref(),
+                    None,
+                    "probe",
+                )?;
+                Ok(Response::ok_json(&json!({ "id": c.id })))
+            }
             _ => Err(Error::not_found(format!(
                 "no route for {} {}",
                 req.method(),
