@@ -219,6 +219,16 @@ impl Console {
         .await;
     }
 
+    /// The console's tabs: each role sees its own only.
+    async fn assert_tabs(&mut self, expected: &[&str]) {
+        let tabs = self
+            .eval(
+                "[...document.querySelectorAll('#tabs button')].map(b => b.id.replace('tab-', ''))",
+            )
+            .await;
+        assert_eq!(tabs, json!(expected), "tabs of this role");
+    }
+
     async fn sign_out(&mut self) {
         self.click("#sign-out").await;
         self.wait("!!document.getElementById('sign-in')", "the sign-in screen")
@@ -477,6 +487,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- vendor: a bundle that fails its checks, then a signed one -----
     c.login("dev.tests").await;
+    c.assert_tabs(&["submit", "versions", "activations"]).await;
     assert_eq!(
         c.eval("document.documentElement.lang").await,
         json!("vi"),
@@ -519,6 +530,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- reviewer: version detail, narrowed approval, audit -----
     c.login("thamdinh").await;
+    c.assert_tabs(&["queue", "audit", "network"]).await;
     c.check_quality(1280).await;
     c.click(&format!(
         "#queue-pending button[data-version='{version_id}']"
@@ -645,6 +657,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- hospital admin: invalid configuration, then activation -----
     c.login("qt.a").await;
+    c.assert_tabs(&["catalogue", "modules"]).await;
     c.wait("!!document.querySelector('#catalogue')", "the catalogue")
         .await;
     c.click("button[data-activate='visit-counter']").await;
@@ -774,6 +787,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- practitioner: the plugin's page inside the console -----
     c.login("bs.a").await;
+    c.assert_tabs(&["workspace"]).await;
     c.check_quality(1280).await;
     c.type_into("#path-records-probe", &format!("/read/Patient/{pid}"))
         .await;
@@ -836,6 +850,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- citizen: the read in the access log, consents -----
     c.login(CITIZEN_ID).await;
+    c.assert_tabs(&["access", "consents", "payments"]).await;
     c.check_quality(1280).await;
     let log = c
         .wait("(() => { const t = document.getElementById('access-table'); return t && t.innerText; })()", "the access log")
