@@ -488,6 +488,16 @@ function reviewActions(v) {
   return [];
 }
 
+// An audit entry's details as `key: value` lines; signatures shortened.
+function detailsList(details) {
+  if (!details || typeof details !== 'object') return compact(details);
+  return el('ul', { class: 'plain details' }, Object.entries(details).map(([k, v]) => {
+    let text = Array.isArray(v) ? v.map(compact).join(', ') : compact(v);
+    if (k.endsWith('signature') && text.length > 16) text = `${text.slice(0, 16)}…`;
+    return el('li', {}, el('span', { class: 'hint', text: `${k}: ` }), text);
+  }));
+}
+
 let auditFilter = { action: '', actor: '', hospital: '', target: '', limit: '100' };
 
 async function viewAudit() {
@@ -504,7 +514,7 @@ async function viewAudit() {
     for (const k of Object.keys(inputs)) auditFilter[k] = inputs[k].value.trim();
     await show(viewAudit);
   }, { id: 'audit-search' });
-  const rows = entries.map((e) => [String(e.seq), when(e.at), e.actor, e.action, e.target, e.hospital_id || '', el('code', { text: compact(e.details) })]);
+  const rows = entries.map((e) => [String(e.seq), when(e.at), e.actor, e.action, e.target, e.hospital_id || '', detailsList(e.details)]);
   return [
     card(t('audit.filters'), el('div', { class: 'grid' }, fields), el('div', { class: 'row' }, go)),
     card(t('tab.audit'), rows.length
