@@ -556,7 +556,7 @@ async function viewCatalogue() {
   return el('div', { class: 'grid', id: 'catalogue' }, versions.map((v) => {
     const active = activations.find((a) => a.plugin_id === v.plugin && a.state === 'active');
     const label = !active ? t('catalogue.activate') : active.version_id === v.id ? t('catalogue.reconfigure') : t('catalogue.upgrade');
-    const slot = el('div');
+    const slot = el('div', { class: 'activation-slot' });
     return el('section', { class: 'card', 'data-plugin': v.plugin, 'data-version': v.version },
       el('h2', { text: `${v.plugin} ${v.version}` }),
       el('p', { class: 'hint', text: `${t('col.vendor')}: ${v.vendor}` }),
@@ -564,7 +564,14 @@ async function viewCatalogue() {
       el('h3', { text: t('catalogue.capabilities') }),
       el('ul', { class: 'plain' }, (v.granted || v.requested).map((c) => el('li', { text: capabilityText(c) }))),
       active && active.version_id === v.id ? el('p', {}, pill(t('catalogue.is_active'), 'pass')) : null,
-      el('button', { type: 'button', 'data-activate': v.plugin, onclick: () => slot.replaceChildren(activationForm(v, active)) },
+      el('button', {
+        type: 'button', 'data-activate': v.plugin, 'data-version': v.version,
+        // One form open at a time, so its field ids are unique.
+        onclick: () => {
+          for (const other of document.querySelectorAll('.activation-slot')) other.replaceChildren();
+          slot.replaceChildren(activationForm(v, active));
+        },
+      },
         `${label}: ${v.plugin} ${v.version}`),
       slot);
   }));
@@ -573,7 +580,8 @@ async function viewCatalogue() {
 // A form generated from the plugin's JSON Schema (flat object properties).
 function activationForm(v, active) {
   const schema = v.config?.schema || {};
-  const values = { ...(v.config?.defaults || {}), ...(active?.version_id === v.id ? active.config || {} : {}) };
+  // An upgrade starts from the hospital's current settings.
+  const values = { ...(v.config?.defaults || {}), ...(active?.config || {}) };
   const props = schema.properties || {};
   const inputs = {};
   const fields = Object.entries(props).map(([name, p]) => {

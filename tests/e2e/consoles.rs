@@ -448,6 +448,32 @@ async fn world() -> World {
         .as_str()
         .expect("id")
         .to_owned();
+    // And 0.3.0, same capabilities, approved: an upgrade for the hospitals.
+    let mut v3 = bundle_of(&plugin_dir(), "visit-counter", "vtelehealth", Some("0.3.0"));
+    key.sign(&mut v3);
+    let resp = server
+        .client
+        .post(format!("{}/api/v1/plugin-versions", server.base))
+        .bearer_auth(&vendor)
+        .header("content-type", "application/json")
+        .body(v3.to_json())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    let v3_id = resp.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (s, b) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/plugin-versions/{v3_id}/approve"),
+        &reviewer,
+        Some(json!({ "note": "ok" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
     World {
         server,
         reviewer,
@@ -660,7 +686,8 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     c.assert_tabs(&["catalogue", "modules"]).await;
     c.wait("!!document.querySelector('#catalogue')", "the catalogue")
         .await;
-    c.click("button[data-activate='visit-counter']").await;
+    c.click("button[data-activate='visit-counter'][data-version='0.1.0']")
+        .await;
     c.check_quality(1280).await;
     c.type_into("#cfg-visit-counter-history_limit", "500").await;
     c.clear_message().await;
@@ -713,6 +740,26 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     c.clear_message().await;
     c.click("#activate-submit-page-probe").await;
     c.message("ok").await;
+    // Upgrade visit-counter to 0.3.0: the form starts from the current
+    // settings, and the stored secrets are kept.
+    c.wait(
+        "!!document.querySelector('button[data-activate=\"visit-counter\"][data-version=\"0.3.0\"]')",
+        "the upgrade button",
+    )
+    .await;
+    c.click("button[data-activate='visit-counter'][data-version='0.3.0']")
+        .await;
+    let kept = c
+        .wait(
+            "document.getElementById('cfg-visit-counter-history_limit') && document.getElementById('cfg-visit-counter-history_limit').value",
+            "the upgrade form",
+        )
+        .await;
+    assert_eq!(kept, json!("5"), "the current settings are kept");
+    c.clear_message().await;
+    c.click("#activate-submit-visit-counter").await;
+    let msg = c.message("ok").await;
+    assert!(msg.contains("0.3.0"), "{msg}");
     let (_, acts) = send(
         &w.server,
         "GET",
@@ -729,6 +776,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
         .expect("visit-counter");
     assert_eq!(counter["config"]["history_limit"], 5, "{counter}");
     assert_eq!(counter["has_secrets"], true, "{counter}");
+    assert_eq!(counter["version"], "0.3.0", "upgraded: {counter}");
     c.screenshot("hospital-catalogue").await;
     c.set_width(390, true).await;
     c.check_quality(390).await;
