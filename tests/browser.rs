@@ -117,9 +117,23 @@ impl Browser {
 
     /// Call a DevTools method on the page.
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+        self.call_in(None, method, params).await
+    }
+
+    /// Call a DevTools method in an attached session (`Target.attachToTarget`
+    /// with `flatten`), such as an out-of-process iframe's.
+    pub async fn call_in(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
-        let msg = json!({ "id": id, "method": method, "params": params });
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
         self.page
             .send(Message::Text(msg.to_string().into()))
             .await?;

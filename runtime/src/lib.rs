@@ -159,6 +159,15 @@ impl Runtime {
         if options.demo {
             identity.seed_demo().await?;
         }
+        // The web consoles log in through this public client (PKCE).
+        let console_callback = format!("{}/console/callback", identity.issuer());
+        identity
+            .register_public_client(
+                api::console::CLIENT_ID,
+                "VTelehealth consoles",
+                &[&console_callback],
+            )
+            .await?;
         let engine = Arc::new(PluginEngine::new(
             &options.limits,
             options.cache_dir.clone(),

@@ -443,6 +443,11 @@ fn print_banner(runtime: &Runtime, listen: SocketAddr) {
     println!("  plugins:   curl {base}/api/v1/plugins");
     println!("  hospitals: curl {base}/api/v1/hospitals");
     println!("  identity:  curl {base}/.well-known/openid-configuration");
+    // The consoles log in with redirects to the issuer: open them there.
+    println!(
+        "  consoles:  {}/console/  (open in a browser; see docs/consoles.md)",
+        runtime.identity.issuer()
+    );
     if runtime.hospitals.get("bach-mai").is_some() {
         use vtelehealth_runtime::identity::{DEMO_SERVICE_CLIENT, demo_accounts};
         let (client, secret, _) = DEMO_SERVICE_CLIENT;

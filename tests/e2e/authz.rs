@@ -147,6 +147,12 @@ enum Op {
     VnpayIpn,
     VnpayReturn,
     Reconciliation,
+    VersionChanges,
+    PluginUsage,
+    VendorActivations,
+    PluginFrame,
+    MyPayments,
+    Network,
 }
 
 struct Row {
@@ -220,6 +226,13 @@ const MATRIX: &[Row] = &[
     row(Op::VnpayIpn,        "GET /api/v1/payments/vnpay/ipn",                   false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
     row(Op::VnpayReturn,     "GET /api/v1/payments/vnpay/return",                false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
     row(Op::Reconciliation,  "GET /api/v1/payments/reconciliation?merchant=hospital:A", false, [D, D, D, D, A, D, D, D, D, A, D, D, D]),
+    // The consoles' read APIs (docs/consoles.md).
+    row(Op::VersionChanges,  "GET /api/v1/plugin-versions/{approved}/changes",   true,  [D, D, A, A, A, A, A, D, A, A, D, D, D]),
+    row(Op::PluginUsage,     "GET /api/v1/hospitals/A/plugin-usage",             false, [D, D, D, D, A, D, D, D, A, A, D, D, D]),
+    row(Op::VendorActivations, "GET /api/v1/vendor/activations",                 false, [D, D, D, D, D, D, A, A, D, D, D, D, D]),
+    row(Op::PluginFrame,     "POST /api/v1/console/plugin-frames",               false, [D, A, A, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::MyPayments,      "GET /api/v1/me/payments",                          false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::Network,         "GET /api/v1/network",                              false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
 ];
 
 const HOSPITAL_A: &str = "bv-a";
@@ -754,6 +767,24 @@ impl Fixture {
                 ),
                 None,
             ),
+            Op::VersionChanges => (
+                "GET",
+                format!("{versions}/{}/changes", self.hello_approved),
+                None,
+            ),
+            Op::PluginUsage => (
+                "GET",
+                format!("/api/v1/hospitals/{HOSPITAL_A}/plugin-usage"),
+                None,
+            ),
+            Op::VendorActivations => ("GET", "/api/v1/vendor/activations".into(), None),
+            Op::PluginFrame => (
+                "POST",
+                "/api/v1/console/plugin-frames".into(),
+                Some(json!({ "hospital": HOSPITAL_A, "plugin": "hello" })),
+            ),
+            Op::MyPayments => ("GET", "/api/v1/me/payments".into(), None),
+            Op::Network => ("GET", "/api/v1/network".into(), None),
         }
     }
 }

@@ -4,6 +4,7 @@ mod authz;
 mod bad_input;
 mod browser_video;
 mod bundles;
+mod consoles;
 mod docs;
 mod epharmacy;
 mod fhir;

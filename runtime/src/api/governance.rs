@@ -61,7 +61,7 @@ impl From<GovernanceError> for ApiError {
     }
 }
 
-fn require_role(p: &Principal, roles: &[Role]) -> Result<(), ApiError> {
+pub(super) fn require_role(p: &Principal, roles: &[Role]) -> Result<(), ApiError> {
     if roles.iter().any(|r| p.has_role(*r)) {
         return Ok(());
     }
@@ -225,7 +225,7 @@ async fn list_versions(
 }
 
 /// A version with its capabilities in plain words, for reviewers.
-fn version_view(v: &crate::governance::registry::PluginVersion) -> Value {
+pub(super) fn version_view(v: &crate::governance::registry::PluginVersion) -> Value {
     let manifest = Manifest::parse_structure(&v.manifest).ok();
     let describe = |grants: &[String]| -> Vec<Value> {
         grants
@@ -249,6 +249,7 @@ fn version_view(v: &crate::governance::registry::PluginVersion) -> Value {
         "network": manifest.as_ref().map(|m| m.network),
         "network_meaning": manifest.as_ref().filter(|m| m.network).map(|_| "serves the practitioners of every hospital of the network where it is active, not only that hospital's"),
         "description": manifest.as_ref().map(|m| json!({ "vi": m.description.vi, "en": m.description.en })),
+        "config": manifest.as_ref().map(|m| &m.config),
         "requested": describe(&v.requested),
         "granted": v.granted.as_deref().map(describe),
         "component_sha256": v.component_digest, "checks": v.checks,

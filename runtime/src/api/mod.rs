@@ -1,6 +1,7 @@
 //! HTTP routes: health, metrics, the JSON API and plugin routes.
 
 mod consent;
+pub mod console;
 mod error;
 pub mod fhir;
 mod governance;
@@ -56,6 +57,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(video::routes())
         .merge(crate::video::ws::routes())
         .merge(room_page::routes())
+        .merge(console::routes())
         .merge(payment::routes())
         .merge(notify::routes())
         .fallback(not_found)
@@ -102,7 +104,12 @@ async fn request_context(State(rt): State<Arc<Runtime>>, mut req: Request, next:
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id,
+    // A plugin frame's path carries its ticket: keep it out of the logs.
+    let path = match req.uri().path() {
+        p if p.starts_with("/console/frame/") => "/console/frame/…",
+        p => p,
+    };
+    let span = tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id,
         status = tracing::field::Empty, ms = tracing::field::Empty);
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;

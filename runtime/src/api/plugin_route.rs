@@ -32,15 +32,26 @@ const HOST_HEADERS: [&str; 4] = [
 ];
 
 pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response, ApiError> {
+    let target = Target::parse(req.uri().path())?;
+    // Bearer token present: it must be valid; absent: anonymous.
+    let principal = crate::identity::principal_from_headers(&rt, req.headers()).await?;
+    call_as(&rt, req, target, principal).await
+}
+
+/// A call into `target` for `principal`, with every check of a plugin
+/// route (the console's plugin frames pass the principal of their ticket).
+pub(super) async fn call_as(
+    rt: &Arc<Runtime>,
+    req: Request,
+    target: Target,
+    principal: Option<Principal>,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let request_id = parts
         .extensions
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    let target = Target::parse(parts.uri.path())?;
-    // Bearer token present: it must be valid; absent: anonymous.
-    let principal = crate::identity::principal_from_headers(&rt, &parts.headers).await?;
     let hospital = rt
         .hospitals
         .get(&target.hospital)
@@ -57,7 +68,7 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
                         .as_ref()
                         .is_some_and(|p| p.has_role(Role::Practitioner) && p.hospital_id.is_some());
                 if !network_call {
-                    authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
+                    authorize_call(rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
                 }
                 plugin
             }
@@ -72,7 +83,7 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
                     .as_ref()
                     .is_some_and(|p| p.has_role(Role::Practitioner) && p.hospital_id.is_some());
             if !network_call {
-                authorize_call(&rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
+                authorize_call(rt, principal.as_ref(), &hospital.id, &target.plugin).await?;
             }
             match resolution {
                 Ok(Resolution::Runnable(plugin)) => plugin,
@@ -127,6 +138,10 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
         Err(e) => e.code(),
     };
     span.record("outcome", outcome);
+    // A 5xx answer from the plugin counts as an error too.
+    let succeeded = matches!(&result, Ok(r) if r.status < 500);
+    rt.metrics
+        .record_call(&hospital_id, &plugin.manifest.id, succeeded);
     rt.metrics
         .plugin_calls
         .get_or_create(&CallLabels {
@@ -194,7 +209,7 @@ async fn authorize_call(
 
 /// The parts of a plugin URL.
 #[derive(Debug, PartialEq)]
-struct Target {
+pub(super) struct Target {
     hospital: String,
     plugin: String,
     /// Path below the plugin's mount point, still percent-encoded.
@@ -202,7 +217,22 @@ struct Target {
 }
 
 impl Target {
-    fn parse(raw_path: &str) -> Result<Self, ApiError> {
+    /// The target of a plugin path `hospital`/`plugin` with `path` (from
+    /// `/`, still percent-encoded).
+    pub(super) fn new(hospital: &str, plugin: &str, path: &str) -> Result<Self, ApiError> {
+        percent_decode_utf8(path)?;
+        Ok(Self {
+            hospital: hospital.to_owned(),
+            plugin: plugin.to_owned(),
+            path: if path.starts_with('/') {
+                path.to_owned()
+            } else {
+                format!("/{path}")
+            },
+        })
+    }
+
+    pub(super) fn parse(raw_path: &str) -> Result<Self, ApiError> {
         let rest = raw_path.strip_prefix("/hospitals/").unwrap_or(raw_path);
         let mut segments = rest.splitn(4, '/');
         let hospital = segments.next().unwrap_or_default();

@@ -556,6 +556,63 @@ impl IdentityService {
         }
     }
 
+    /// Sign a ticket carrying `principal` for `audience`, valid `ttl_secs`.
+    /// Its audience is never the API's, so it is not a bearer token: only
+    /// [`Self::validate_ticket`] with the same audience accepts it.
+    pub fn issue_ticket(
+        &self,
+        principal: &Principal,
+        audience: &str,
+        extra: Value,
+        ttl_secs: i64,
+    ) -> Result<String, IdentityError> {
+        if audience == self.audience {
+            return Err(IdentityError::Invalid(
+                "a ticket cannot have the API's audience".into(),
+            ));
+        }
+        let t = now();
+        let claims = json!({
+            "iss": self.issuer, "sub": principal.subject, "aud": audience,
+            "iat": t, "nbf": t, "exp": t + ttl_secs,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "principal": principal, "extra": extra,
+        });
+        self.sign(&claims, Some("vth-ticket+jwt"))
+    }
+
+    /// Check a ticket of [`Self::issue_ticket`] for `audience`: its principal
+    /// and its `extra` claims.
+    pub async fn validate_ticket(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<(Principal, Value), IdentityError> {
+        let invalid = |m: String| IdentityError::InvalidToken(m);
+        if token.len() > 16 * 1024 {
+            return Err(invalid("too long".into()));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| invalid(format!("malformed header: {e}")))?;
+        if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some("vth-ticket+jwt") {
+            return Err(invalid("not a ticket".into()));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("no `kid` in the header".into()))?;
+        let key = self.own_key(&kid).await?;
+        let mut claims = decode(
+            token,
+            key.decoding(),
+            Algorithm::ES256,
+            &self.issuer,
+            audience,
+        )?;
+        let principal: Principal = serde_json::from_value(claims["principal"].take())
+            .map_err(|e| invalid(format!("malformed principal: {e}")))?;
+        Ok((principal, claims["extra"].take()))
+    }
+
     // ----- directory -----
 
     /// Add a person to the directory.
@@ -1093,6 +1150,46 @@ mod tests {
             "short",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
+    }
+
+    #[tokio::test]
+    async fn tickets_are_scoped_to_their_audience_and_are_no_access_tokens() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = Database::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+            .await
+            .unwrap();
+        let options = IdentityOptions {
+            issuer: Some("http://issuer.test".into()),
+            ..Default::default()
+        };
+        let id = IdentityService::new(db, options).await.unwrap();
+        let p = Principal {
+            subject: "u-1".into(),
+            name: "BS An".into(),
+            roles: vec![Role::Practitioner],
+            hospital_id: Some("bv-a".into()),
+            vendor_id: None,
+            national_id: None,
+            health_id: None,
+            issuer: "http://issuer.test".into(),
+            client_id: None,
+        };
+        let ticket = id
+            .issue_ticket(&p, "frames", json!({ "plugin": "hello" }), 60)
+            .unwrap();
+        let (back, extra) = id.validate_ticket(&ticket, "frames").await.unwrap();
+        assert_eq!((back, extra), (p.clone(), json!({ "plugin": "hello" })));
+        // Another audience, the API itself, and a ticket with the API's audience: refused.
+        assert!(id.validate_ticket(&ticket, "other").await.is_err());
+        assert!(id.validate(&ticket).await.is_err());
+        assert!(id.issue_ticket(&p, id.audience(), json!({}), 60).is_err());
+        // An access token is no ticket, and an expired ticket is refused.
+        let access = id.issue_access_token(&p, "web", "openid").unwrap();
+        assert!(id.validate_ticket(&access, "frames").await.is_err());
+        let expired = id
+            .issue_ticket(&p, "frames", json!({}), -(LEEWAY_SECS + 5))
+            .unwrap();
+        assert!(id.validate_ticket(&expired, "frames").await.is_err());
     }
 
     #[test]

@@ -464,6 +464,24 @@ impl Payments {
         intent_row(&row)
     }
 
+    /// The newest intents whose payer is `payer` (a citizen's subject, as
+    /// the plugins record it), at most `limit`.
+    pub async fn of_payer(
+        &self,
+        payer: &str,
+        limit: i64,
+    ) -> Result<Vec<PaymentIntent>, PaymentError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INTENT_COLUMNS} FROM payment_intents WHERE payer = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        )))
+        .bind(payer)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(|r| Ok(intent_row(r)?.intent)).collect()
+    }
+
     /// An intent, by id.
     pub async fn get(&self, id: &str) -> Result<PaymentIntent, PaymentError> {
         Ok(self.load(id).await?.intent)

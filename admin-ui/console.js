@@ -1,0 +1,875 @@
+// The VTelehealth consoles: one ES module, no build step. Logs in with the
+// platform's OIDC provider (authorization code + PKCE), keeps the access
+// token in sessionStorage, and shows each person the console of their role.
+// The server enforces every rule again; hiding a control is only courtesy.
+import { dict } from './i18n.js';
+
+const CLIENT_ID = 'vtelehealth-console';
+const store = window.sessionStorage;
+const $ = (id) => document.getElementById(id);
+
+let lang = localStorage.getItem('vth.lang') === 'en' ? 'en' : 'vi';
+let me = null; // the principal, from /api/v1/me
+let currentTab = null;
+let rerender = () => {};
+
+// ----- strings -----
+
+function t(key, vars = {}) {
+  const s = dict[lang][key] ?? dict.vi[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? ''));
+}
+
+function applyChrome() {
+  document.documentElement.lang = lang;
+  document.title = t('app.title');
+  $('app-title').textContent = t('app.title');
+  $('skip-link').textContent = t('skip');
+  const sw = $('lang-switch');
+  sw.textContent = t('lang.other');
+  sw.lang = lang === 'vi' ? 'en' : 'vi';
+  $('sign-out').textContent = t('signout');
+}
+
+// ----- DOM helpers (text only: no HTML from data is ever parsed) -----
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'text') node.textContent = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+let uid = 0;
+const nextId = (p) => `${p}-${++uid}`;
+
+function field(labelText, input, hint) {
+  const id = input.id || nextId('f');
+  input.id = id;
+  const parts = [el('label', { for: id, text: labelText }), input];
+  if (hint) {
+    const hid = `${id}-hint`;
+    input.setAttribute('aria-describedby', hid);
+    parts.push(el('p', { class: 'hint', id: hid, text: hint }));
+  }
+  return el('div', { class: 'field' }, parts);
+}
+
+function table(headers, rows, attrs = {}) {
+  return el('div', { class: 'table-wrap' },
+    el('table', { class: 'stack', ...attrs },
+      el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, rows.map((r) => el('tr', {}, r.map((c, i) => el('td', { 'data-label': headers[i] }, c)))))));
+}
+
+const card = (title, ...children) => el('section', { class: 'card' }, title ? el('h2', { text: title }) : null, ...children);
+const pill = (text, cls) => el('span', { class: `pill ${cls || ''}`, text });
+const stateText = (s) => t(`state.${s}`);
+const statePill = (s) => pill(stateText(s), `state-${s}`);
+const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === 'vi' ? 'vi-VN' : 'en-GB') : '');
+const compact = (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+
+const VI_RESOURCES = {
+  Patient: 'thông tin hành chính của người bệnh', Observation: 'kết quả xét nghiệm, chỉ số', Encounter: 'lượt khám',
+  ServiceRequest: 'chỉ định', DiagnosticReport: 'kết quả chẩn đoán', ImagingStudy: 'chẩn đoán hình ảnh',
+  MedicationRequest: 'đơn thuốc', Communication: 'trao đổi chuyên môn', Appointment: 'lịch hẹn',
+  Consent: 'sự đồng ý', Practitioner: 'nhân viên y tế', Organization: 'cơ sở y tế',
+};
+const VI_OPS = { c: 'tạo', r: 'đọc', u: 'sửa', d: 'xóa', s: 'tìm' };
+const VI_CONTEXT = {
+  user: 'trong phạm vi quyền của người dùng', patient: 'của chính người bệnh đang dùng',
+  system: 'của cả bệnh viện (dịch vụ hệ thống)',
+};
+
+// A records scope (`user/Observation.rs?category=laboratory`) in Vietnamese.
+function recordsScopeVi(scope) {
+  if (scope.startsWith('purpose=')) {
+    const p = scope.slice(8);
+    return `mục đích sử dụng: ${dict.vi[`purpose.${p}`] || p}`;
+  }
+  const m = /^(user|patient|system)\/(\w+|\*)\.([cruds]+)(\?.*)?$/.exec(scope);
+  if (!m) return scope;
+  const ops = [...m[3]].map((o) => VI_OPS[o]).join(', ');
+  const what = m[2] === '*' ? 'mọi loại hồ sơ' : VI_RESOURCES[m[2]] || m[2];
+  return `${ops} ${what} ${VI_CONTEXT[m[1]]}${m[4] ? ` (chỉ ${m[4].slice(1)})` : ''}`;
+}
+
+function capabilityText(c) {
+  const base = c.capability.split(':')[0];
+  if (lang === 'en') return `${c.meaning} (${c.capability})`;
+  const vi = dict.vi[`cap.${base}`];
+  if (!vi) return `${c.meaning} (${c.capability})`;
+  return base === 'records' ? `${vi}: ${recordsScopeVi(c.capability.slice(8))}` : `${vi} (${c.capability})`;
+}
+
+// ----- messages (an aria-live region) -----
+
+function say(text, kind = 'info', extra = null) {
+  const box = $('messages');
+  box.replaceChildren(el('div', { class: `msg ${kind}`, 'data-kind': kind }, text, extra ? ' ' : null, extra));
+}
+const clearMessages = () => $('messages').replaceChildren();
+
+class SessionExpired extends Error {}
+class ApiFailure extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || body?.error_description || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+function errorText(e) {
+  if (e instanceof ApiFailure) {
+    const why = e.message;
+    if (e.status === 403) return t('err.forbidden', { why });
+    if (e.status === 409) return t('err.conflict', { why });
+    if (e.status === 422 || e.status === 400) return t('err.invalid', { why });
+    if (e.status === 404) return t('err.notfound', { why });
+    return t('err.other', { status: e.status, why });
+  }
+  if (e instanceof TypeError && /fetch/i.test(e.message)) return t('err.network');
+  return String(e.message || e);
+}
+
+function sessionExpired() {
+  store.removeItem('vth.token');
+  store.removeItem('vth.refresh');
+  say(t('session.expired'), 'error',
+    actionButton(t('signin.again'), signIn, { id: 'sign-in-again' }));
+}
+
+// ----- API -----
+
+// One refresh at a time: refresh tokens rotate, and presenting a spent one
+// again revokes the whole session.
+let refreshing = null;
+
+async function refreshSession() {
+  const refresh = store.getItem('vth.refresh');
+  if (!refresh) return false;
+  refreshing ??= (async () => {
+    try {
+      const resp = await fetch('/oidc/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refresh, client_id: CLIENT_ID }),
+      });
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok || !body.access_token) {
+        store.removeItem('vth.refresh');
+        return false;
+      }
+      store.setItem('vth.token', body.access_token);
+      if (body.refresh_token) store.setItem('vth.refresh', body.refresh_token);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+async function api(method, path, body, raw = false, retried = false) {
+  const token = store.getItem('vth.token');
+  if (!token) {
+    sessionExpired();
+    throw new SessionExpired();
+  }
+  const headers = { authorization: `Bearer ${token}` };
+  let payload;
+  if (body !== undefined) {
+    headers['content-type'] = 'application/json';
+    payload = raw ? body : JSON.stringify(body);
+  }
+  const resp = await fetch(path, { method, headers, body: payload });
+  if (resp.status === 401) {
+    // Refused before anything was done: renew the session once and retry.
+    if (!retried && await refreshSession()) return api(method, path, body, raw, true);
+    sessionExpired();
+    throw new SessionExpired();
+  }
+  let data = null;
+  if (resp.status !== 204) {
+    try { data = await resp.json(); } catch { data = null; }
+  }
+  if (!resp.ok) throw new ApiFailure(resp.status, data);
+  return data;
+}
+
+// Run `action` once per click: the button is disabled while the request is
+// in flight, so a double click does nothing twice.
+async function once(button, action) {
+  if (button.disabled) return;
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  try {
+    await action();
+  } catch (e) {
+    if (!(e instanceof SessionExpired)) say(errorText(e), 'error');
+  } finally {
+    if (button.isConnected) {
+      button.disabled = false;
+      button.removeAttribute('aria-busy');
+    }
+  }
+}
+
+// A button that runs `action` once per click.
+const actionButton = (text, action, attrs = {}) => {
+  const b = el('button', { type: 'button', ...attrs }, text);
+  b.addEventListener('click', () => once(b, action));
+  return b;
+};
+
+// ----- login: authorization code with PKCE -----
+
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+const randomString = (n) => b64url(crypto.getRandomValues(new Uint8Array(n)));
+
+async function discovery() {
+  const resp = await fetch('/.well-known/openid-configuration');
+  if (!resp.ok) throw new ApiFailure(resp.status, null);
+  return resp.json();
+}
+
+async function signIn() {
+  if (!window.crypto?.subtle) {
+    say(t('signin.insecure'), 'error');
+    return;
+  }
+  const d = await discovery();
+  const verifier = randomString(32);
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier));
+  const challenge = b64url(new Uint8Array(digest));
+  const state = randomString(16);
+  const redirect = `${d.issuer}/console/callback`;
+  store.setItem('vth.pkce', JSON.stringify({ verifier, state, redirect, token: d.token_endpoint }));
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: CLIENT_ID, redirect_uri: redirect, state, scope: 'openid',
+    code_challenge: challenge, code_challenge_method: 'S256', nonce: randomString(16),
+  });
+  window.location.assign(`${d.authorization_endpoint}?${q}`);
+}
+
+async function finishSignIn() {
+  const q = new URLSearchParams(window.location.search);
+  const saved = JSON.parse(store.getItem('vth.pkce') || 'null');
+  store.removeItem('vth.pkce');
+  window.history.replaceState(null, '', '/console/');
+  if (!saved || !q.get('code') || saved.state !== q.get('state')) {
+    say(t('signin.failed', { why: 'state' }), 'error');
+    return;
+  }
+  const resp = await fetch(saved.token, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code: q.get('code'), client_id: CLIENT_ID,
+      redirect_uri: saved.redirect, code_verifier: saved.verifier,
+    }),
+  });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok || !body.access_token) {
+    say(t('signin.failed', { why: body.error_description || resp.status }), 'error');
+    return;
+  }
+  store.setItem('vth.token', body.access_token);
+  if (body.refresh_token) store.setItem('vth.refresh', body.refresh_token);
+}
+
+async function signOut() {
+  const refresh = store.getItem('vth.refresh');
+  store.clear();
+  if (refresh) {
+    await fetch('/oidc/logout', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ refresh_token: refresh }),
+    }).catch(() => {});
+  }
+  me = null;
+  clearMessages();
+  showSignIn();
+}
+
+function showSignIn() {
+  $('tabs').replaceChildren();
+  $('who').textContent = '';
+  $('sign-out').hidden = true;
+  rerender = showSignIn;
+  $('main').replaceChildren(card(t('signin.title'),
+    el('p', { text: t('signin.text') }),
+    actionButton(t('signin.button'), signIn, { id: 'sign-in' })));
+}
+
+// ----- consoles by role -----
+
+const has = (role) => me?.roles?.includes(role);
+
+function tabsFor() {
+  if (has('reviewer')) return ['queue', 'audit', 'network'];
+  if (has('operator')) return ['queue', 'audit', 'network'];
+  if (has('hospital-admin')) return ['catalogue', 'modules'];
+  if (has('vendor-user')) return ['submit', 'versions', 'activations'];
+  if (has('practitioner')) return ['workspace'];
+  if (has('citizen')) return ['access', 'consents', 'payments'];
+  return [];
+}
+
+const views = {
+  queue: viewQueue, audit: viewAudit, network: viewNetwork,
+  catalogue: viewCatalogue, modules: viewModules,
+  submit: viewSubmit, versions: viewVersions, activations: viewVendorActivations,
+  access: viewAccess, consents: viewConsents, payments: viewPayments,
+  workspace: viewWorkspace,
+};
+
+function showConsole() {
+  const tabs = tabsFor();
+  $('sign-out').hidden = false;
+  const roleNames = (me.roles || []).map((r) => t(`role.${r}`)).join(', ');
+  $('who').textContent = `${me.name} · ${roleNames}${me.hospital_id ? ` · ${me.hospital_id}` : ''}`;
+  if (!tabs.length) {
+    $('tabs').replaceChildren();
+    $('main').replaceChildren(card(null, el('p', { text: t('role.none') })));
+    return;
+  }
+  if (!tabs.includes(currentTab)) currentTab = store.getItem('vth.tab');
+  if (!tabs.includes(currentTab)) currentTab = tabs[0];
+  $('tabs').replaceChildren(...tabs.map((name) => el('button', {
+    type: 'button', id: `tab-${name}`, 'aria-current': name === currentTab ? 'page' : false,
+    onclick: async () => { clearMessages(); await openTab(name); $('main').focus(); },
+  }, t(`tab.${name}`))));
+  openTab(currentTab, true);
+}
+
+async function openTab(name, keepMessages = false) {
+  currentTab = name;
+  store.setItem('vth.tab', name);
+  for (const b of $('tabs').querySelectorAll('button')) {
+    if (b.id === `tab-${name}`) b.setAttribute('aria-current', 'page');
+    else b.removeAttribute('aria-current');
+  }
+  if (!keepMessages) clearMessages();
+  await show(() => views[name]());
+}
+
+// Render what `build` returns into <main>; remembered for the language switch.
+async function show(build) {
+  rerender = () => show(build);
+  const main = $('main');
+  main.setAttribute('aria-busy', 'true');
+  try {
+    const content = await build();
+    main.replaceChildren(...[content].flat());
+  } catch (e) {
+    if (!(e instanceof SessionExpired)) say(errorText(e), 'error');
+  } finally {
+    main.removeAttribute('aria-busy');
+    main.dataset.view = currentTab || '';
+  }
+}
+
+// ----- ministry: review queue, version detail, audit, network -----
+
+async function viewQueue() {
+  const { versions } = await api('GET', '/api/v1/plugin-versions');
+  const row = (v) => [
+    v.plugin, v.version, v.vendor, statePill(v.state), when(v.submitted_at),
+    el('button', { type: 'button', class: 'secondary', 'data-version': v.id, onclick: () => show(() => viewVersion(v.id)) },
+      `${t('open')} ${v.plugin} ${v.version}`),
+  ];
+  const heads = [t('col.plugin'), t('col.version'), t('col.vendor'), t('col.state'), t('col.submitted'), t('col.actions')];
+  const pending = versions.filter((v) => v.state === 'submitted');
+  const others = versions.filter((v) => v.state !== 'submitted');
+  return [
+    card(t('queue.pending'), pending.length ? table(heads, pending.map(row), { id: 'queue-pending' }) : el('p', { text: t('queue.empty') })),
+    card(t('queue.others'), others.length ? table(heads, others.map(row)) : el('p', { text: t('queue.empty') })),
+  ];
+}
+
+async function viewVersion(id) {
+  const [v, changes] = await Promise.all([
+    api('GET', `/api/v1/plugin-versions/${encodeURIComponent(id)}`),
+    api('GET', `/api/v1/plugin-versions/${encodeURIComponent(id)}/changes`),
+  ]);
+  const back = el('button', { type: 'button', class: 'secondary', onclick: () => openTab(currentTab, true) }, t('back'));
+  const desc = v.description ? v.description[lang] || v.description.vi : '';
+  const head = card(`${v.plugin} ${v.version}`,
+    el('p', {}, statePill(v.state), ` ${t('col.vendor')}: ${v.vendor} · ${v.kind || ''}`),
+    el('p', { text: desc }),
+    v.network ? el('p', { class: 'hint', text: t('detail.network') }) : null);
+  const caps = card(t('detail.requested'),
+    el('ul', { class: 'plain' }, v.requested.map((c) => el('li', { text: capabilityText(c) }))),
+    v.granted ? el('h3', { text: t('detail.granted') }) : null,
+    v.granted ? el('ul', { class: 'plain', id: 'granted' }, v.granted.map((c) => el('li', { text: capabilityText(c) }))) : null);
+  const checks = card(t('detail.checks'), checksTable(v.checks));
+  let changeBody;
+  if (!changes.previous) {
+    changeBody = [el('p', { text: t('detail.first') })];
+  } else {
+    changeBody = [el('p', { text: t('detail.previous', { version: changes.previous.version, state: stateText(changes.previous.state) }) })];
+    if (changes.capabilities_added.length) {
+      changeBody.push(el('h3', { text: t('detail.added') }), el('ul', { class: 'plain' }, changes.capabilities_added.map((c) => el('li', { text: c }))));
+    }
+    if (changes.capabilities_removed.length) {
+      changeBody.push(el('h3', { text: t('detail.removed') }), el('ul', { class: 'plain' }, changes.capabilities_removed.map((c) => el('li', { text: c }))));
+    }
+    if (changes.manifest_changes.length) {
+      changeBody.push(el('h3', { text: t('detail.fields') }), el('ul', { class: 'plain' },
+        changes.manifest_changes.map((c) => el('li', {}, el('strong', { text: c.field }), `: ${compact(c.before)} → ${compact(c.after)}`))));
+    }
+    if (changes.component_changed) changeBody.push(el('p', { text: t('detail.component') }));
+    if (!changes.capabilities_added.length && !changes.capabilities_removed.length && !changes.manifest_changes.length && !changes.component_changed) {
+      changeBody.push(el('p', { text: t('detail.nochange') }));
+    }
+  }
+  const decisions = card(t('detail.decisions'), (v.decisions || []).length
+    ? el('ul', { class: 'plain', id: 'decisions' }, v.decisions.map((d) => el('li', {},
+      el('strong', { text: t(`decision.${d.decision}`) }), ` · ${d.reviewer} · ${when(d.decided_at)}`, d.reason ? ` — ${d.reason}` : '')))
+    : el('p', { text: t('detail.nodecisions') }));
+  const out = [back, head, caps, checks, card(t('detail.changes'), el('div', { id: 'changes' }, changeBody)), decisions];
+  if (has('reviewer')) out.push(...reviewActions(v));
+  out.push(card(t('detail.manifest'), el('pre', { text: v.manifest || '' })));
+  return out;
+}
+
+function reviewActions(v) {
+  const done = (key) => async (result) => {
+    say(t(key, { plugin: v.plugin, version: v.version }), 'ok');
+    await show(() => viewVersion(v.id));
+    return result;
+  };
+  if (v.state === 'submitted') {
+    const boxes = v.requested.map((c) => {
+      const id = nextId('grant');
+      return el('label', { class: 'inline', for: id },
+        el('input', { type: 'checkbox', id, checked: true, value: c.capability, 'data-capability': c.capability }), capabilityText(c));
+    });
+    const note = el('textarea', { id: 'approve-note' });
+    const approve = actionButton(t('review.approve'), async () => {
+      const granted = boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
+      await api('POST', `/api/v1/plugin-versions/${encodeURIComponent(v.id)}/approve`, { granted, note: note.value });
+      await done('review.approved')();
+    }, { id: 'approve' });
+    const reason = el('textarea', { id: 'reject-reason', required: true });
+    const reject = actionButton(t('review.reject'), async () => {
+      if (!reason.value.trim()) { say(t('review.need_reason'), 'error'); reason.focus(); return; }
+      await api('POST', `/api/v1/plugin-versions/${encodeURIComponent(v.id)}/reject`, { reason: reason.value });
+      await done('review.rejected')();
+    }, { id: 'reject', class: 'danger' });
+    return [
+      card(t('review.approve'), el('fieldset', {}, el('legend', { text: t('review.grant') }), boxes),
+        field(t('review.note'), note), el('div', { class: 'row' }, approve)),
+      card(t('review.reject'), field(t('review.reason'), reason), el('div', { class: 'row' }, reject)),
+    ];
+  }
+  if (v.state === 'approved') {
+    const reason = el('textarea', { id: 'revoke-reason', required: true });
+    const revoke = actionButton(t('review.revoke'), async () => {
+      if (!reason.value.trim()) { say(t('review.need_reason'), 'error'); reason.focus(); return; }
+      await api('POST', `/api/v1/plugin-versions/${encodeURIComponent(v.id)}/revoke`, { reason: reason.value });
+      await done('review.revoked')();
+    }, { id: 'revoke', class: 'danger' });
+    return [card(t('review.revoke'), field(t('review.reason'), reason), el('div', { class: 'row' }, revoke))];
+  }
+  return [];
+}
+
+// An audit entry's details as `key: value` lines; signatures shortened.
+function detailsList(details) {
+  if (!details || typeof details !== 'object') return compact(details);
+  return el('ul', { class: 'plain details' }, Object.entries(details).map(([k, v]) => {
+    let text = Array.isArray(v) ? v.map(compact).join(', ') : compact(v);
+    if (k.endsWith('signature') && text.length > 16) text = `${text.slice(0, 16)}…`;
+    return el('li', {}, el('span', { class: 'hint', text: `${k}: ` }), text);
+  }));
+}
+
+let auditFilter = { action: '', actor: '', hospital: '', target: '', limit: '100' };
+
+async function viewAudit() {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(auditFilter)) if (v) q.set(k, v);
+  const { entries } = await api('GET', `/api/v1/audit?${q}`);
+  const inputs = {};
+  const labels = { action: 'audit.action', actor: 'audit.actor', hospital: 'audit.hospital', target: 'audit.target', limit: 'audit.limit' };
+  const fields = Object.keys(labels).map((k) => {
+    inputs[k] = el('input', { id: `audit-${k}`, value: auditFilter[k], type: k === 'limit' ? 'number' : 'text', min: k === 'limit' ? '1' : null });
+    return field(t(labels[k]), inputs[k]);
+  });
+  const go = actionButton(t('audit.search'), async () => {
+    for (const k of Object.keys(inputs)) auditFilter[k] = inputs[k].value.trim();
+    await show(viewAudit);
+  }, { id: 'audit-search' });
+  const rows = entries.map((e) => [String(e.seq), when(e.at), e.actor, e.action, e.target, e.hospital_id || '', detailsList(e.details)]);
+  return [
+    card(t('audit.filters'), el('div', { class: 'grid' }, fields), el('div', { class: 'row' }, go)),
+    card(t('tab.audit'), rows.length
+      ? table(['#', t('col.when'), t('col.who'), t('col.action'), t('col.target'), t('col.hospital'), t('col.details')], rows, { id: 'audit-table' })
+      : el('p', { text: t('audit.empty') })),
+  ];
+}
+
+async function viewNetwork() {
+  const { hospitals } = await api('GET', '/api/v1/network');
+  const order = ['central', 'provincial', 'district', 'commune'];
+  const rows = hospitals.map((h) => ({ h, acts: h.active }))
+    .sort((a, b) => order.indexOf(a.h.tier) - order.indexOf(b.h.tier) || a.h.province.localeCompare(b.h.province));
+  const byTier = order.map((tier) => [t(`tier.${tier}`), String(hospitals.filter((h) => h.tier === tier).length)]);
+  const provinces = [...new Set(hospitals.map((h) => h.province))].sort((a, b) => a.localeCompare(b));
+  const byProvince = provinces.map((p) => {
+    const here = rows.filter((r) => r.h.province === p);
+    return [p, String(here.length), String(here.reduce((n, r) => n + r.acts.length, 0))];
+  });
+  return [
+    card(t('network.summary'), table([t('col.tier'), t('col.count')], byTier)),
+    card(t('network.provinces'), table([t('col.province'), t('col.count'), t('col.active')], byProvince, { id: 'province-table' })),
+    card(t('tab.network'), table([t('col.hospital'), t('col.tier'), t('col.province'), t('col.active')],
+      rows.map(({ h, acts }) => [h.name, t(`tier.${h.tier}`), h.province,
+        acts.length ? acts.map((a) => `${a.plugin} ${a.version}${a.mandatory ? ` (${t('col.mandatory').toLowerCase()})` : ''}`).join(', ') : t('network.none')]),
+      { id: 'network-table' })),
+  ];
+}
+
+// ----- hospital admin: catalogue, activation, modules and usage -----
+
+async function viewCatalogue() {
+  const h = me.hospital_id;
+  const [{ versions }, { activations }] = await Promise.all([
+    api('GET', '/api/v1/plugin-versions'),
+    api('GET', `/api/v1/hospitals/${encodeURIComponent(h)}/activations`),
+  ]);
+  if (!versions.length) return card(t('tab.catalogue'), el('p', { text: t('catalogue.empty') }));
+  return el('div', { class: 'grid', id: 'catalogue' }, versions.map((v) => {
+    const active = activations.find((a) => a.plugin_id === v.plugin && a.state === 'active');
+    const label = !active ? t('catalogue.activate') : active.version_id === v.id ? t('catalogue.reconfigure') : t('catalogue.upgrade');
+    const slot = el('div', { class: 'activation-slot' });
+    return el('section', { class: 'card', 'data-plugin': v.plugin, 'data-version': v.version },
+      el('h2', { text: `${v.plugin} ${v.version}` }),
+      el('p', { class: 'hint', text: `${t('col.vendor')}: ${v.vendor}` }),
+      el('p', { text: v.description ? v.description[lang] || v.description.vi : '' }),
+      el('h3', { text: t('catalogue.capabilities') }),
+      el('ul', { class: 'plain' }, (v.granted || v.requested).map((c) => el('li', { text: capabilityText(c) }))),
+      active && active.version_id === v.id ? el('p', {}, pill(t('catalogue.is_active'), 'pass')) : null,
+      el('button', {
+        type: 'button', 'data-activate': v.plugin, 'data-version': v.version,
+        // One form open at a time, so its field ids are unique.
+        onclick: () => {
+          for (const other of document.querySelectorAll('.activation-slot')) other.replaceChildren();
+          slot.replaceChildren(activationForm(v, active));
+        },
+      },
+        `${label}: ${v.plugin} ${v.version}`),
+      slot);
+  }));
+}
+
+// A form generated from the plugin's JSON Schema (flat object properties).
+function activationForm(v, active) {
+  const schema = v.config?.schema || {};
+  // An upgrade starts from the hospital's current settings.
+  const values = { ...(v.config?.defaults || {}), ...(active?.config || {}) };
+  const props = schema.properties || {};
+  const inputs = {};
+  const fields = Object.entries(props).map(([name, p]) => {
+    const id = `cfg-${v.plugin}-${name}`;
+    let input;
+    if (Array.isArray(p.enum)) {
+      input = el('select', { id, name }, p.enum.map((o) => el('option', { value: String(o), selected: values[name] === o }, String(o))));
+    } else if (p.type === 'boolean') {
+      input = el('input', { id, name, type: 'checkbox', checked: values[name] === true });
+    } else if (p.type === 'integer' || p.type === 'number') {
+      input = el('input', { id, name, type: 'number', inputmode: 'numeric', min: p.minimum ?? null, max: p.maximum ?? null, value: values[name] ?? '' });
+    } else {
+      input = el('input', { id, name, type: 'text', value: values[name] ?? '' });
+    }
+    inputs[name] = { input, p };
+    const range = p.minimum !== undefined || p.maximum !== undefined ? ` [${p.minimum ?? ''}…${p.maximum ?? ''}]` : '';
+    return field(name, input, `${p.description || ''}${range}`);
+  });
+  const secrets = el('textarea', { id: `secrets-${v.plugin}`, autocomplete: 'off', spellcheck: 'false' });
+  const submit = actionButton(t('activate.submit'), async () => {
+    const config = {};
+    for (const [name, { input, p }] of Object.entries(inputs)) {
+      if (p.type === 'boolean') config[name] = input.checked;
+      else if (p.type === 'integer' || p.type === 'number') {
+        if (input.value.trim() === '') continue;
+        const n = Number(input.value);
+        if (!Number.isFinite(n)) { say(t('activate.number_invalid', { field: name }), 'error'); input.focus(); return; }
+        config[name] = n;
+      } else if (input.value !== '') config[name] = input.value;
+    }
+    const body = { version_id: v.id, config };
+    if (secrets.value.trim()) {
+      let parsed;
+      try { parsed = JSON.parse(secrets.value); } catch { parsed = null; }
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        say(t('activate.secrets_invalid'), 'error');
+        secrets.focus();
+        return;
+      }
+      body.secrets = parsed;
+    }
+    await api('PUT', `/api/v1/hospitals/${encodeURIComponent(me.hospital_id)}/activations/${encodeURIComponent(v.plugin)}`, body);
+    say(t('activate.done', { plugin: v.plugin, version: v.version }), 'ok');
+    await show(viewCatalogue);
+  }, { id: `activate-submit-${v.plugin}` });
+  return el('form', { class: 'activation', onsubmit: (e) => e.preventDefault(), 'aria-label': t('activate.title', { plugin: v.plugin, version: v.version }) },
+    el('h3', { text: t('activate.title', { plugin: v.plugin, version: v.version }) }),
+    el('fieldset', {}, el('legend', { text: t('activate.config') }), fields.length ? fields : el('p', { text: t('activate.noconfig') })),
+    field(t('activate.secrets'), secrets, t('activate.secrets_hint')),
+    el('div', { class: 'row' }, submit));
+}
+
+async function viewModules() {
+  const h = encodeURIComponent(me.hospital_id);
+  const [{ activations }, { usage }] = await Promise.all([
+    api('GET', `/api/v1/hospitals/${h}/activations`),
+    api('GET', `/api/v1/hospitals/${h}/plugin-usage`),
+  ]);
+  if (!activations.length) return card(t('tab.modules'), el('p', { text: t('modules.empty') }));
+  const rows = activations.map((a) => {
+    const u = usage.find((x) => x.plugin === a.plugin_id) || { calls: 0, errors: 0 };
+    const remove = a.mandatory ? '' : actionButton(`${t('modules.deactivate')} ${a.plugin_id}`, async () => {
+      await api('DELETE', `/api/v1/hospitals/${h}/activations/${encodeURIComponent(a.plugin_id)}`);
+      say(t('modules.deactivated', { plugin: a.plugin_id }), 'ok');
+      await show(viewModules);
+    }, { class: 'danger', 'data-deactivate': a.plugin_id });
+    return [a.plugin_id, a.version, stateText(a.state) || a.state, a.mandatory ? t('yes') : t('no'),
+      el('code', { text: compact(a.config) }), String(u.calls), String(u.errors), remove];
+  });
+  return card(t('tab.modules'), el('p', { class: 'hint', text: t('modules.usage_hint') }),
+    table([t('col.plugin'), t('col.version'), t('col.state'), t('col.mandatory'), t('col.config'), t('col.calls'), t('col.errors'), t('col.actions')], rows, { id: 'modules-table' }));
+}
+
+// ----- vendor: key, bundle submission, versions, activations -----
+
+async function viewSubmit() {
+  const key = el('input', { id: 'vendor-key', type: 'text', autocomplete: 'off', spellcheck: 'false' });
+  const register = actionButton(t('vendor.key_submit'), async () => {
+    const r = await api('POST', '/api/v1/vendor/keys', { public_key: key.value.trim() });
+    say(t('vendor.key_done', { key: r.key_id }), 'ok');
+  }, { id: 'vendor-key-submit' });
+  const file = el('input', { id: 'bundle-file', type: 'file', accept: '.vtpkg,.json,application/json' });
+  const result = el('div', { id: 'bundle-result' });
+  const submit = actionButton(t('vendor.bundle_submit'), async () => {
+    const f = file.files && file.files[0];
+    if (!f) { say(t('vendor.bundle_none'), 'error'); file.focus(); return; }
+    const text = await f.text();
+    try {
+      const r = await api('POST', '/api/v1/plugin-versions', text, true);
+      say(t('vendor.bundle_done', { plugin: r.plugin, version: r.version }), 'ok');
+      result.replaceChildren(checksTable(r.checks));
+    } catch (e) {
+      if (e instanceof ApiFailure && e.status === 422 && e.body?.checks) {
+        const failed = e.body.checks.filter((c) => !c.passed && !c.skipped).map((c) => c.name).join(', ');
+        say(t('vendor.bundle_failed', { checks: failed }), 'error');
+        result.replaceChildren(checksTable(e.body.checks));
+      } else if (e instanceof ApiFailure && e.status === 422) {
+        say(t('vendor.bundle_unreadable', { why: e.message }), 'error');
+      } else throw e;
+    }
+  }, { id: 'bundle-submit' });
+  return [
+    card(t('vendor.bundle'), field(t('vendor.bundle_label'), file, t('vendor.bundle_hint')), el('div', { class: 'row' }, submit), result),
+    card(t('vendor.key'), field(t('vendor.key_label'), key), el('div', { class: 'row' }, register)),
+  ];
+}
+
+// A check report is a list, or an object holding one (as stored).
+const checkList = (c) => (Array.isArray(c) ? c : Array.isArray(c?.checks) ? c.checks : []);
+const checksTable = (checks) => table([t('col.check'), t('col.result'), t('col.details')],
+  checkList(checks).map((c) => [c.name, pill(c.skipped ? '—' : c.passed ? '✓' : '✗', c.passed ? 'pass' : 'fail'), c.detail || '']));
+
+async function viewVersions() {
+  const { versions } = await api('GET', '/api/v1/plugin-versions');
+  if (!versions.length) return card(t('tab.versions'), el('p', { text: t('queue.empty') }));
+  return card(t('tab.versions'), table([t('col.plugin'), t('col.version'), t('col.state'), t('col.submitted'), t('col.actions')],
+    versions.map((v) => [v.plugin, v.version, statePill(v.state), when(v.submitted_at),
+      el('button', { type: 'button', class: 'secondary', 'data-version': v.id, onclick: () => show(() => viewVersion(v.id)) }, `${t('open')} ${v.plugin} ${v.version}`)]),
+    { id: 'versions-table' }));
+}
+
+async function viewVendorActivations() {
+  const { activations } = await api('GET', '/api/v1/vendor/activations');
+  if (!activations.length) return card(t('tab.activations'), el('p', { text: t('vendor.no_activations') }));
+  return card(t('tab.activations'), el('p', { class: 'hint', text: t('modules.usage_hint') }),
+    table([t('col.hospital'), t('col.plugin'), t('col.version'), t('col.state'), t('col.calls'), t('col.errors')],
+      activations.map((a) => [a.hospital_name || a.hospital, a.plugin, a.version, stateText(a.state) || a.state, String(a.calls), String(a.errors)]),
+      { id: 'vendor-activations' }));
+}
+
+// ----- citizen: access log, consents -----
+
+async function viewAccess() {
+  const { entries } = await api('GET', '/api/v1/me/record-access');
+  if (!entries.length) return card(t('tab.access'), el('p', { text: t('citizen.access_empty') }));
+  return card(t('tab.access'), table(
+    [t('col.when'), t('col.who'), t('col.hospital'), t('col.plugin'), t('col.purpose'), t('col.records'), t('col.basis')],
+    entries.map((e) => [when(Date.parse(e.at)), e.reader_name || e.reader, e.reader_hospital_name || e.reader_hospital || '', e.plugin || '',
+      dict[lang][`purpose.${e.purpose}`] || e.purpose_in_words || e.purpose, (e.resources || []).join(', '), basisText(e.basis)]),
+    { id: 'access-table' }));
+}
+
+// Why a read was allowed: the own hospital, a consent or a consultation.
+function basisText(basis) {
+  const [kind, id] = String(basis).split(/:(.*)/);
+  const words = t(`basis.${kind}`);
+  return words === `basis.${kind}` ? basis : id ? `${words} (${id})` : words;
+}
+
+async function viewConsents() {
+  const [{ consents }, { hospitals }] = await Promise.all([
+    api('GET', '/api/v1/me/consents'),
+    fetch('/api/v1/hospitals').then((r) => r.json()),
+  ]);
+  const name = (id) => hospitals.find((h) => h.id === id)?.name || id;
+  const grantee = el('select', { id: 'consent-grantee' }, hospitals.map((h) => el('option', { value: h.id }, h.name)));
+  const source = el('select', { id: 'consent-source' }, el('option', { value: '' }, t('citizen.any_source')),
+    hospitals.map((h) => el('option', { value: h.id }, h.name)));
+  const purposes = ['treatment', 'payment', 'public-health'].map((p) => {
+    const id = `purpose-${p}`;
+    return el('label', { class: 'inline', for: id }, el('input', { type: 'checkbox', id, value: p, checked: p === 'treatment' }), t(`purpose.${p}`));
+  });
+  const days = el('input', { id: 'consent-days', type: 'number', min: '1', max: '3650', inputmode: 'numeric' });
+  const grant = actionButton(t('citizen.grant_submit'), async () => {
+    const body = { grantee_hospital: grantee.value, purposes: purposes.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value) };
+    if (source.value) body.source_hospital = source.value;
+    if (days.value.trim()) body.expires_in_days = Number(days.value);
+    await api('POST', '/api/v1/me/consents', body);
+    say(t('citizen.granted'), 'ok');
+    await show(viewConsents);
+  }, { id: 'consent-grant' });
+  const rows = consents.map((c) => {
+    const to = c.provision?.actor?.[0]?.reference?.identifier?.value;
+    const purposesText = (c.provision?.purpose || []).map((p) => p.display || p.code).join(', ');
+    const revoke = c.status === 'active' ? actionButton(t('citizen.revoke'), async () => {
+      await api('DELETE', `/api/v1/me/consents/${encodeURIComponent(c.id)}`);
+      say(t('citizen.revoked'), 'ok');
+      await show(viewConsents);
+    }, { class: 'danger', 'data-consent': c.id }) : '';
+    return [t('citizen.consent_to', { hospital: name(to) }), purposesText, c.status, c.provision?.period?.end || '', revoke];
+  });
+  return [
+    card(t('tab.consents'), rows.length
+      ? table([t('col.hospital'), t('col.purpose'), t('col.state'), t('col.when'), t('col.actions')], rows, { id: 'consents-table' })
+      : el('p', { text: t('citizen.consents_empty') })),
+    card(t('citizen.grant'), field(t('citizen.grantee'), grantee), field(t('citizen.source'), source),
+      el('fieldset', {}, el('legend', { text: t('citizen.purposes') }), purposes), field(t('citizen.days'), days),
+      el('div', { class: 'row' }, grant)),
+  ];
+}
+
+async function viewPayments() {
+  const { payments } = await api('GET', '/api/v1/me/payments');
+  if (!payments.length) return card(t('tab.payments'), el('p', { text: t('citizen.payments_empty') }));
+  const frameSlot = el('div', { id: 'frame-slot' });
+  const money = new Intl.NumberFormat(lang === 'vi' ? 'vi-VN' : 'en-GB', { style: 'currency', currency: 'VND' });
+  const rows = payments.map((p) => [when(p.created_at), p.hospital_name || p.hospital, p.plugin, p.purpose,
+    money.format(p.amount), t(`pay.${p.state}`) === `pay.${p.state}` ? p.state : t(`pay.${p.state}`),
+    p.refunded ? money.format(p.refunded) : '',
+    p.order_path ? actionButton(`${t('citizen.order')} ${p.purpose}`, async () => {
+      await openFrame(frameSlot, p.hospital, p.plugin, p.order_path);
+    }, { class: 'secondary', 'data-order': p.id }) : '']);
+  return [card(t('tab.payments'), table([t('col.when'), t('col.hospital'), t('col.plugin'), t('col.purpose'),
+    t('col.amount'), t('col.state'), t('col.refunded'), t('col.actions')], rows, { id: 'payments-table' })), frameSlot];
+}
+
+// Open a plugin's page in a sandboxed frame (ADR 0011): a ticket for this
+// person, hospital and plugin; no allow-same-origin, so the page gets an
+// opaque origin and never the console's token.
+async function openFrame(slot, hospital, plugin, path) {
+  const r = await api('POST', '/api/v1/console/plugin-frames', { hospital, plugin });
+  const sub = (path || '/').trim().replace(/^\/+/, '');
+  const frame = el('iframe', {
+    class: 'frame', id: 'plugin-frame', title: t('pract.frame', { plugin }),
+    sandbox: 'allow-scripts allow-forms allow-popups', referrerpolicy: 'no-referrer',
+    src: r.url + sub, 'data-plugin': plugin,
+  });
+  slot.replaceChildren(el('h2', { text: t('pract.frame', { plugin }) }), frame);
+  say(t('pract.opened', { plugin }), 'ok');
+  frame.focus();
+}
+
+// ----- practitioner: the hospital's modules, a plugin's pages in a sandbox -----
+
+async function viewWorkspace() {
+  const h = me.hospital_id;
+  const [{ activations }, { versions }] = await Promise.all([
+    api('GET', `/api/v1/hospitals/${encodeURIComponent(h)}/activations`),
+    api('GET', '/api/v1/plugin-versions'),
+  ]);
+  const active = activations.filter((a) => a.state === 'active');
+  if (!active.length) return card(t('tab.workspace'), el('p', { text: t('pract.empty') }));
+  const frameSlot = el('div', { id: 'frame-slot' });
+  const cards = active.map((a) => {
+    const v = versions.find((x) => x.id === a.version_id);
+    const path = el('input', { id: `path-${a.plugin_id}`, type: 'text', value: '/', spellcheck: 'false' });
+    const open = actionButton(`${t('pract.open')} ${a.plugin_id}`, async () => {
+      await openFrame(frameSlot, h, a.plugin_id, path.value);
+    }, { 'data-open': a.plugin_id });
+    return el('section', { class: 'card', 'data-plugin': a.plugin_id },
+      el('h2', { text: `${a.plugin_id} ${a.version}` }),
+      el('p', { text: v?.description ? v.description[lang] || v.description.vi : '' }),
+      field(t('pract.path'), path), el('div', { class: 'row' }, open));
+  });
+  return [el('div', { class: 'grid' }, cards), frameSlot];
+}
+
+// ----- start -----
+
+async function start() {
+  applyChrome();
+  $('lang-switch').addEventListener('click', () => {
+    lang = lang === 'vi' ? 'en' : 'vi';
+    localStorage.setItem('vth.lang', lang);
+    applyChrome();
+    if (me) showConsole(); else rerender();
+  });
+  $('sign-out').addEventListener('click', () => signOut());
+  // The provider redirects to the issuer: run where the callback lands, so
+  // the PKCE state in sessionStorage is found again.
+  try {
+    const d = await discovery();
+    if (new URL(d.issuer).origin !== window.location.origin) {
+      window.location.replace(`${d.issuer}/console/`);
+      return;
+    }
+  } catch { /* the sign-in button reports an unreachable provider */ }
+  if (window.location.pathname === '/console/callback') await finishSignIn();
+  if (!store.getItem('vth.token')) {
+    showSignIn();
+    return;
+  }
+  try {
+    me = (await api('GET', '/api/v1/me')).principal;
+  } catch (e) {
+    if (!(e instanceof SessionExpired)) say(errorText(e), 'error');
+    showSignIn();
+    if (e instanceof SessionExpired) sessionExpired();
+    return;
+  }
+  showConsole();
+}
+
+// For the browser tests: which view is shown and the last message.
+window.vthConsole = {
+  view: () => $('main').dataset.view || null,
+  message: () => $('messages').textContent,
+  messageKind: () => $('messages').firstElementChild?.dataset.kind || null,
+};
+
+start();
