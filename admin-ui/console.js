@@ -290,6 +290,8 @@ async function finishSignIn() {
 }
 
 async function signOut() {
+  if (feed) { feed.abort(); feed = null; }
+  unread = 0;
   const refresh = store.getItem('vth.refresh');
   store.clear();
   if (refresh) {
@@ -323,8 +325,8 @@ function tabsFor() {
   if (has('operator')) return ['queue', 'audit', 'network'];
   if (has('hospital-admin')) return ['catalogue', 'modules'];
   if (has('vendor-user')) return ['submit', 'versions', 'activations'];
-  if (has('practitioner')) return ['workspace'];
-  if (has('citizen')) return ['access', 'consents', 'payments'];
+  if (has('practitioner')) return ['workspace', 'notices'];
+  if (has('citizen')) return ['access', 'consents', 'payments', 'notices'];
   return [];
 }
 
@@ -333,7 +335,7 @@ const views = {
   catalogue: viewCatalogue, modules: viewModules,
   submit: viewSubmit, versions: viewVersions, activations: viewVendorActivations,
   access: viewAccess, consents: viewConsents, payments: viewPayments,
-  workspace: viewWorkspace,
+  workspace: viewWorkspace, notices: viewNotices,
 };
 
 function showConsole() {
@@ -352,7 +354,9 @@ function showConsole() {
     type: 'button', id: `tab-${name}`, 'aria-current': name === currentTab ? 'page' : false,
     onclick: async () => { clearMessages(); await openTab(name); $('main').focus(); },
   }, t(`tab.${name}`))));
+  setUnread(unread);
   openTab(currentTab, true);
+  if (tabs.includes('notices') && !feed) follow();
 }
 
 async function openTab(name, keepMessages = false) {
@@ -829,6 +833,118 @@ async function viewWorkspace() {
   return [el('div', { class: 'grid' }, cards), frameSlot];
 }
 
+// ----- notifications: listed, and pushed as they happen -----
+
+let unread = 0;
+// The live stream's AbortController, while one runs.
+let feed = null;
+let pushed = 0;
+
+function setUnread(n) {
+  unread = Math.max(0, n || 0);
+  const b = $('tab-notices');
+  if (b) b.textContent = unread ? `${t('tab.notices')} (${unread})` : t('tab.notices');
+}
+
+// `/hospitals/{h}/plugins/{p}/rest` → [h, p, rest], for opening in a frame.
+function linkTarget(link) {
+  const m = typeof link === 'string' && link.match(/^\/hospitals\/([^/]+)\/plugins\/([^/]+)(\/.*)?$/);
+  return m ? [decodeURIComponent(m[1]), decodeURIComponent(m[2]), m[3] || '/'] : null;
+}
+
+function noticeItem(n) {
+  const target = linkTarget(n.link);
+  const open = target ? actionButton(t('notices.open'), async () => {
+    await openFrame($('frame-slot'), ...target);
+  }, { class: 'secondary', 'data-open-notice': String(n.seq) }) : null;
+  return el('li', { 'data-seq': String(n.seq), 'data-topic': n.topic, 'data-read': String(!!n.read), class: n.read ? '' : 'unread' },
+    el('strong', { text: n.title }),
+    el('div', { class: 'muted', text: `${n.plugin} · ${n.hospital} · ${when(Date.parse(n.created_at))}` }),
+    open ? el('div', { class: 'row' }, open) : null);
+}
+
+async function viewNotices() {
+  const r = await api('GET', '/api/v1/me/notifications?newest=200');
+  setUnread(r.unread);
+  const items = [...r.notifications].reverse();
+  const list = el('ul', { class: 'notices', id: 'notices', 'aria-live': 'polite' }, ...items.map(noticeItem));
+  const newest = items.length ? items[0].seq : 0;
+  const markAll = actionButton(t('notices.markRead'), async () => {
+    const top = Number(list.firstElementChild?.dataset.seq || newest);
+    const res = await api('POST', '/api/v1/me/notifications/read', { upto: top });
+    setUnread(res.unread);
+    for (const li of list.querySelectorAll('li')) { li.dataset.read = 'true'; li.classList.remove('unread'); }
+    say(t('notices.marked'), 'ok');
+  }, { id: 'notices-read', class: 'secondary' });
+  return [
+    card(t('tab.notices'), el('p', { class: 'muted', text: t('notices.live') }),
+      list, items.length ? null : el('p', { id: 'notices-empty', text: t('notices.empty') }),
+      el('div', { class: 'row' }, markAll)),
+    el('div', { id: 'frame-slot' }),
+  ];
+}
+
+// A notification pushed by the stream.
+function onNotice(n) {
+  pushed += 1;
+  setUnread(unread + 1);
+  say(t('notices.new', { title: n.title }), 'info');
+  const list = $('notices');
+  if (list && !list.querySelector(`li[data-seq="${n.seq}"]`)) {
+    $('notices-empty')?.remove();
+    list.prepend(noticeItem(n));
+  }
+}
+
+// Follow `/api/v1/me/notifications/stream` with fetch (EventSource cannot
+// send the bearer token), from the newest one already there; reconnect
+// with `after` when the server ends the stream or the network drops.
+async function follow() {
+  const ctl = new AbortController();
+  feed = ctl;
+  let after = 0;
+  try {
+    after = (await api('GET', '/api/v1/me/notifications?newest=1')).newest_seq || 0;
+  } catch { /* the stream starts from the beginning then */ }
+  while (!ctl.signal.aborted) {
+    const token = store.getItem('vth.token');
+    if (!token) break;
+    try {
+      const resp = await fetch(`/api/v1/me/notifications/stream?after=${after}`, {
+        headers: { authorization: `Bearer ${token}` }, signal: ctl.signal,
+      });
+      if (resp.status === 401) {
+        if (!(await refreshSession())) break;
+        continue;
+      }
+      if (!resp.ok || !resp.body) throw new Error(String(resp.status));
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let cut;
+        while ((cut = buf.indexOf('\n\n')) >= 0) {
+          const lines = buf.slice(0, cut).split('\n');
+          buf = buf.slice(cut + 2);
+          if (!lines.includes('event: notification')) continue;
+          const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+          try {
+            const n = JSON.parse(data);
+            after = Math.max(after, n.seq);
+            onNotice(n);
+          } catch { /* a malformed event is skipped */ }
+        }
+      }
+    } catch {
+      if (ctl.signal.aborted) break;
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  if (feed === ctl) feed = null;
+}
+
 // ----- start -----
 
 async function start() {
@@ -870,6 +986,8 @@ window.vthConsole = {
   view: () => $('main').dataset.view || null,
   message: () => $('messages').textContent,
   messageKind: () => $('messages').firstElementChild?.dataset.kind || null,
+  pushed: () => pushed,
+  following: () => !!feed,
 };
 
 start();

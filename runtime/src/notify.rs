@@ -255,6 +255,38 @@ impl Notifications {
             .map_err(Into::into)
     }
 
+    /// `recipient`'s newest `n` notifications, oldest first.
+    pub async fn newest(&self, recipient: &str, n: i64) -> Result<Vec<Notification>, NotifyError> {
+        let n = n.clamp(1, PAGE_LIMIT);
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE recipient = $1")
+                .bind(recipient)
+                .fetch_one(&self.db.pool)
+                .await?;
+        if count <= n {
+            return self.list(recipient, 0, n).await;
+        }
+        // The seq just before the newest `n`.
+        let from: i64 = sqlx::query_scalar(
+            "SELECT seq FROM notifications WHERE recipient = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2",
+        )
+        .bind(recipient)
+        .bind(n)
+        .fetch_one(&self.db.pool)
+        .await?;
+        self.list(recipient, from, n).await
+    }
+
+    /// The highest `seq` of `recipient`'s notifications (0 when none).
+    pub async fn newest_seq(&self, recipient: &str) -> Result<i64, NotifyError> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM notifications WHERE recipient = $1")
+                .bind(recipient)
+                .fetch_one(&self.db.pool)
+                .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     /// How many of `recipient`'s notifications are unread.
     pub async fn unread(&self, recipient: &str) -> Result<i64, NotifyError> {
         Ok(sqlx::query_scalar(

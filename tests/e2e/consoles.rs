@@ -835,7 +835,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- practitioner: the plugin's page inside the console -----
     c.login("bs.a").await;
-    c.assert_tabs(&["workspace"]).await;
+    c.assert_tabs(&["workspace", "notices"]).await;
     c.check_quality(1280).await;
     c.type_into("#path-records-probe", &format!("/read/Patient/{pid}"))
         .await;
@@ -898,7 +898,8 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- citizen: the read in the access log, consents -----
     c.login(CITIZEN_ID).await;
-    c.assert_tabs(&["access", "consents", "payments"]).await;
+    c.assert_tabs(&["access", "consents", "payments", "notices"])
+        .await;
     c.check_quality(1280).await;
     let log = c
         .wait("(() => { const t = document.getElementById('access-table'); return t && t.innerText; })()", "the access log")
@@ -1421,4 +1422,126 @@ async fn console_apis_hold_their_role_checks() {
         client.redirect_uris,
         vec![format!("{}/console/callback", s.base)]
     );
+}
+
+/// A step of a teleconsultation reaches the requester's open console at
+/// once (pushed on the notifications stream, no reload), with the unread
+/// count on the tab; its link opens the consultation inside the console,
+/// although teleconsult runs at the upper hospital (a reviewed network
+/// plugin); marking read clears the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teleconsultation_step_is_pushed_to_the_requesters_console() {
+    let Some(chromium) = chromium() else { return };
+    let no_dev_plugins = tempfile::TempDir::new().expect("dir");
+    let server = TestServer::start(no_dev_plugins.path(), Limits::default()).await;
+    // Streams re-read the database hourly here: only a push can deliver.
+    server
+        .runtime
+        .notifications
+        .set_recheck_interval(Duration::from_secs(3600));
+    let published = vtelehealth_runtime::governance::demo::publish_reference_plugins(
+        &server.runtime,
+        &plugin_dir(),
+    )
+    .await
+    .expect("reference plugins published and rolled out");
+    assert!(
+        published.iter().any(|p| p == "teleconsult"),
+        "{published:?}"
+    );
+    let chair = user(
+        &server,
+        "gs.a",
+        "GS Nguyễn Chủ Trì",
+        Role::Practitioner,
+        Some("bv-a"),
+    )
+    .await;
+    let requester = user(
+        &server,
+        "bs.b",
+        "BS Trần Yêu Cầu",
+        Role::Practitioner,
+        Some("bv-b"),
+    )
+    .await;
+    let at = |p: &str| format!("/hospitals/bv-a/plugins/teleconsult{p}");
+    let (s, c) = send(
+        &server,
+        "POST",
+        &at("/consultations"),
+        &requester,
+        Some(json!({
+            "patient": { "identifiers": [{ "system": "https://vneid.gov.vn/cccd", "value": CITIZEN_ID }] },
+            "summary": "Sốt kéo dài, xin hội chẩn truyền nhiễm",
+            "urgency": "urgent"
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+
+    let browser = Browser::launch(&chromium, "about:blank")
+        .await
+        .expect("chromium");
+    let mut con = Console {
+        browser,
+        base: server.base.clone(),
+    };
+    con.set_width(1280, false).await;
+    con.login("bs.b").await;
+    con.tab("notices").await;
+    con.wait("window.vthConsole.following()", "the live stream")
+        .await;
+    con.wait(
+        "!!document.getElementById('notices-empty')",
+        "an empty list",
+    )
+    .await;
+
+    let (s, a) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &chair,
+        Some(json!({ "scheduled_at": 1_795_000_000_000u64, "consultants": [] })),
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    con.wait(
+        "!!document.querySelector('#notices li[data-topic=\"teleconsult.accepted\"]')",
+        "the accepted step, pushed",
+    )
+    .await;
+    let tab = con
+        .wait(
+            "(() => { const t = document.getElementById('tab-notices').textContent; return /\\(\\d+\\)/.test(t) && t; })()",
+            "the unread count on the tab",
+        )
+        .await;
+    assert!(
+        tab.as_str().is_some_and(|t| t.starts_with("Thông báo (")),
+        "{tab}"
+    );
+    let said = con.message("info").await;
+    assert!(said.contains("Thông báo mới"), "{said}");
+    con.check_quality(1280).await;
+    con.screenshot("practitioner-notifications").await;
+
+    // The link opens the consultation in the console's sandboxed frame.
+    con.click("#notices li[data-topic=\"teleconsult.accepted\"] button[data-open-notice]")
+        .await;
+    con.message("ok").await;
+    let text = frame_text(&mut con, &id).await;
+    assert!(text.contains(&id) && text.contains("accepted"), "{text}");
+
+    con.click("#notices-read").await;
+    con.message("ok").await;
+    con.wait(
+        "document.getElementById('tab-notices').textContent === 'Thông báo'",
+        "the count cleared",
+    )
+    .await;
+    let (s, l) = send(&server, "GET", "/api/v1/me/notifications", &requester, None).await;
+    assert_eq!((s, &l["unread"]), (200, &json!(0)), "{l}");
 }

@@ -28,6 +28,31 @@ async fn hello_greets_the_calling_hospital() {
     assert_eq!(status, 404);
 }
 
+/// A plugin's response, opened directly on the platform's address, runs in
+/// a CSP sandbox (an opaque origin): its script can never read the
+/// consoles' session there. The plugin cannot remove the header.
+#[tokio::test]
+async fn direct_plugin_responses_are_sandboxed() {
+    let server = TestServer::start(&plugin_dir(), Limits::default()).await;
+    for url in [
+        server.plugin_url("bv-a", "hello", "/"),
+        server.plugin_url("bv-a", "hello", "/no-such-page"),
+    ] {
+        let resp = server.client.get(&url).send().await.expect("sent");
+        let csp = resp
+            .headers()
+            .get_all("content-security-policy")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            csp,
+            ["sandbox allow-scripts allow-forms allow-popups"],
+            "{url}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn visit_counter_counts_concurrent_visits_per_hospital() {
     let server = TestServer::start(&plugin_dir(), Limits::default()).await;

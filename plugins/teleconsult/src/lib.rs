@@ -782,10 +782,15 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
         id,
         "accepted",
         &p,
-        format!("{} nhận hội chẩn, lịch lúc {scheduled_at}", p.name),
         format!(
-            "{} accepted the consultation, scheduled at {scheduled_at}",
-            p.name
+            "{} nhận hội chẩn, lịch lúc {} (UTC)",
+            p.name,
+            iso8601(scheduled_at)
+        ),
+        format!(
+            "{} accepted the consultation, scheduled at {} (UTC)",
+            p.name,
+            iso8601(scheduled_at)
         ),
         json!({ "scheduled_at": scheduled_at, "records_consultation": c.records_consultation }),
     )?;

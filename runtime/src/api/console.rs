@@ -113,11 +113,6 @@ async fn open_frame(
 ) -> Result<Json<Value>, ApiError> {
     let staff = p.hospital_id.as_deref() == Some(body.hospital.as_str())
         && (p.has_role(Role::Practitioner) || p.has_role(Role::HospitalAdmin));
-    if !staff && !p.has_role(Role::Citizen) {
-        return Err(ApiError::Forbidden(
-            "plugin pages open for their hospital's practitioners and admins, and citizens".into(),
-        ));
-    }
     if rt.hospitals.get(&body.hospital).is_none() {
         return Err(ApiError::NotFound(format!(
             "unknown hospital `{}`",
@@ -126,6 +121,19 @@ async fn open_frame(
     }
     crate::directory::validate_id(&body.plugin)
         .map_err(|e| ApiError::BadRequest(format!("plugin: {e}")))?;
+    // A reviewed network plugin (e.g. teleconsult at the upper hospital)
+    // also serves other hospitals' practitioners, as its routes do.
+    let network = p.has_role(Role::Practitioner)
+        && p.hospital_id.is_some()
+        && matches!(
+            rt.governance.resolve(&body.hospital, &body.plugin).await,
+            Ok(crate::governance::service::Resolution::Runnable(v)) if v.manifest.network
+        );
+    if !staff && !network && !p.has_role(Role::Citizen) {
+        return Err(ApiError::Forbidden(
+            "plugin pages open for their hospital's practitioners and admins, citizens, and for a network plugin every hospital's practitioners".into(),
+        ));
+    }
     let ticket = rt.identity.issue_ticket(
         &p,
         FRAME_AUDIENCE,

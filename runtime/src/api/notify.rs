@@ -48,6 +48,8 @@ impl From<NotifyError> for ApiError {
 struct ListQuery {
     after: Option<i64>,
     limit: Option<i64>,
+    /// The newest N instead of those after `after`.
+    newest: Option<i64>,
 }
 
 async fn list(
@@ -56,18 +58,27 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(50);
+    let limit = q.newest.or(q.limit).unwrap_or(50);
     if !(1..=PAGE_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {PAGE_LIMIT}"
+            "limit and newest must be 1 to {PAGE_LIMIT}"
         )));
     }
-    let items = rt.notifications.list(&p.subject, after, limit).await?;
+    if q.newest.is_some() && (q.after.is_some() || q.limit.is_some()) {
+        return Err(ApiError::BadRequest(
+            "newest=N stands alone (no after or limit)".into(),
+        ));
+    }
+    let items = match q.newest {
+        Some(n) => rt.notifications.newest(&p.subject, n).await?,
+        None => rt.notifications.list(&p.subject, after, limit).await?,
+    };
     let unread = rt.notifications.unread(&p.subject).await?;
+    let newest = rt.notifications.newest_seq(&p.subject).await?;
     let last = items.last().map_or(after, |n| n.seq);
-    Ok(Json(
-        json!({ "notifications": items, "unread": unread, "last_seq": last }),
-    ))
+    Ok(Json(json!({
+        "notifications": items, "unread": unread, "last_seq": last, "newest_seq": newest,
+    })))
 }
 
 #[derive(Deserialize)]

@@ -35,8 +35,20 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
     let target = Target::parse(req.uri().path())?;
     // Bearer token present: it must be valid; absent: anonymous.
     let principal = crate::identity::principal_from_headers(&rt, req.headers()).await?;
-    call_as(&rt, req, target, principal).await
+    let mut response = call_as(&rt, req, target, principal).await?;
+    // A plugin's page opened directly on the platform's address runs in an
+    // opaque origin, so its script can never read the consoles' session
+    // (ADR 0011); the plugin cannot override this header.
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PLUGIN_CSP),
+    );
+    Ok(response)
 }
+
+/// The sandbox every direct plugin response gets: scripts, forms and
+/// pop-ups run, without the platform's origin.
+pub const PLUGIN_CSP: &str = "sandbox allow-scripts allow-forms allow-popups";
 
 /// A call into `target` for `principal`, with every check of a plugin
 /// route (the console's plugin frames pass the principal of their ticket).
