@@ -326,7 +326,7 @@ function tabsFor() {
   if (has('hospital-admin')) return ['catalogue', 'modules'];
   if (has('vendor-user')) return ['submit', 'versions', 'activations'];
   if (has('practitioner')) return ['workspace', 'notices'];
-  if (has('citizen')) return ['access', 'consents', 'payments', 'notices'];
+  if (has('citizen')) return ['records', 'access', 'consents', 'payments', 'notices'];
   return [];
 }
 
@@ -334,7 +334,7 @@ const views = {
   queue: viewQueue, audit: viewAudit, network: viewNetwork,
   catalogue: viewCatalogue, modules: viewModules,
   submit: viewSubmit, versions: viewVersions, activations: viewVendorActivations,
-  access: viewAccess, consents: viewConsents, payments: viewPayments,
+  records: viewRecords, access: viewAccess, consents: viewConsents, payments: viewPayments,
   workspace: viewWorkspace, notices: viewNotices,
 };
 
@@ -377,7 +377,7 @@ async function show(build) {
   main.setAttribute('aria-busy', 'true');
   try {
     const content = await build();
-    main.replaceChildren(...[content].flat());
+    main.replaceChildren(...[content].flat().filter((x) => x != null));
   } catch (e) {
     if (!(e instanceof SessionExpired)) say(errorText(e), 'error');
   } finally {
@@ -717,6 +717,41 @@ async function viewVendorActivations() {
 }
 
 // ----- citizen: access log, consents -----
+
+// A FHIR resource in a few words: what, when, result.
+function recordSummary(r) {
+  const cc = (c) => c?.text || c?.coding?.[0]?.display || c?.coding?.[0]?.code || '';
+  const qty = (q) => (q ? `${q.value ?? ''} ${q.unit || q.code || ''}`.trim() : '');
+  switch (r.resourceType) {
+    case 'Patient': {
+      const n = r.name?.[0];
+      return [n?.text || [n?.family, ...(n?.given || [])].filter(Boolean).join(' '), r.birthDate].filter(Boolean).join(' · ');
+    }
+    case 'Observation': return [cc(r.code), qty(r.valueQuantity) || r.valueString || cc(r.valueCodeableConcept)].filter(Boolean).join(': ');
+    case 'DiagnosticReport': return [cc(r.code), r.conclusion].filter(Boolean).join(': ');
+    case 'MedicationRequest': return [cc(r.medicationCodeableConcept), r.dosageInstruction?.[0]?.text].filter(Boolean).join(' · ');
+    case 'Encounter': return [r.class?.display || r.class?.code, cc(r.type?.[0]), r.status].filter(Boolean).join(' · ');
+    case 'ImagingStudy': return [r.description, (r.modality || []).map((m) => m.code).join(', ')].filter(Boolean).join(' · ');
+    case 'Communication': return r.payload?.[0]?.contentString || '';
+    default: return cc(r.code) || r.description || r.status || '';
+  }
+}
+
+const recordDate = (r) => r.effectiveDateTime || r.issued || r.period?.start || r.started || r.authoredOn
+  || r.sent || r.start || r.meta?.lastUpdated || '';
+
+async function viewRecords() {
+  const { hospitals, truncated } = await api('GET', '/api/v1/me/records');
+  if (!hospitals.length) return card(t('tab.records'), el('p', { text: t('citizen.records_empty') }));
+  const cards = hospitals.map((h) => card(h.hospital_name || h.hospital,
+    table([t('col.record'), t('col.when'), t('col.details')],
+      h.resources.map((r) => [t(`fhir.${r.resourceType}`) === `fhir.${r.resourceType}` ? r.resourceType : t(`fhir.${r.resourceType}`),
+        recordDate(r) ? when(Date.parse(recordDate(r))) : '', recordSummary(r)]),
+      { 'data-hospital': h.hospital, class: 'records-table' }),
+    h.truncated ? el('p', { class: 'hint', text: t('citizen.records_more') }) : null));
+  return [el('p', { class: 'hint', text: t('citizen.records_hint') }), ...cards,
+    truncated ? el('p', { class: 'hint', text: t('citizen.records_more') }) : null].filter(Boolean);
+}
 
 async function viewAccess() {
   const { entries } = await api('GET', '/api/v1/me/record-access');

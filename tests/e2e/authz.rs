@@ -152,6 +152,8 @@ enum Op {
     VendorActivations,
     PluginFrame,
     MyPayments,
+    MyRecords,
+    MyNotifications,
     Network,
 }
 
@@ -232,6 +234,8 @@ const MATRIX: &[Row] = &[
     row(Op::VendorActivations, "GET /api/v1/vendor/activations",                 false, [D, D, D, D, D, D, A, A, D, D, D, D, D]),
     row(Op::PluginFrame,     "POST /api/v1/console/plugin-frames",               false, [D, A, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::MyPayments,      "GET /api/v1/me/payments",                          false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::MyRecords,       "GET /api/v1/me/records",                           false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
+    row(Op::MyNotifications, "GET /api/v1/me/notifications",                     false, [D, A, A, A, A, A, A, A, A, A, A, A, A]),
     row(Op::Network,         "GET /api/v1/network",                              false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
 ];
 
@@ -784,6 +788,8 @@ impl Fixture {
                 Some(json!({ "hospital": HOSPITAL_A, "plugin": "hello" })),
             ),
             Op::MyPayments => ("GET", "/api/v1/me/payments".into(), None),
+            Op::MyRecords => ("GET", "/api/v1/me/records".into(), None),
+            Op::MyNotifications => ("GET", "/api/v1/me/notifications".into(), None),
             Op::Network => ("GET", "/api/v1/network".into(), None),
         }
     }

@@ -898,9 +898,27 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- citizen: the read in the access log, consents -----
     c.login(CITIZEN_ID).await;
-    c.assert_tabs(&["access", "consents", "payments", "notices"])
+    c.assert_tabs(&["records", "access", "consents", "payments", "notices"])
         .await;
+    // The personal health record opens first: each hospital's records about them.
+    let record = c
+        .wait(
+            "(() => { const t = document.querySelector('.records-table[data-hospital=\"bv-a\"]'); return t && t.innerText; })()",
+            "the citizen's own record at bv-a",
+        )
+        .await;
+    let record = record.as_str().unwrap_or_default();
+    assert!(
+        record.contains("Thông tin hành chính") && record.contains("Đỗ Thị Hoa"),
+        "{record}"
+    );
+    let stray = c
+        .eval("document.getElementById('main').innerText.includes('null')")
+        .await;
+    assert_eq!(stray, json!(false), "no stray `null` on the page");
     c.check_quality(1280).await;
+    c.screenshot("citizen-records").await;
+    c.tab("access").await;
     let log = c
         .wait("(() => { const t = document.getElementById('access-table'); return t && t.innerText; })()", "the access log")
         .await;

@@ -19,7 +19,7 @@ use crate::records::access::{
     AccessStore, Consent, ConsultationStep, PatientKeys, access_log_of, consultation_patient,
     consultation_reason, now_millis,
 };
-use crate::records::{Purpose, RecordError};
+use crate::records::{Actor, ActorKind, Purpose, RecordError, ResourceType, SearchQuery};
 
 /// The routes.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<Runtime>> {
         )
         .route("/api/v1/me/consents/{id}", delete(revoke_consent))
         .route("/api/v1/me/record-access", get(record_access))
+        .route("/api/v1/me/records", get(my_records))
         .route(
             "/api/v1/consultations",
             post(request_consultation).get(list_consultations),
@@ -175,6 +176,63 @@ async fn revoke_consent(
 #[derive(Deserialize)]
 struct AccessQuery {
     limit: Option<i64>,
+}
+
+/// Resource types a citizen's own record shows, in this order.
+const MY_RECORD_TYPES: [ResourceType; 9] = [
+    ResourceType::Patient,
+    ResourceType::Encounter,
+    ResourceType::Observation,
+    ResourceType::DiagnosticReport,
+    ResourceType::ImagingStudy,
+    ResourceType::MedicationRequest,
+    ResourceType::ServiceRequest,
+    ResourceType::Appointment,
+    ResourceType::Communication,
+];
+/// Most hospitals and resources per type one answer carries.
+const MY_RECORDS_HOSPITALS: usize = 50;
+const MY_RECORDS_PER_TYPE: &str = "50";
+
+/// `GET /api/v1/me/records`: the citizen's personal health record, read
+/// at every hospital holding a Patient with their citizen ID or health ID,
+/// with the same rules as a plugin's `patient/` scope (only records about
+/// them). Each hospital's reads are in the access log as the citizen's own.
+async fn my_records(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let keys = citizen(&p)?;
+    let hospitals = crate::records::access::hospitals_with_patient(&rt.db, &keys).await?;
+    let query = SearchQuery::parse([("_count", MY_RECORDS_PER_TYPE)])?;
+    let mut out = Vec::new();
+    for h in hospitals.iter().take(MY_RECORDS_HOSPITALS) {
+        let actor = Actor {
+            subject: p.subject.clone(),
+            name: Some(p.name.clone()),
+            hospital_id: h.clone(),
+            kind: ActorKind::Citizen(keys.clone()),
+            purpose: Purpose::Treatment,
+            plugin: None,
+        };
+        let mut resources = Vec::new();
+        let mut more = false;
+        for ty in MY_RECORD_TYPES {
+            let page = rt.records.search(&actor, ty, &query).await?;
+            more |= page.next_offset.is_some();
+            resources.extend(page.entries.into_iter().map(|s| s.resource));
+        }
+        out.push(json!({
+            "hospital": h,
+            "hospital_name": rt.hospitals.get(h).map(|x| x.name),
+            "resources": resources,
+            "truncated": more,
+        }));
+    }
+    Ok(Json(json!({
+        "hospitals": out,
+        "truncated": hospitals.len() > MY_RECORDS_HOSPITALS,
+    })))
 }
 
 async fn record_access(

@@ -689,6 +689,28 @@ impl AccessStore {
     }
 }
 
+/// Hospitals holding a Patient with one of `keys`' identifiers, by id.
+pub async fn hospitals_with_patient(
+    db: &Database,
+    keys: &PatientKeys,
+) -> Result<Vec<String>, RecordError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT DISTINCT r.hospital_id FROM fhir_search_index i          JOIN fhir_resources r ON r.resource_type = i.resource_type AND r.id = i.id          WHERE i.resource_type = 'Patient' AND i.kind = 'identifier'          AND ((i.system = $1 AND i.value = $2) OR (i.system = $3 AND i.value = $4))          ORDER BY r.hospital_id",
+    )
+    .bind(CCCD_SYSTEM)
+    .bind(keys.national_id.as_deref())
+    .bind(BHYT_SYSTEM)
+    .bind(keys.health_id.as_deref())
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("hospital_id").map_err(Into::into))
+        .collect()
+}
+
 /// What to do with a consultation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsultationStep {
