@@ -65,8 +65,11 @@ impl NewMessage {
             ));
         }
         let title = self.title.trim();
-        if title.is_empty() || title.len() > MAX_TITLE_BYTES || title.contains(['\n', '\r']) {
-            return bad(format!("title: one line of 1 to {MAX_TITLE_BYTES} bytes"));
+        if title.is_empty() || title.len() > MAX_TITLE_BYTES || title.chars().any(char::is_control)
+        {
+            return bad(format!(
+                "title: one line of 1 to {MAX_TITLE_BYTES} bytes, without control characters"
+            ));
         }
         if self.data.len() > MAX_DATA_BYTES {
             return bad(format!(
@@ -86,7 +89,12 @@ impl NewMessage {
             && (!link.starts_with('/')
                 || link.starts_with("//")
                 || link.len() > MAX_LINK_BYTES
-                || link.contains(['\\', '\n', '\r', ' ']))
+                || link.chars().any(|c| c.is_control() || c == '\\' || c == ' ')
+                // Never a way out of the plugin's own path.
+                || link.to_ascii_lowercase().contains("%2e")
+                || link
+                    .split(['/', '?', '#'])
+                    .any(|seg| seg == "." || seg == ".."))
         {
             return bad(format!(
                 "link `{}` must be a path of the plugin starting with `/` (at most {MAX_LINK_BYTES} bytes)",
@@ -195,6 +203,14 @@ impl Notifications {
             .map(|l| format!("/hospitals/{hospital}/plugins/{plugin}{l}"));
         let now = now_millis();
         let mut tx = self.db.begin_write().await?;
+        // Sends commit in `seq` order, so a stream that moved past a seq
+        // never misses an earlier one committing later (PostgreSQL hands
+        // out BIGSERIAL values before commit; SQLite has one writer).
+        if self.db.backend == crate::db::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7301001)")
+                .execute(&mut *tx.tx)
+                .await?;
+        }
         for r in &unique {
             sqlx::query(
                 "INSERT INTO notifications (recipient, hospital_id, plugin_id, sender, topic, title, data, link, created_at) \
@@ -350,6 +366,10 @@ mod tests {
             msg("t", "t", "", Some("https://evil.example/")),
             msg("t", "t", "", Some("//evil.example/")),
             msg("t", "t", "", Some("relative")),
+            msg("t", "t\u{0}nul", "", None),
+            msg("t", "t", "", Some("/a/../../other-plugin/")),
+            msg("t", "t", "", Some("/a/%2E%2E/x")),
+            msg("t", "t", "", Some("/a\u{0}")),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -700,6 +700,21 @@ async fn a_diagnostic_report_conclusion_and_roster_sizes() {
     let id = c["id"].as_str().expect("id").to_owned();
     // Without a roster nobody is proposed; the chair names the consultant.
     assert_eq!(c["proposed_consultants"], json!([]), "{c}");
+    // The host's admin already opened the records through the API: accepting the
+    // consultation in the plugin still goes through (the step is already taken).
+    let rc = c["records_consultation"]
+        .as_str()
+        .expect("records consultation");
+    let (s, r) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/consultations/{rc}/accept"),
+        &admin,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!((s, &r["status"]), (200, &json!("active")), "{r}");
     let (s, a) = send(
         &server,
         "POST",

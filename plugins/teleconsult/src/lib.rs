@@ -395,23 +395,32 @@ fn event(
 /// `notify`. The event is already stored and listed, so a failure here is only logged.
 fn push(id: &str, kind: &str, seq: i64, actor: &Principal, vi: &str, en: &str) {
     let Ok(c) = load(id) else { return };
-    let mut to: Vec<String> = vec![c.requester.clone()];
-    to.extend(c.chair.iter().cloned());
-    to.extend(c.invitees.iter().map(|i| i.practitioner.clone()));
+    // Who may open the consultation (`visible`) gets a link to it.
+    let mut linked: Vec<String> = vec![c.requester.clone()];
+    linked.extend(c.chair.iter().cloned());
+    linked.extend(c.invitees.iter().map(|i| i.practitioner.clone()));
+    // The roster's consultants hear of a request they may be asked to join; those of other
+    // hospitals than the host cannot open it yet, so theirs has no link.
+    let mut unlinked: Vec<String> = Vec::new();
     if kind == "requested" {
-        // The roster's consultants hear of a request they may be asked to join.
-        to.extend(
-            c.proposed_consultants
-                .iter()
-                .filter_map(|p| p["practitioner"].as_str().map(str::to_owned)),
-        );
+        for p in &c.proposed_consultants {
+            if let Some(who) = p["practitioner"].as_str() {
+                if p["hospital"].as_str() == Some(c.host_hospital.as_str()) {
+                    linked.push(who.to_owned());
+                } else {
+                    unlinked.push(who.to_owned());
+                }
+            }
+        }
     }
-    to.retain(|s| s != &actor.subject);
-    to.sort();
-    to.dedup();
-    if to.is_empty() {
-        return;
-    }
+    let tidy = |v: &mut Vec<String>| {
+        v.retain(|s| s != &actor.subject);
+        v.sort();
+        v.dedup();
+    };
+    tidy(&mut linked);
+    unlinked.retain(|s| !linked.contains(s));
+    tidy(&mut unlinked);
     // One line of at most 300 bytes, cut at a character boundary.
     let mut title = format!("Hội chẩn {id}: {}", vi.replace(['\n', '\r'], " "));
     if title.len() > 300 {
@@ -423,17 +432,18 @@ fn push(id: &str, kind: &str, seq: i64, actor: &Principal, vi: &str, en: &str) {
         title.push('…');
     }
     let data = json!({ "consultation": id, "type": kind, "seq": seq, "en": en });
-    if let Err(e) = notify::send(
-        &to,
-        &format!("teleconsult.{kind}"),
-        &title,
-        &data,
-        Some(&format!("/consultations/{id}")),
-    ) {
-        log::warn!(
-            "consultation {id}: notifying the participants failed: {}",
-            e.message()
-        );
+    let link = format!("/consultations/{id}");
+    for (people, link) in [(&linked, Some(link.as_str())), (&unlinked, None)] {
+        // The capability takes at most 100 recipients a call.
+        for batch in people.chunks(100) {
+            if let Err(e) = notify::send(batch, &format!("teleconsult.{kind}"), &title, &data, link)
+            {
+                log::warn!(
+                    "consultation {id}: notifying the participants failed: {}",
+                    e.message()
+                );
+            }
+        }
     }
 }
 
@@ -524,8 +534,17 @@ fn create(req: &Request) -> Result<Response, Error> {
     let imaging = references(&b, "imaging")?;
     let proposed = propose(&requesting, host.tier)?;
     let records_consultation = request_records_access(&patient, &summary)?;
+    // A records consultation never outlives a request that was not stored.
+    let abandon = |e: Error| {
+        if let Some(rc) = &records_consultation
+            && let Err(end) = records::move_consultation(rc, records::ConsultationStep::End)
+        {
+            log::warn!("records access {rc} not closed: {}", end.message());
+        }
+        e
+    };
 
-    let n = kv::increment(SEQ_KEY, 1)?;
+    let n = kv::increment(SEQ_KEY, 1).map_err(abandon)?;
     let id = format!("hc-{n:06}");
     let c = Consultation {
         id: id.clone(),
@@ -549,13 +568,15 @@ fn create(req: &Request) -> Result<Response, Error> {
         decline_reason: None,
         conclusion: None,
         conclusion_reference: None,
-        records_consultation,
+        records_consultation: records_consultation.clone(),
     };
-    if !kv::compare_and_swap(
-        &consultation_key(&id)?,
-        None,
-        &serde_json::to_vec(&c).map_err(|e| Error::internal(e.to_string()))?,
-    )? {
+    let stored = consultation_key(&id)
+        .and_then(|key| {
+            let bytes = serde_json::to_vec(&c).map_err(|e| Error::internal(e.to_string()))?;
+            kv::compare_and_swap(&key, None, &bytes)
+        })
+        .map_err(abandon)?;
+    if !stored {
         close_records_access(&c, records::ConsultationStep::End);
         return Err(Error::conflict(
             "Mã yêu cầu đã tồn tại, hãy thử lại (id taken, retry)",
@@ -602,9 +623,15 @@ fn request_records_access(patient: &Patient, summary: &str) -> Result<Option<Str
 /// Decline or end the platform's consultation record, if there is one. The workflow has
 /// already moved on, so a failure is logged rather than undoing it.
 fn close_records_access(c: &Consultation, step: records::ConsultationStep) {
-    if let Some(rc) = &c.records_consultation
-        && let Err(e) = records::move_consultation(rc, step)
-    {
+    let Some(rc) = &c.records_consultation else {
+        return;
+    };
+    let mut result = records::move_consultation(rc, step);
+    // Already accepted elsewhere (e.g. through the API): a decline must still close it.
+    if result.is_err() && step == records::ConsultationStep::Decline {
+        result = records::move_consultation(rc, records::ConsultationStep::End);
+    }
+    if let Err(e) = result {
         log::warn!(
             "consultation {}: records access {rc} not closed: {}",
             c.id,

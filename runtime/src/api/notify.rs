@@ -43,6 +43,17 @@ impl From<NotifyError> for ApiError {
     }
 }
 
+/// Whose notifications: recipients are users of the platform's own
+/// directory, so a token of another issuer with the same `sub` never
+/// reads theirs.
+fn recipient(rt: &Runtime, p: &crate::identity::Principal) -> String {
+    if p.issuer == rt.identity.issuer() {
+        p.subject.clone()
+    } else {
+        format!("{}#{}", p.issuer, p.subject)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -69,12 +80,13 @@ async fn list(
             "newest=N stands alone (no after or limit)".into(),
         ));
     }
+    let me = recipient(&rt, &p);
     let items = match q.newest {
-        Some(n) => rt.notifications.newest(&p.subject, n).await?,
-        None => rt.notifications.list(&p.subject, after, limit).await?,
+        Some(n) => rt.notifications.newest(&me, n).await?,
+        None => rt.notifications.list(&me, after, limit).await?,
     };
-    let unread = rt.notifications.unread(&p.subject).await?;
-    let newest = rt.notifications.newest_seq(&p.subject).await?;
+    let unread = rt.notifications.unread(&me).await?;
+    let newest = rt.notifications.newest_seq(&me).await?;
     let last = items.last().map_or(after, |n| n.seq);
     Ok(Json(json!({
         "notifications": items, "unread": unread, "last_seq": last, "newest_seq": newest,
@@ -92,8 +104,9 @@ async fn mark_read(
     Authenticated(p): Authenticated,
     Json(body): Json<ReadBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let marked = rt.notifications.mark_read(&p.subject, body.upto).await?;
-    let unread = rt.notifications.unread(&p.subject).await?;
+    let me = recipient(&rt, &p);
+    let marked = rt.notifications.mark_read(&me, body.upto).await?;
+    let unread = rt.notifications.unread(&me).await?;
     Ok(Json(json!({ "marked": marked, "unread": unread })))
 }
 
@@ -136,9 +149,10 @@ async fn stream(
     // Subscribe before the first read, so nothing sent in between is missed.
     let events = rt.notifications.subscribe();
     let recheck = rt.notifications.recheck_interval();
+    let subject = recipient(&rt, &p);
     let state = Follow {
         rt,
-        subject: p.subject,
+        subject,
         after,
         pending: VecDeque::new(),
         events,

@@ -441,11 +441,24 @@ impl CallState {
         if c.host_hospital != here && c.requesting_hospital != here {
             return Err(WitError::NotFound(format!("consultation {id}")));
         }
-        let step = match step {
-            wit::ConsultationStep::Accept => ConsultationStep::Accept,
-            wit::ConsultationStep::Decline => ConsultationStep::Decline,
-            wit::ConsultationStep::End => ConsultationStep::End,
+        let (step, target) = match step {
+            wit::ConsultationStep::Accept => (ConsultationStep::Accept, "active"),
+            wit::ConsultationStep::Decline => (ConsultationStep::Decline, "declined"),
+            wit::ConsultationStep::End => (ConsultationStep::End, "ended"),
         };
+        // Opening or refusing another hospital's records is the host's
+        // decision: only through the host hospital's plugin.
+        if step != ConsultationStep::End && c.host_hospital != here {
+            return Err(WitError::Denied(format!(
+                "consultation {id} is accepted or declined through the host hospital `{}`'s plugin",
+                c.host_hospital
+            )));
+        }
+        // A plugin retrying a step already taken (or taken through the API)
+        // gets the consultation as it is.
+        if c.status == target {
+            return Ok(consultation_wit(c));
+        }
         let c = store.move_consultation(&id, &subject, &own, step).await?;
         Ok(consultation_wit(c))
     }
