@@ -1305,6 +1305,23 @@ async fn console_apis_hold_their_role_checks() {
             "frame for {who}"
         );
     }
+    // The ticket rides in the frame's URL, which the plugin's page can read:
+    // the citizen's name and ID numbers are sealed in it, never in clear.
+    let (_, b) = send(s, "POST", frames, &w.citizen, Some(target.clone())).await;
+    let citizen_ticket = b["url"]
+        .as_str()
+        .expect("url")
+        .trim_start_matches("/console/frame/");
+    let payload = citizen_ticket.split('.').nth(1).expect("a JWT");
+    let claims = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("UTF-8");
+    for secret in [CITIZEN_ID, HEALTH_ID, "Đỗ Thị Hoa"] {
+        assert!(!claims.contains(secret), "{secret} in clear in {claims}");
+    }
     let (_, b) = send(s, "POST", frames, &doctor_a, Some(target.clone())).await;
     let url = b["url"].as_str().expect("url").to_owned();
     let ticket = url

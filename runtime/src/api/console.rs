@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -134,16 +135,52 @@ async fn open_frame(
             "plugin pages open for their hospital's practitioners and admins, citizens, and for a network plugin every hospital's practitioners".into(),
         ));
     }
+    // The ticket travels in the frame's URL, which the plugin's page can
+    // read: the person's name and ID numbers go in sealed with the master
+    // key, not in clear.
+    let mut public = p.clone();
+    let private = json!({ "name": public.name, "national_id": public.national_id, "health_id": public.health_id });
+    public.name = String::new();
+    public.national_id = None;
+    public.health_id = None;
+    let sealed = rt
+        .governance
+        .master()
+        .seal(FRAME_AUDIENCE, private.to_string().as_bytes())
+        .map_err(|e| ApiError::Internal(format!("sealing a frame ticket: {e}")))?;
     let ticket = rt.identity.issue_ticket(
-        &p,
+        &public,
         FRAME_AUDIENCE,
-        json!({ "hospital": body.hospital, "plugin": body.plugin }),
+        json!({
+            "hospital": body.hospital, "plugin": body.plugin,
+            "sealed": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed),
+        }),
         FRAME_TTL_SECS,
     )?;
     Ok(Json(json!({
         "url": format!("/console/frame/{ticket}/"),
         "expires_in": FRAME_TTL_SECS,
     })))
+}
+
+/// The ticket's principal with the name and ID numbers sealed in it.
+fn unseal(rt: &Runtime, mut p: Principal, extra: &Value) -> Result<Principal, String> {
+    let sealed = extra["sealed"]
+        .as_str()
+        .ok_or("a frame ticket without its sealed part")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sealed)
+        .map_err(|e| e.to_string())?;
+    let plain = rt
+        .governance
+        .master()
+        .open(FRAME_AUDIENCE, &bytes)
+        .map_err(|e| e.to_string())?;
+    let private: Value = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+    p.name = private["name"].as_str().unwrap_or_default().to_owned();
+    p.national_id = private["national_id"].as_str().map(str::to_owned);
+    p.health_id = private["health_id"].as_str().map(str::to_owned);
+    Ok(p)
 }
 
 /// `/console/frame/{ticket}/{path}`: the plugin's `path`, called for the
@@ -155,7 +192,11 @@ async fn frame(State(rt): State<Arc<Runtime>>, req: Request) -> Response {
         Some((t, p)) => (t, format!("/{p}")),
         None => (rest, "/".to_owned()),
     };
-    let mut response = match rt.identity.validate_ticket(ticket, FRAME_AUDIENCE).await {
+    let validated = match rt.identity.validate_ticket(ticket, FRAME_AUDIENCE).await {
+        Ok((principal, extra)) => unseal(&rt, principal, &extra).map(|p| (p, extra)),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut response = match validated {
         Ok((principal, extra)) => {
             let hospital = extra["hospital"].as_str().unwrap_or_default();
             let plugin = extra["plugin"].as_str().unwrap_or_default();

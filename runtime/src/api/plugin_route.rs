@@ -38,11 +38,19 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Respon
     let mut response = call_as(&rt, req, target, principal).await?;
     // A plugin's page opened directly on the platform's address runs in an
     // opaque origin, so its script can never read the consoles' session
-    // (ADR 0011); the plugin cannot override this header.
-    response.headers_mut().insert(
+    // (ADR 0011). Appended: a plugin's own policy applies on top, and it
+    // cannot remove this one.
+    let headers = response.headers_mut();
+    headers.append(
         axum::http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PLUGIN_CSP),
     );
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Cookies set on the platform's host would outlive the sandbox.
+    headers.remove(axum::http::header::SET_COOKIE);
     Ok(response)
 }
 

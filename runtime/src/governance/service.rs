@@ -122,6 +122,11 @@ pub fn requested_strings(manifest_text: &str) -> Vec<String> {
 }
 
 impl Governance {
+    /// The deployment's master key (sealing secrets and ticket contents).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// Governance over `registry`, sealing secrets and signing decisions with
     /// keys derived from `master`.
     pub async fn new(
