@@ -748,7 +748,8 @@ async function viewRecords() {
       h.resources.map((r) => [t(`fhir.${r.resourceType}`) === `fhir.${r.resourceType}` ? r.resourceType : t(`fhir.${r.resourceType}`),
         recordDate(r) ? when(Date.parse(recordDate(r))) : '', recordSummary(r)]),
       { 'data-hospital': h.hospital, class: 'records-table' }),
-    h.truncated ? el('p', { class: 'hint', text: t('citizen.records_more') }) : null));
+    h.truncated ? el('p', { class: 'hint', text: t('citizen.records_more') }) : null,
+    h.error ? el('p', { class: 'hint', 'data-error': 'true', text: t('citizen.records_error') }) : null));
   return [el('p', { class: 'hint', text: t('citizen.records_hint') }), ...cards,
     truncated ? el('p', { class: 'hint', text: t('citizen.records_more') }) : null].filter(Boolean);
 }

@@ -28,6 +28,8 @@ const MAX_TITLE_BYTES: usize = 300;
 const MAX_LINK_BYTES: usize = 500;
 /// Most notifications one page lists.
 pub const PAGE_LIMIT: i64 = 200;
+/// Most streams one person keeps open on one node (tabs, devices).
+pub const MAX_STREAMS_PER_PERSON: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -128,6 +130,26 @@ pub struct Notifications {
     bus: Arc<Bus>,
     /// Milliseconds; 0 means the default for the bus.
     recheck_ms: AtomicU64,
+    /// Open streams per recipient on this node.
+    streams: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream, counted until dropped.
+pub struct StreamGuard {
+    owner: Arc<Notifications>,
+    recipient: String,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut streams = self.owner.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = streams.get_mut(&self.recipient) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.recipient);
+            }
+        }
+    }
 }
 
 /// How often a stream re-reads the database when no other node can tell it
@@ -148,7 +170,23 @@ impl Notifications {
             db,
             bus,
             recheck_ms: AtomicU64::new(0),
+            streams: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Count a new stream of `recipient`; `None` when they already have
+    /// [`MAX_STREAMS_PER_PERSON`] open on this node.
+    pub fn open_stream(self: &Arc<Self>, recipient: &str) -> Option<StreamGuard> {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let n = streams.entry(recipient.to_owned()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_PERSON {
+            return None;
+        }
+        *n += 1;
+        Some(StreamGuard {
+            owner: self.clone(),
+            recipient: recipient.to_owned(),
+        })
     }
 
     /// How often an open stream re-reads the database even when told nothing.
@@ -341,6 +379,28 @@ mod tests {
             data: data.into(),
             link: link.map(Into::into),
         }
+    }
+
+    #[tokio::test]
+    async fn streams_are_counted_per_person_until_dropped() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = Database::connect(&format!("sqlite://{}", dir.path().join("n.db").display()))
+            .await
+            .unwrap();
+        let n = Arc::new(Notifications::new(db.clone(), Arc::new(Bus::new(db))));
+        let open: Vec<StreamGuard> = (0..MAX_STREAMS_PER_PERSON)
+            .map(|_| n.open_stream("u-1").expect("under the limit"))
+            .collect();
+        assert!(n.open_stream("u-1").is_none(), "one too many");
+        assert!(
+            n.open_stream("u-2").is_some(),
+            "another person is not limited"
+        );
+        drop(open);
+        assert!(
+            n.open_stream("u-1").is_some(),
+            "closed streams are given back"
+        );
     }
 
     #[test]

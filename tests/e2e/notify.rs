@@ -60,6 +60,31 @@ async fn bad_requests_are_refused_with_reasons() {
     )
     .await;
     assert!(s == 400 || s == 422, "{s} {r}");
+
+    // A person keeps a bounded number of streams open.
+    let mut open = Vec::new();
+    for _ in 0..vtelehealth_runtime::notify::MAX_STREAMS_PER_PERSON {
+        open.push(Feed::open(&server, &doctor, None).await);
+    }
+    let (s, r) = send(
+        &server,
+        "GET",
+        "/api/v1/me/notifications/stream",
+        &doctor,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 429, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("streams"),
+        "{r}"
+    );
+    let (_, other) = person(&server, "bs-m", Role::Practitioner, "bv-a").await;
+    let _theirs = Feed::open(&server, &other, None).await;
 }
 
 /// Two nodes on one PostgreSQL database: node two stores a notification;

@@ -217,16 +217,27 @@ async fn my_records(
         };
         let mut resources = Vec::new();
         let mut more = false;
+        let mut failed = None;
         for ty in MY_RECORD_TYPES {
-            let page = rt.records.search(&actor, ty, &query).await?;
-            more |= page.next_offset.is_some();
-            resources.extend(page.entries.into_iter().map(|s| s.resource));
+            match rt.records.search(&actor, ty, &query).await {
+                Ok(page) => {
+                    more |= page.next_offset.is_some();
+                    resources.extend(page.entries.into_iter().map(|s| s.resource));
+                }
+                // One hospital's trouble does not hide the others' records.
+                Err(e) => {
+                    tracing::warn!(hospital = %h, error = %e, "reading a citizen's own records");
+                    failed = Some(format!("{ty} records could not be read now"));
+                    break;
+                }
+            }
         }
         out.push(json!({
             "hospital": h,
             "hospital_name": rt.hospitals.get(h).map(|x| x.name),
             "resources": resources,
             "truncated": more,
+            "error": failed,
         }));
     }
     Ok(Json(json!({

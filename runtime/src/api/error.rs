@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Existed but is no longer available: expired or revoked (410).
     #[error("{0}")]
     Gone(String),
+    /// A per-person limit was reached (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error(transparent)]
     Call(#[from] CallError),
     #[error("internal error")]
@@ -52,6 +55,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Gone(_) => (StatusCode::GONE, "gone"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Call(e) => {
                 let status = match e {
                     CallError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,

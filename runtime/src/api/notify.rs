@@ -21,7 +21,7 @@ use super::ApiError;
 use crate::Runtime;
 use crate::cluster::BusMessage;
 use crate::identity::Authenticated;
-use crate::notify::{Notification, NotifyError, PAGE_LIMIT};
+use crate::notify::{MAX_STREAMS_PER_PERSON, Notification, NotifyError, PAGE_LIMIT};
 
 /// A stream ends after this long; the client reconnects with a fresh token
 /// and `Last-Event-ID`, so an expired or revoked session stops receiving.
@@ -127,6 +127,8 @@ struct Follow {
     recheck: Duration,
     /// Read the database before waiting again.
     dirty: bool,
+    /// Counts this stream against the person's limit until it ends.
+    _guard: crate::notify::StreamGuard,
 }
 
 async fn stream(
@@ -150,6 +152,11 @@ async fn stream(
     let events = rt.notifications.subscribe();
     let recheck = rt.notifications.recheck_interval();
     let subject = recipient(&rt, &p);
+    let guard = rt.notifications.open_stream(&subject).ok_or_else(|| {
+        ApiError::TooManyRequests(format!(
+            "at most {MAX_STREAMS_PER_PERSON} notification streams per person; close another tab or device"
+        ))
+    })?;
     let state = Follow {
         rt,
         subject,
@@ -159,6 +166,7 @@ async fn stream(
         ends_at: Instant::now() + STREAM_LIFETIME,
         recheck,
         dirty: true,
+        _guard: guard,
     };
     let s = futures::stream::unfold(state, |mut st| async move {
         loop {
