@@ -311,24 +311,15 @@ impl Notifications {
 
     /// `recipient`'s newest `n` notifications, oldest first.
     pub async fn newest(&self, recipient: &str, n: i64) -> Result<Vec<Notification>, NotifyError> {
-        let n = n.clamp(1, PAGE_LIMIT);
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE recipient = $1")
-                .bind(recipient)
-                .fetch_one(&self.db.pool)
-                .await?;
-        if count <= n {
-            return self.list(recipient, 0, n).await;
-        }
-        // The seq just before the newest `n`.
-        let from: i64 = sqlx::query_scalar(
+        // The `seq` just before the newest `n` (none: start at the first).
+        let from: Option<i64> = sqlx::query_scalar(
             "SELECT seq FROM notifications WHERE recipient = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2",
         )
         .bind(recipient)
-        .bind(n)
-        .fetch_one(&self.db.pool)
+        .bind(n.clamp(1, PAGE_LIMIT))
+        .fetch_optional(&self.db.pool)
         .await?;
-        self.list(recipient, from, n).await
+        self.list(recipient, from.unwrap_or(0), n).await
     }
 
     /// The highest `seq` of `recipient`'s notifications (0 when none).

@@ -53,19 +53,45 @@ async fn send(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = server
+    crate::records_access::send(server, method, path, token, body, &[]).await
+}
+
+/// Submit a signed bundle as `vendor`; the new version's id.
+async fn submit(server: &TestServer, vendor: &str, bundle: &Bundle) -> String {
+    let resp = server
         .client
-        .request(
-            method.parse().expect("method"),
-            format!("{}{path}", server.base),
-        )
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("sent");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+        .post(format!("{}/api/v1/plugin-versions", server.base))
+        .bearer_auth(vendor)
+        .header("content-type", "application/json")
+        .body(bundle.to_json())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    resp.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// Submit a signed bundle and have the reviewer approve it; its id.
+async fn submit_approved(
+    server: &TestServer,
+    vendor: &str,
+    reviewer: &str,
+    bundle: &Bundle,
+) -> String {
+    let id = submit(server, vendor, bundle).await;
+    let (s, b) = send(
+        server,
+        "POST",
+        &format!("/api/v1/plugin-versions/{id}/approve"),
+        reviewer,
+        Some(json!({ "note": "ok" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    id
 }
 
 /// A bundle of a built component whose manifest names `vendor`.
@@ -378,55 +404,11 @@ async fn world() -> World {
     assert_eq!(s, 201, "{b}");
     let mut counter = bundle_of(&plugin_dir(), "visit-counter", "vtelehealth", None);
     key.sign(&mut counter);
-    let resp = server
-        .client
-        .post(format!("{}/api/v1/plugin-versions", server.base))
-        .bearer_auth(&vendor)
-        .header("content-type", "application/json")
-        .body(counter.to_json())
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let id = resp.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (s, b) = send(
-        &server,
-        "POST",
-        &format!("/api/v1/plugin-versions/{id}/approve"),
-        &reviewer,
-        Some(json!({ "note": "ok" })),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    let id = submit_approved(&server, &vendor, &reviewer, &counter).await;
     // A vendor's screens (HTML pages with a link and a form), approved.
     let mut pages = bundle_of(&test_plugin_dir(), "page-probe", VENDOR, None);
     key.sign(&mut pages);
-    let resp = server
-        .client
-        .post(format!("{}/api/v1/plugin-versions", server.base))
-        .bearer_auth(&vendor)
-        .header("content-type", "application/json")
-        .body(pages.to_json())
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let pages_id = resp.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (s, b) = send(
-        &server,
-        "POST",
-        &format!("/api/v1/plugin-versions/{pages_id}/approve"),
-        &reviewer,
-        Some(json!({ "note": "ok" })),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    submit_approved(&server, &vendor, &reviewer, &pages).await;
     // Its next version asks for one more capability, and awaits review.
     let mut v2 = bundle_of(&plugin_dir(), "visit-counter", "vtelehealth", Some("0.2.0"));
     v2.manifest = v2.manifest.replace(
@@ -434,46 +416,11 @@ async fn world() -> World {
         "capabilities = [\"log\", \"clock\", \"kv\", \"identity\", \"random\"]",
     );
     key.sign(&mut v2);
-    let resp = server
-        .client
-        .post(format!("{}/api/v1/plugin-versions", server.base))
-        .bearer_auth(&vendor)
-        .header("content-type", "application/json")
-        .body(v2.to_json())
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let counter_v2 = resp.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let counter_v2 = submit(&server, &vendor, &v2).await;
     // And 0.3.0, same capabilities, approved: an upgrade for the hospitals.
     let mut v3 = bundle_of(&plugin_dir(), "visit-counter", "vtelehealth", Some("0.3.0"));
     key.sign(&mut v3);
-    let resp = server
-        .client
-        .post(format!("{}/api/v1/plugin-versions", server.base))
-        .bearer_auth(&vendor)
-        .header("content-type", "application/json")
-        .body(v3.to_json())
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let v3_id = resp.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (s, b) = send(
-        &server,
-        "POST",
-        &format!("/api/v1/plugin-versions/{v3_id}/approve"),
-        &reviewer,
-        Some(json!({ "note": "ok" })),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    submit_approved(&server, &vendor, &reviewer, &v3).await;
     World {
         server,
         reviewer,

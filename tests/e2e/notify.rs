@@ -4,11 +4,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tempfile::TempDir;
-use vtelehealth_runtime::RuntimeOptions;
-use vtelehealth_runtime::identity::{IdentityOptions, Role};
+use vtelehealth_runtime::identity::Role;
 use vtelehealth_runtime::notify::NewMessage;
-use vtelehealth_tests::TestServer;
 
 use crate::records_access::send;
 use crate::teleconsult::Feed;
@@ -92,22 +89,9 @@ async fn bad_requests_are_refused_with_reasons() {
 /// pushed by LISTEN/NOTIFY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_notification_from_another_node_is_pushed() {
-    let Some(url) = vtelehealth_tests::postgres_database().await else {
+    let Some((one, two)) = crate::video::postgres_nodes().await else {
         return;
     };
-    let node = |url: String| async move {
-        let options = RuntimeOptions {
-            database_url: url,
-            identity: IdentityOptions {
-                password_iterations: 1_000,
-                ..IdentityOptions::default()
-            },
-            ..RuntimeOptions::default()
-        };
-        TestServer::start_with(options, TempDir::new().expect("temp dir")).await
-    };
-    let one = node(url.clone()).await;
-    let two = node(url).await;
     one.runtime
         .notifications
         .set_recheck_interval(Duration::from_secs(3600));

@@ -1280,15 +1280,10 @@ async fn relay_error(ws: &mut Socket) -> Value {
     }
 }
 
-/// On PostgreSQL, another node's admission and end reach this node's
-/// sockets by LISTEN/NOTIFY. This node's re-read safety net is set to an
-/// hour, so within the test's bounded wait only a notification can bring
-/// them (on SQLite, the test above covers the re-read).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgres_another_nodes_changes_arrive_by_notify() {
-    let Some(url) = vtelehealth_tests::postgres_database().await else {
-        return;
-    };
+/// Two nodes of one deployment on a fresh PostgreSQL database, when the
+/// test cluster is there.
+pub(crate) async fn postgres_nodes() -> Option<(TestServer, TestServer)> {
+    let url = vtelehealth_tests::postgres_database().await?;
     let node = |url: String| async move {
         let options = RuntimeOptions {
             database_url: url,
@@ -1301,7 +1296,18 @@ async fn on_postgres_another_nodes_changes_arrive_by_notify() {
         TestServer::start_with(options, TempDir::new().expect("temp dir")).await
     };
     let one = node(url.clone()).await;
-    let two = node(url).await;
+    Some((one, node(url).await))
+}
+
+/// On PostgreSQL, another node's admission and end reach this node's
+/// sockets by LISTEN/NOTIFY. This node's re-read safety net is set to an
+/// hour, so within the test's bounded wait only a notification can bring
+/// them (on SQLite, the test above covers the re-read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_another_nodes_changes_arrive_by_notify() {
+    let Some((one, two)) = postgres_nodes().await else {
+        return;
+    };
     one.runtime
         .video
         .set_recheck_interval(Duration::from_secs(3600));

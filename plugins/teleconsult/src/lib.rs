@@ -536,10 +536,8 @@ fn create(req: &Request) -> Result<Response, Error> {
     let records_consultation = request_records_access(&patient, &summary)?;
     // A records consultation never outlives a request that was not stored.
     let abandon = |e: Error| {
-        if let Some(rc) = &records_consultation
-            && let Err(end) = records::move_consultation(rc, records::ConsultationStep::End)
-        {
-            log::warn!("records access {rc} not closed: {}", end.message());
+        if let Some(rc) = &records_consultation {
+            close_records("(not stored)", rc, records::ConsultationStep::End);
         }
         e
     };
@@ -623,9 +621,13 @@ fn request_records_access(patient: &Patient, summary: &str) -> Result<Option<Str
 /// Decline or end the platform's consultation record, if there is one. The workflow has
 /// already moved on, so a failure is logged rather than undoing it.
 fn close_records_access(c: &Consultation, step: records::ConsultationStep) {
-    let Some(rc) = &c.records_consultation else {
-        return;
-    };
+    if let Some(rc) = &c.records_consultation {
+        close_records(&c.id, rc, step);
+    }
+}
+
+/// Decline or end the platform's consultation record `rc` of consultation `id`.
+fn close_records(id: &str, rc: &str, step: records::ConsultationStep) {
     let mut result = records::move_consultation(rc, step);
     // Already accepted elsewhere (e.g. through the API): a decline must still close it.
     if result.is_err() && step == records::ConsultationStep::Decline {
@@ -633,8 +635,7 @@ fn close_records_access(c: &Consultation, step: records::ConsultationStep) {
     }
     if let Err(e) = result {
         log::warn!(
-            "consultation {}: records access {rc} not closed: {}",
-            c.id,
+            "consultation {id}: records access {rc} not closed: {}",
             e.message()
         );
     }

@@ -459,7 +459,9 @@ impl CallState {
         if c.status == target {
             return Ok(consultation_wit(c));
         }
-        let c = store.move_consultation(&id, &subject, &own, step).await?;
+        let c = store
+            .move_loaded_consultation(&c, &subject, &own, step)
+            .await?;
         Ok(consultation_wit(c))
     }
 }

@@ -782,6 +782,19 @@ impl AccessStore {
         step: ConsultationStep,
     ) -> Result<Consultation, RecordError> {
         let c = self.consultation(id).await?;
+        self.move_loaded_consultation(&c, actor, actor_hospital, step)
+            .await
+    }
+
+    /// [`Self::move_consultation`] of a consultation already read.
+    pub async fn move_loaded_consultation(
+        &self,
+        c: &Consultation,
+        actor: &str,
+        actor_hospital: &str,
+        step: ConsultationStep,
+    ) -> Result<Consultation, RecordError> {
+        let id = c.id.as_str();
         let (host_only, from, to): (bool, &[&str], &str) = match step {
             ConsultationStep::Accept => (true, &["requested"], "active"),
             ConsultationStep::Decline => (true, &["requested"], "declined"),
