@@ -106,7 +106,7 @@ function recordsScopeVi(scope) {
 function capabilityText(c) {
   const base = c.capability.split(':')[0];
   if (lang === 'en') return `${c.meaning} (${c.capability})`;
-  const vi = dict.vi[`cap.${base}`];
+  const vi = dict.vi[`cap.${c.capability}`] || dict.vi[`cap.${base}`];
   if (!vi) return `${c.meaning} (${c.capability})`;
   return base === 'records' ? `${vi}: ${recordsScopeVi(c.capability.slice(8))}` : `${vi} (${c.capability})`;
 }
@@ -130,6 +130,9 @@ class ApiFailure extends Error {
 
 function errorText(e) {
   if (e instanceof ApiFailure) {
+    // The server says it in both languages; the English keeps the detail.
+    const vi = e.body?.error?.message_vi;
+    if (lang === 'vi' && vi) return `${vi} (${e.message})`;
     const why = e.message;
     if (e.status === 403) return t('err.forbidden', { why });
     if (e.status === 409) return t('err.conflict', { why });
@@ -420,6 +423,11 @@ async function viewVersion(id) {
     v.granted ? el('h3', { text: t('detail.granted') }) : null,
     v.granted ? el('ul', { class: 'plain', id: 'granted' }, v.granted.map((c) => el('li', { text: capabilityText(c) }))) : null);
   const checks = card(t('detail.checks'), checksTable(v.checks));
+  // The same table the host enforces before the plugin runs.
+  const routes = card(t('detail.routes'), (v.routes || []).length
+    ? table([t('col.path'), t('col.methods'), t('col.roles')], v.routes.map((r) => [
+      el('code', { text: r.path }), r.methods.join(', '), r.roles.length ? r.roles.join(', ') : t('routes.anyone')]), { id: 'routes-table' })
+    : el('p', { text: t('detail.noroutes') }));
   let changeBody;
   if (!changes.previous) {
     changeBody = [el('p', { text: t('detail.first') })];
@@ -442,9 +450,9 @@ async function viewVersion(id) {
   }
   const decisions = card(t('detail.decisions'), (v.decisions || []).length
     ? el('ul', { class: 'plain', id: 'decisions' }, v.decisions.map((d) => el('li', {},
-      el('strong', { text: t(`decision.${d.decision}`) }), ` · ${d.reviewer} · ${when(d.decided_at)}`, d.reason ? ` — ${d.reason}` : '')))
+      el('strong', { text: t(`decision.${d.decision}`) }), ` · ${d.reviewer_name || d.reviewer} · ${when(d.decided_at)}`, d.reason ? ` — ${d.reason}` : '')))
     : el('p', { text: t('detail.nodecisions') }));
-  const out = [back, head, caps, checks, card(t('detail.changes'), el('div', { id: 'changes' }, changeBody)), decisions];
+  const out = [back, head, caps, routes, checks, card(t('detail.changes'), el('div', { id: 'changes' }, changeBody)), decisions];
   if (has('reviewer')) out.push(...reviewActions(v));
   out.push(card(t('detail.manifest'), el('pre', { text: v.manifest || '' })));
   return out;

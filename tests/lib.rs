@@ -105,6 +105,8 @@ impl TestServer {
             identity: Default::default(),
             master_key_file: None,
             livekit: None,
+            // The payment tests pay through the development gateway.
+            payment_sandbox: true,
         };
         Self::start_with(options, data).await
     }
@@ -150,7 +152,9 @@ impl TestServer {
                 for h in test_hospitals() {
                     runtime.hospitals.upsert(h).await.expect("seed hospital");
                 }
-                let app = api::app_with(runtime.clone(), extra.await);
+                // With connection info, as `runtime serve` (login throttling).
+                let app = api::app_with(runtime.clone(), extra.await)
+                    .into_make_service_with_connect_info::<SocketAddr>();
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, app).await;
                 });

@@ -373,6 +373,7 @@ fn main() {
             identity: Default::default(),
             master_key_file: None,
             livekit: None,
+            payment_sandbox: false,
         })
         .await
         .expect("runtime");

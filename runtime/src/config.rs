@@ -14,8 +14,15 @@ pub struct Limits {
     pub core_instances: usize,
     /// Wall-clock deadline of one call, guest code and host calls together.
     pub deadline: Duration,
-    /// Largest response body a plugin may return.
+    /// Largest response a plugin may return: the body plus every header's
+    /// name and value.
     pub max_response_bytes: usize,
+    /// Most headers one plugin response may carry.
+    pub max_response_headers: usize,
+    /// Longest header name in a plugin response, in bytes.
+    pub max_response_header_name_bytes: usize,
+    /// Longest header value in a plugin response, in bytes.
+    pub max_response_header_value_bytes: usize,
     /// Largest request body forwarded to a plugin.
     pub max_request_bytes: usize,
     /// Key-value quota per (hospital, plugin): sum of key and value sizes.
@@ -37,6 +44,9 @@ impl Default for Limits {
             core_instances: 16,
             deadline: Duration::from_secs(2),
             max_response_bytes: 8 << 20,
+            max_response_headers: 100,
+            max_response_header_name_bytes: 256,
+            max_response_header_value_bytes: 8 << 10,
             max_request_bytes: 8 << 20,
             kv_quota_bytes: 100 << 20,
             kv_max_value_bytes: 1 << 20,

@@ -54,6 +54,9 @@ pub struct Database {
     /// of in SQLite's busy handler (which sleeps up to 100 ms per retry)
     /// keep write latency flat under contention. `None` for PostgreSQL.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// This node's folding of repeated refusals in the audit trail (one
+    /// per node, shared by every handle of this database).
+    pub(crate) refusals: Arc<crate::governance::audit::RefusalLimiter>,
 }
 
 impl Database {
@@ -97,6 +100,7 @@ impl Database {
             url: url.to_owned(),
             backend,
             writer,
+            refusals: Arc::default(),
         })
     }
 

@@ -76,6 +76,10 @@ impl HospitalDirectory {
                 "name and province are required".into(),
             ));
         }
+        use crate::text_limits::{NAME, TITLE, check};
+        check("name", &hospital.name, NAME)
+            .and_then(|()| check("province", &hospital.province, TITLE))
+            .map_err(|e| DirectoryError::Invalid(e.to_string()))?;
         sqlx::query(
             "INSERT INTO hospitals (id, name, tier, province) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, tier = excluded.tier, province = excluded.province",

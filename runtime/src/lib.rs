@@ -33,6 +33,7 @@ pub mod plugins;
 pub mod records;
 pub mod sandbox;
 pub mod secrets;
+pub mod text_limits;
 pub mod video;
 
 use std::path::PathBuf;
@@ -99,6 +100,10 @@ pub struct RuntimeOptions {
     pub identity: IdentityOptions,
     /// Which server carries video: `None` the embedded one, or a LiveKit cluster.
     pub livekit: Option<video::livekit::LiveKitConfig>,
+    /// Development only: offer the built-in sandbox payment gateway (also
+    /// offered with `demo`). Without it, a module that takes payments must
+    /// name a real gateway in its activation.
+    pub payment_sandbox: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -112,6 +117,7 @@ impl Default for RuntimeOptions {
             demo: false,
             identity: IdentityOptions::default(),
             livekit: None,
+            payment_sandbox: false,
         }
     }
 }
@@ -187,14 +193,30 @@ impl Runtime {
             Some(config) => VideoBackend::LiveKit(video::livekit::LiveKit::new(config)?),
             None => VideoBackend::Embedded,
         };
-        let governance =
-            Arc::new(Governance::new(Registry::new(db.clone()), master, engine.clone()).await?);
+        let payment_sandbox = options.demo || options.payment_sandbox;
+        let sandbox_tickets = if payment_sandbox {
+            tracing::warn!(
+                "the sandbox payment gateway is on: payments settle without money (development only)"
+            );
+            Some(payment::gateway::SandboxTickets::new(
+                &master.payment_sandbox_key()?,
+            ))
+        } else {
+            None
+        };
+        let governance = Arc::new(
+            Governance::new(Registry::new(db.clone()), master, engine.clone())
+                .await?
+                .allow_payment_sandbox(payment_sandbox),
+        );
         governance.spawn_epoch_watcher();
+        governance.spawn_audit_tasks(governance::audit::CHECKPOINT_INTERVAL);
         let records = Arc::new(RecordStore::new(db.clone()));
-        let payments = Arc::new(Payments::new(
-            db.clone(),
-            TermsSource::Governance(governance.clone()),
-        ));
+        let mut payments = Payments::new(db.clone(), TermsSource::Governance(governance.clone()));
+        if let Some(tickets) = sandbox_tickets {
+            payments = payments.with_sandbox(tickets);
+        }
+        let payments = Arc::new(payments);
         payments.spawn_expiry(std::time::Duration::from_secs(30));
         let bus = Arc::new(cluster::Bus::new(db.clone()));
         bus.start(&[video::rooms::NOTIFY_CHANNEL, notify::CHANNEL])

@@ -45,9 +45,14 @@ enum Command {
         /// Directory for compiled components.
         #[arg(long, default_value = "data/cache", env = "VTH_CACHE_DIR")]
         cache_dir: PathBuf,
-        /// Seed demo hospitals and accounts.
+        /// Seed demo hospitals and accounts (also offers the sandbox payment
+        /// gateway).
         #[arg(long)]
         demo: bool,
+        /// Development only: offer the built-in sandbox payment gateway,
+        /// which settles payments without money (docs/payments.md).
+        #[arg(long, env = "VTH_PAYMENT_SANDBOX")]
+        payment_sandbox: bool,
         #[command(flatten)]
         limits: LimitArgs,
         /// Public base URL of this node: the `iss` of its tokens
@@ -57,6 +62,8 @@ enum Command {
         /// JSON file listing trusted external token issuers (docs/identity.md).
         #[arg(long, env = "VTH_TRUSTED_ISSUERS")]
         trusted_issuers: Option<PathBuf>,
+        #[command(flatten)]
+        proxies: Box<ProxyArgs>,
         #[command(flatten)]
         video: Box<VideoArgs>,
         /// UDP address of the media relay; also the ICE candidate browsers
@@ -93,6 +100,15 @@ enum Command {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
     },
+}
+
+/// Where clients' addresses come from.
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Reverse proxies whose X-Forwarded-For names the client (comma
+    /// separated addresses), so login throttling sees real clients.
+    #[arg(long, env = "VTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Subcommand)]
@@ -153,11 +169,29 @@ async fn run_imaging_share(command: ImagingShareCommand) -> anyhow::Result<()> {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain; exit 1 and name the entry when an entry
-    /// was edited or deleted.
+    /// Recompute the hash chain and check it against the signed
+    /// checkpoints; exit 1 and name the entries when an entry was edited or
+    /// deleted, even if the chain was rebuilt afterwards.
     Verify {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
+        /// The deployment's master key, from which the checkpoint key is
+        /// derived (read only, never created).
+        #[arg(long, default_value = "data/master.key", env = "VTH_MASTER_KEY_FILE")]
+        master_key: PathBuf,
+        /// The checkpoint key's public key (base64, as exported), instead of
+        /// the master key.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Checkpoints exported earlier and kept elsewhere: each must still
+        /// be in the database and match the chain.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Signed checkpoints of the chain's head.
+    Checkpoints {
+        #[command(subcommand)]
+        command: CheckpointsCommand,
     },
     /// Print entries as JSON, or as a FHIR Bundle of AuditEvent resources.
     Export {
@@ -177,15 +211,80 @@ enum AuditCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum CheckpointsCommand {
+    /// Print every checkpoint with the public key that verifies them, to
+    /// store outside the database.
+    Export {
+        #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
+        db: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The master key, which names the checkpoint key in the export.
+        #[arg(long, default_value = "data/master.key", env = "VTH_MASTER_KEY_FILE")]
+        master_key: PathBuf,
+    },
+    /// Sign a checkpoint of the chain's head now.
+    Create {
+        #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
+        db: String,
+        #[arg(long, default_value = "data/master.key", env = "VTH_MASTER_KEY_FILE")]
+        master_key: PathBuf,
+    },
+}
+
 async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
-    use vtelehealth_runtime::governance::audit::{AuditFilter, AuditLog};
+    use base64::Engine as _;
+    use vtelehealth_runtime::governance::audit::{
+        AuditFilter, AuditLog, Checkpoint, CheckpointCheck, export_checkpoints,
+    };
+    use vtelehealth_runtime::secrets::MasterKey;
     match command {
-        AuditCommand::Verify { db } => {
+        AuditCommand::Verify {
+            db,
+            master_key,
+            public_key,
+            checkpoints,
+        } => {
             let audit = AuditLog::new(Database::connect(&database_url(&db)?).await?);
-            let report = audit.verify().await?;
+            let public_key = match public_key {
+                Some(b64) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .context("--public-key is not base64")?,
+                ),
+                None if master_key.is_file() => Some(
+                    MasterKey::load(&master_key)?
+                        .audit_checkpoint_signer()?
+                        .public_key()
+                        .to_vec(),
+                ),
+                None => None,
+            };
+            let exported = match &checkpoints {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let file: serde_json::Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not JSON", path.display()))?;
+                    serde_json::from_value::<Vec<Checkpoint>>(
+                        file.get("checkpoints").cloned().unwrap_or_default(),
+                    )
+                    .with_context(|| format!("{} holds no exported checkpoints", path.display()))?
+                }
+                None => Vec::new(),
+            };
+            let report = audit
+                .verify_with(&CheckpointCheck {
+                    public_key,
+                    exported,
+                })
+                .await?;
             if report.ok {
+                let checked = audit.checkpoints().await?.len();
                 println!(
-                    "audit trail intact: {} entries, hash chain and head verified",
+                    "audit trail intact: {} entries, hash chain and head verified, {checked} signed checkpoints match",
                     report.entries
                 );
                 Ok(())
@@ -196,6 +295,36 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
                     report.problem.unwrap_or_default()
                 )
             }
+        }
+        AuditCommand::Checkpoints {
+            command:
+                CheckpointsCommand::Export {
+                    db,
+                    out,
+                    master_key,
+                },
+        } => {
+            let audit = AuditLog::new(Database::connect(&database_url(&db)?).await?);
+            let signer = MasterKey::load(&master_key)?.audit_checkpoint_signer()?;
+            let text = serde_json::to_string_pretty(&export_checkpoints(
+                &signer,
+                &audit.checkpoints().await?,
+            ))?;
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        AuditCommand::Checkpoints {
+            command: CheckpointsCommand::Create { db, master_key },
+        } => {
+            let audit = AuditLog::new(Database::connect(&database_url(&db)?).await?);
+            let signer = MasterKey::load(&master_key)?.audit_checkpoint_signer()?;
+            let checkpoint = audit.checkpoint(&signer).await?;
+            println!("{}", serde_json::to_string_pretty(&checkpoint)?);
+            Ok(())
         }
         AuditCommand::Export {
             db,
@@ -364,16 +493,18 @@ async fn main() -> anyhow::Result<()> {
             limits,
             issuer,
             trusted_issuers,
+            proxies,
             video,
             media_addr,
             video_dev_join,
+            payment_sandbox,
         } => {
             let trusted_issuers = match trusted_issuers {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("parsing {}", path.display()))?
+                    vtelehealth_runtime::identity::parse_trusted_issuers(&text)
+                        .with_context(|| format!("checking {}", path.display()))?
                 }
                 None => Vec::new(),
             };
@@ -387,9 +518,14 @@ async fn main() -> anyhow::Result<()> {
                 identity: vtelehealth_runtime::identity::IdentityOptions {
                     issuer: Some(issuer.unwrap_or_else(|| format!("http://{listen}"))),
                     trusted_issuers,
+                    login: vtelehealth_runtime::identity::LoginLimits {
+                        trusted_proxies: proxies.trusted_proxies,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 livekit: video.livekit()?,
+                payment_sandbox,
             })
             .await
             .context("starting the runtime")?;
@@ -425,7 +561,10 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 axum::Router::new()
             };
-            axum::serve(listener, api::app_with(runtime, extra))
+            // Connection info: the login throttle keys on the client's address.
+            let app =
+                api::app_with(runtime, extra).into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
                 })

@@ -24,7 +24,7 @@ pub const MAX_RECIPIENTS: usize = 100;
 /// Largest `data` of one message.
 pub const MAX_DATA_BYTES: usize = 4096;
 const MAX_TOPIC_BYTES: usize = 100;
-const MAX_TITLE_BYTES: usize = 300;
+const MAX_TITLE_BYTES: usize = crate::text_limits::NOTIFY_TITLE_BYTES;
 const MAX_LINK_BYTES: usize = 500;
 /// Most notifications one page lists.
 pub const PAGE_LIMIT: i64 = 200;

@@ -60,6 +60,9 @@ pub struct LoadedPlugin {
     pub granted: BTreeSet<Capability>,
     /// The data scopes and purposes granted within `records`.
     pub records: Arc<RecordGrant>,
+    /// Granted `identity:national-ids`: `identity` shows the calling
+    /// citizen's citizen ID and health ID.
+    pub national_ids: bool,
     pub pre: PluginPre<CallState>,
 }
 
@@ -235,7 +238,14 @@ pub fn prepare(
             .iter()
             .map(String::as_str),
     );
-    prepare_granted(engine, manifest, bytes, granted, records)
+    let national_ids = manifest
+        .capabilities
+        .iter()
+        .flat_map(|c| c.grant_strings())
+        .any(|g| g == crate::capabilities::NATIONAL_IDS_GRANT);
+    let mut plugin = prepare_granted(engine, manifest, bytes, granted, records)?;
+    plugin.national_ids = national_ids;
+    Ok(plugin)
 }
 
 /// Like [`prepare`], for a reviewed version: every import must have been
@@ -289,6 +299,7 @@ pub fn prepare_granted(
         digest,
         granted,
         records: Arc::new(records),
+        national_ids: false,
         pre,
     })
 }

@@ -29,6 +29,8 @@ pub struct CallState {
     pub granted: BTreeSet<Capability>,
     /// The data scopes and purposes of the `records` grant.
     pub records_grant: Arc<RecordGrant>,
+    /// Whether `identity` may show the citizen's national identifiers.
+    pub national_ids: bool,
 }
 
 impl CallState {
@@ -130,8 +132,19 @@ pub enum CallError {
     Table { limit: usize },
     #[error("the plugin trapped: {0}")]
     Trap(String),
-    #[error("the plugin's response of {size} bytes exceeds the {limit} byte limit")]
+    #[error(
+        "the plugin's response of {size} bytes (body and headers) exceeds the {limit} byte limit"
+    )]
     ResponseTooLarge { size: usize, limit: usize },
+    #[error("the plugin's response has {count} headers, over the limit of {limit}")]
+    TooManyHeaders { count: usize, limit: usize },
+    #[error("the plugin's response header {which} is {size} bytes, over the {limit} byte limit")]
+    HeaderTooLarge {
+        /// `name` or `` `x-name` value`` (the name cut to 64 bytes).
+        which: String,
+        size: usize,
+        limit: usize,
+    },
     #[error("the runtime is at its limit of {0} concurrent plugin calls")]
     Busy(u32),
     #[error("the plugin could not be instantiated: {0}")]
@@ -150,6 +163,8 @@ impl CallError {
             Self::Table { .. } => "table_limit_exceeded",
             Self::Trap(_) => "plugin_trapped",
             Self::ResponseTooLarge { .. } => "response_too_large",
+            Self::TooManyHeaders { .. } => "too_many_response_headers",
+            Self::HeaderTooLarge { .. } => "response_header_too_large",
             Self::Busy(_) => "runtime_busy",
             Self::Instantiate(_) => "instantiation_failed",
             Self::Denied(_) => "capability_denied",
@@ -179,6 +194,7 @@ pub fn new_store(
         deadline,
         granted,
         records_grant: Arc::default(),
+        national_ids: false,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -216,6 +232,7 @@ pub async fn call_http(
     let pre = &plugin.pre;
     let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
     store.data_mut().records_grant = plugin.records.clone();
+    store.data_mut().national_ids = plugin.national_ids;
     let deadline = store.data().deadline;
     let limit_ms = limits.deadline.as_millis();
     let run = async {
@@ -235,13 +252,54 @@ pub async fn call_http(
         Ok(result) => result?,
         Err(_) => return Err(CallError::Deadline { limit_ms }),
     };
-    if response.body.len() > limits.max_response_bytes {
+    check_response_size(&response, limits)?;
+    Ok(response)
+}
+
+/// Headers are bounded in count and size and count toward the response
+/// limit, so a plugin cannot return megabytes through them instead of the body.
+fn check_response_size(response: &Response, limits: &Limits) -> Result<(), CallError> {
+    let count = response.headers.len();
+    if count > limits.max_response_headers {
+        return Err(CallError::TooManyHeaders {
+            count,
+            limit: limits.max_response_headers,
+        });
+    }
+    let mut size = response.body.len();
+    for h in &response.headers {
+        if h.name.len() > limits.max_response_header_name_bytes {
+            return Err(CallError::HeaderTooLarge {
+                which: "name".into(),
+                size: h.name.len(),
+                limit: limits.max_response_header_name_bytes,
+            });
+        }
+        if h.value.len() > limits.max_response_header_value_bytes {
+            return Err(CallError::HeaderTooLarge {
+                which: format!("`{}` value", cut(&h.name, 64)),
+                size: h.value.len(),
+                limit: limits.max_response_header_value_bytes,
+            });
+        }
+        size += h.name.len() + h.value.len();
+    }
+    if size > limits.max_response_bytes {
         return Err(CallError::ResponseTooLarge {
-            size: response.body.len(),
+            size,
             limit: limits.max_response_bytes,
         });
     }
-    Ok(response)
+    Ok(())
+}
+
+/// At most `max` bytes of `s`, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Run the plugin's activation hook with `config` (a JSON document) in a
@@ -256,6 +314,7 @@ pub async fn call_activate(
     let pre = &plugin.pre;
     let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
     store.data_mut().records_grant = plugin.records.clone();
+    store.data_mut().national_ids = plugin.national_ids;
     let deadline = store.data().deadline;
     let run = async {
         let instance: Plugin = pre

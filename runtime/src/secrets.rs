@@ -114,21 +114,40 @@ impl MasterKey {
     /// The platform's signing key, derived so every node has the same one.
     pub fn platform_signer(&self) -> Result<PlatformSigner, SecretsError> {
         let seed = self.derive(b"platform-ed25519")?;
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| SecretsError::Crypto("ed25519"))?;
-        let public = pair.public_key().as_ref().to_vec();
-        let key_id = hex::encode(&Sha256::digest(&public)[..8]);
-        Ok(PlatformSigner {
-            pair,
-            public,
-            key_id,
-        })
+        PlatformSigner::from_seed(&seed)
     }
 
     /// The Ed25519 seed of the key that signs video join tokens; derived,
     /// so every node of a deployment verifies the others' tokens.
     pub fn video_token_seed(&self) -> Result<[u8; 32], SecretsError> {
         self.derive(b"video-join-token-ed25519")
+    }
+
+    /// The key that signs checkpoints of the audit chain's head; derived,
+    /// so every node signs with the same key and `audit verify` can check
+    /// them with the master key (or the published public key) alone.
+    pub fn audit_checkpoint_signer(&self) -> Result<PlatformSigner, SecretsError> {
+        let seed = self.derive(b"audit-checkpoint-ed25519")?;
+        PlatformSigner::from_seed(&seed)
+    }
+
+    /// The HMAC key of the sandbox gateway's payer tickets (development
+    /// only); derived, so any node accepts another's tickets.
+    pub fn payment_sandbox_key(&self) -> Result<[u8; 32], SecretsError> {
+        self.derive(b"payment-sandbox-ticket-hmac")
+    }
+
+    /// The key in `path`, which must exist (tools that only read, such as
+    /// `runtime audit verify`, must never create a new key).
+    pub fn load(path: &Path) -> Result<Self, SecretsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SecretsError::KeyFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_base64(text.trim()).map_err(|e| SecretsError::KeyFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// What derives the hospitals' document signing keys. Its API expands
@@ -226,9 +245,26 @@ pub struct PlatformSigner {
 }
 
 impl PlatformSigner {
+    fn from_seed(seed: &[u8; 32]) -> Result<Self, SecretsError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|_| SecretsError::Crypto("ed25519"))?;
+        let public = pair.public_key().as_ref().to_vec();
+        let key_id = hex::encode(&Sha256::digest(&public)[..8]);
+        Ok(Self {
+            pair,
+            public,
+            key_id,
+        })
+    }
+
     /// Base64 Ed25519 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> String {
         B64.encode(self.pair.sign(message).as_ref())
+    }
+
+    /// The raw public key.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public
     }
 
     /// The raw public key, base64.
@@ -238,13 +274,19 @@ impl PlatformSigner {
 
     /// Whether `signature` (base64) is this key's signature of `message`.
     pub fn verify(&self, message: &[u8], signature: &str) -> bool {
-        let Ok(sig) = B64.decode(signature) else {
-            return false;
-        };
-        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &self.public)
-            .verify(message, &sig)
-            .is_ok()
+        verify_ed25519(&self.public, message, signature)
     }
+}
+
+/// Whether `signature` (base64) is the Ed25519 signature of `message` under
+/// the raw public key `public`.
+pub fn verify_ed25519(public: &[u8], message: &[u8], signature: &str) -> bool {
+    let Ok(sig) = B64.decode(signature) else {
+        return false;
+    };
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, public)
+        .verify(message, &sig)
+        .is_ok()
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -319,6 +319,180 @@ fn audit_verify_detects_edits_and_deletions() {
     assert!(out.contains("entry 2 is missing"), "{out}");
 }
 
+/// Delete entry `deleted` and rebuild the chain after it as an attacker
+/// would: renumber, recompute every hash (SHA-256 of the JSON array `[seq,
+/// at, actor, action, target, hospital_id, details, prev_hash]`) and the head.
+async fn delete_and_rebuild(pool: &sqlx::AnyPool, deleted: i64) {
+    use sha2::Digest as _;
+    use sqlx::Row as _;
+    sqlx::query("DELETE FROM audit_events WHERE seq = $1")
+        .bind(deleted)
+        .execute(pool)
+        .await
+        .expect("delete");
+    sqlx::query("UPDATE audit_events SET seq = seq - 1 WHERE seq > $1")
+        .bind(deleted)
+        .execute(pool)
+        .await
+        .expect("renumber");
+    let rows = sqlx::query(
+        "SELECT seq, at, actor, action, target, hospital_id, details FROM audit_events ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("rows");
+    let mut prev = "0".repeat(64);
+    for row in &rows {
+        let seq: i64 = row.try_get("seq").expect("seq");
+        let details: String = row.try_get("details").expect("details");
+        let canonical = serde_json::json!([
+            seq,
+            row.try_get::<i64, _>("at").expect("at"),
+            row.try_get::<String, _>("actor").expect("actor"),
+            row.try_get::<String, _>("action").expect("action"),
+            row.try_get::<String, _>("target").expect("target"),
+            row.try_get::<Option<String>, _>("hospital_id")
+                .expect("hospital"),
+            serde_json::from_str::<serde_json::Value>(&details).expect("json"),
+            prev
+        ]);
+        let hash = hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()));
+        sqlx::query("UPDATE audit_events SET prev_hash = $1, hash = $2 WHERE seq = $3")
+            .bind(&prev)
+            .bind(&hash)
+            .bind(seq)
+            .execute(pool)
+            .await
+            .expect("rehash");
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(rows.len() as i64)
+        .bind(&prev)
+        .execute(pool)
+        .await
+        .expect("head");
+}
+
+/// `runtime audit checkpoints create|export` and `runtime audit verify`: a
+/// deleted entry with the chain rebuilt is named against the checkpoints,
+/// and against an exported copy once the checkpoint rows are deleted too
+/// (with the master key, or only the public key pinned from the export).
+#[test]
+fn audit_checkpoints_catch_a_rebuilt_chain_from_the_command_line() {
+    use vtelehealth_runtime::db::Database;
+    use vtelehealth_runtime::governance::audit::{AuditEvent, AuditLog};
+    let dir = tempfile::TempDir::new().expect("dir");
+    // `data/master.key` in the working directory: the commands' default.
+    vtelehealth_runtime::secrets::MasterKey::load_or_create(&dir.path().join("data/master.key"))
+        .expect("master key");
+    let db_path = dir.path().join("audit.db");
+    let db_arg = db_path.to_string_lossy().into_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = rt
+        .block_on(Database::connect(&format!(
+            "sqlite://{}",
+            db_path.display()
+        )))
+        .expect("db");
+    let append = |from: u32, to: u32| {
+        rt.block_on(async {
+            let audit = AuditLog::new(db.clone());
+            for n in from..to {
+                audit
+                    .append(AuditEvent {
+                        actor: "reviewer".into(),
+                        action: "plugin.approved".into(),
+                        target: format!("plugin-version:{n}"),
+                        hospital_id: None,
+                        details: serde_json::json!({ "n": n }),
+                    })
+                    .await
+                    .expect("append");
+            }
+        })
+    };
+    append(0, 5);
+    let out = ok(
+        &["audit", "checkpoints", "create", "--db", &db_arg],
+        dir.path(),
+    );
+    assert!(out.contains("\"seq\": 5"), "{out}");
+    append(5, 8);
+    let out = ok(
+        &["audit", "checkpoints", "create", "--db", &db_arg],
+        dir.path(),
+    );
+    assert!(out.contains("\"seq\": 8"), "{out}");
+    append(8, 9);
+    ok(
+        &[
+            "audit",
+            "checkpoints",
+            "export",
+            "--db",
+            &db_arg,
+            "--out",
+            "checkpoints.json",
+        ],
+        dir.path(),
+    );
+    let out = ok(&["audit", "verify", "--db", &db_arg], dir.path());
+    assert!(
+        out.contains("9 entries") && out.contains("2 signed checkpoints match"),
+        "{out}"
+    );
+
+    rt.block_on(delete_and_rebuild(&db.pool, 6));
+    let out = fails(&["audit", "verify", "--db", &db_arg], dir.path());
+    assert!(out.contains("rewritten in entries 6 to 8"), "{out}");
+
+    // The checkpoint rows deleted too: only the exported copy tells.
+    rt.block_on(async {
+        sqlx::query("DELETE FROM audit_checkpoints")
+            .execute(&db.pool)
+            .await
+            .expect("delete checkpoints")
+    });
+    ok(&["audit", "verify", "--db", &db_arg], dir.path());
+    let with_copy = [
+        "audit",
+        "verify",
+        "--db",
+        &db_arg,
+        "--checkpoints",
+        "checkpoints.json",
+    ];
+    let out = fails(&with_copy, dir.path());
+    assert!(
+        out.contains("rewritten in entries 6 to 8") && out.contains("checkpoint rows were deleted"),
+        "{out}"
+    );
+    let export: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("checkpoints.json")).expect("export"),
+    )
+    .expect("json");
+    let public = export["public_key"].as_str().expect("public key");
+    let elsewhere = tempfile::TempDir::new().expect("dir");
+    let out = fails(
+        &[
+            "audit",
+            "verify",
+            "--db",
+            &db_arg,
+            "--checkpoints",
+            &dir.path().join("checkpoints.json").to_string_lossy(),
+            "--public-key",
+            public,
+        ],
+        elsewhere.path(),
+    );
+    assert!(out.contains("rewritten in entries 6 to 8"), "{out}");
+}
+
 /// A free loopback port (released before the server binds it).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -336,6 +510,8 @@ async fn serve(dir: &Path, db: &str, port: u16) -> std::process::Child {
             db,
             "--listen",
             &format!("127.0.0.1:{port}"),
+            // The payment test pays on the development gateway.
+            "--payment-sandbox",
         ])
         .current_dir(dir)
         .env("RUST_LOG", "warn")
@@ -372,8 +548,19 @@ async fn sigkill_between_settlement_and_delivery_settles_once() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("pay.db").display());
-    let payments =
-        |database| Payments::new(database, TermsSource::Fixed(PaymentTerms::default().into()));
+    // The server's master key (`data/master.key`, made here first) signs
+    // the payer's sandbox ticket on both sides.
+    let master = vtelehealth_runtime::secrets::MasterKey::load_or_create(
+        &dir.path().join("data/master.key"),
+    )
+    .expect("master key");
+    let tickets = vtelehealth_runtime::payment::gateway::SandboxTickets::new(
+        &master.payment_sandbox_key().expect("key"),
+    );
+    let payments = |database| {
+        Payments::new(database, TermsSource::Fixed(PaymentTerms::default().into()))
+            .with_sandbox(tickets.clone())
+    };
     let p = payments(Database::connect(&db).await.expect("database"));
     let intent = p
         .create(
@@ -390,10 +577,12 @@ async fn sigkill_between_settlement_and_delivery_settles_once() {
         )
         .await
         .expect("intent");
-    let page = p
-        .checkout("bv-a", "shop", &intent.id, "/done")
+    let link = p
+        .checkout_as("bv-a", "shop", &intent.id, "/done", Some("citizen-9"))
         .await
         .expect("checkout");
+    let (page, ticket) = link.split_once("?ticket=").expect("a ticket");
+    let form = [("ticket", ticket)];
     p.database().pool.close().await;
 
     let client = reqwest::Client::builder()
@@ -403,7 +592,7 @@ async fn sigkill_between_settlement_and_delivery_settles_once() {
     let port = free_port();
     let mut server = serve(dir.path(), &db, port).await;
     let pay = format!("http://127.0.0.1:{port}{page}/pay");
-    let paid = client.post(&pay).send().await.expect("pay");
+    let paid = client.post(&pay).form(&form).send().await.expect("pay");
     assert_eq!(paid.status().as_u16(), 303);
     server.kill().expect("SIGKILL");
     server.wait().expect("reaped");
@@ -411,7 +600,12 @@ async fn sigkill_between_settlement_and_delivery_settles_once() {
     let port = free_port();
     let mut server = serve(dir.path(), &db, port).await;
     let pay = format!("http://127.0.0.1:{port}{page}/pay");
-    let again = client.post(&pay).send().await.expect("pay again");
+    let again = client
+        .post(&pay)
+        .form(&form)
+        .send()
+        .await
+        .expect("pay again");
     assert_eq!(
         again.status().as_u16(),
         409,

@@ -121,6 +121,8 @@ enum Op {
     Deactivate,
     Audit,
     AuditVerify,
+    AuditCheckpoints,
+    AuditCheckpointNow,
     RotateKeys,
     PluginCall,
     SigningKey,
@@ -201,6 +203,8 @@ const MATRIX: &[Row] = &[
     row(Op::Deactivate,      "DELETE /api/v1/hospitals/A/activations/{plugin}",  false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
     row(Op::Audit,           "GET /api/v1/audit",                                false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
     row(Op::AuditVerify,     "GET /api/v1/audit/verify",                         false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::AuditCheckpoints, "GET /api/v1/audit/checkpoints",                   false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::AuditCheckpointNow, "POST /api/v1/audit/checkpoints",                false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
     row(Op::RotateKeys,      "POST /api/v1/identity/keys/rotate",                false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
     row(Op::PluginCall,      "GET /hospitals/A/plugins/hello/",                  false, [D, A, A, D, A, D, D, D, D, D, A, D, D]),
     row(Op::SigningKey,      "GET /api/v1/hospitals/A/signing-key",              false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
@@ -286,6 +290,8 @@ impl Fixture {
             database_url: format!("sqlite://{}", data.path().join("authz.db").display()),
             // No development plugins: only reviewed ones run.
             plugin_dir: None,
+            // The national rollout includes e-pharmacy, which takes payments.
+            payment_sandbox: true,
             cache_dir: Some(data.path().join("cache")),
             identity: IdentityOptions {
                 password_iterations: 1_000,
@@ -617,6 +623,8 @@ impl Fixture {
             }
             Op::Audit => ("GET", "/api/v1/audit?limit=5".into(), None),
             Op::AuditVerify => ("GET", "/api/v1/audit/verify".into(), None),
+            Op::AuditCheckpoints => ("GET", "/api/v1/audit/checkpoints".into(), None),
+            Op::AuditCheckpointNow => ("POST", "/api/v1/audit/checkpoints".into(), None),
             Op::RotateKeys => ("POST", "/api/v1/identity/keys/rotate".into(), None),
             Op::PluginCall => (
                 "GET",
@@ -1112,4 +1120,149 @@ fn the_documented_policy_is_the_tested_policy() {
             row.route
         );
     }
+}
+
+/// The rows of every table of the database: malformed requests must not
+/// change any.
+async fn row_counts(rt: &Runtime) -> Vec<(String, i64)> {
+    use sqlx::Row;
+    use vtelehealth_runtime::db::Backend;
+    let tables = match rt.db.backend {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name"
+        }
+        Backend::Postgres => {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+             AND table_name NOT LIKE '_sqlx%' ORDER BY 1"
+        }
+    };
+    let names: Vec<String> = sqlx::query(tables)
+        .fetch_all(&rt.db.pool)
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+    let mut counts = Vec::new();
+    for name in names {
+        // The names come from the database's own catalogue.
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {name}"));
+        let n: i64 = sqlx::query(sql)
+            .fetch_one(&rt.db.pool)
+            .await
+            .expect("count")
+            .get(0);
+        counts.push((name, n));
+    }
+    counts
+}
+
+/// Whether an answer is the API's documented error shape, in both languages.
+fn in_error_shape(content_type: &str, body: &Value) -> bool {
+    let text = |k: &str| body["error"][k].as_str().is_some_and(|s| !s.is_empty());
+    content_type.starts_with("application/json")
+        && text("code")
+        && text("message")
+        && text("message_vi")
+}
+
+/// Send one malformed request; a problem when the answer is not a 4xx in
+/// the error shape (or, when `may_succeed`, a 2xx).
+async fn malformed(req: reqwest::RequestBuilder, may_succeed: bool) -> Option<String> {
+    let resp = req.send().await.expect("sent");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    let fine = match status {
+        400..=499 => in_error_shape(&content_type, &answer),
+        200..=299 => may_succeed,
+        _ => false,
+    };
+    (!fine).then(|| format!("{status} {content_type} {answer}"))
+}
+
+/// Every route of the matrix, called by a principal it allows, with a
+/// malformed request: broken JSON, a wrong content type, wrong field types,
+/// a method the route does not have, bad query parameters. Each answer is a
+/// 4xx in the `{"error":{...}}` shape, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_malformed_requests_in_the_error_shape() {
+    let fx = Fixture::new().await;
+    // Built first: preparing a cell may create the objects it needs.
+    let mut requests = Vec::new();
+    for row in MATRIX {
+        // A plugin's own answers are the plugin's business, not the API's.
+        if row.op == Op::PluginCall {
+            continue;
+        }
+        let Some(i) = row.expect.iter().position(|c| *c == A) else {
+            continue;
+        };
+        let who = WHO[i];
+        let (method, path, body) = fx.prepare(row.op, who).await;
+        requests.push((row.route, who, method, path, body));
+    }
+    let authed = |req: reqwest::RequestBuilder, who: &Who| match fx.tokens.get(who) {
+        Some(token) => req.bearer_auth(token),
+        None => req,
+    };
+    // A client per request: a refusal sent before the body is read closes
+    // its connection, which a pooled client might otherwise reuse.
+    let fresh = reqwest::Client::new;
+    let before = row_counts(&fx.server.runtime).await;
+    let mut problems = Vec::new();
+    for (route, who, method, path, body) in &requests {
+        let url = format!("{}{path}", fx.server.base);
+        let mut variants = vec![(
+            "a method it does not have",
+            fresh().request(reqwest::Method::PATCH, &url),
+        )];
+        if let Some(body) = body {
+            let send = |ct: &str, bytes: Vec<u8>| {
+                fresh()
+                    .request(method.parse().expect("method"), &url)
+                    .header("content-type", ct)
+                    .body(bytes)
+            };
+            let valid = serde_json::to_vec(body).expect("body");
+            variants.push(("broken JSON", send("application/json", b"{\"".to_vec())));
+            variants.push(("a wrong content type", send("text/plain", valid)));
+            variants.push((
+                "wrong field types",
+                send("application/json", b"[1, \"two\", {}]".to_vec()),
+            ));
+        }
+        for (what, req) in variants {
+            if let Some(p) = malformed(authed(req, who), false).await {
+                problems.push(format!("{route} as {} with {what}: {p}", who.label()));
+            }
+        }
+    }
+    let after = row_counts(&fx.server.runtime).await;
+    // Queries no route accepts as given. Routes without query parameters
+    // ignore them (2xx is fine there, and a read may be audited: so this
+    // comes after the count).
+    let bad_query = "limit=not-a-number&after=x&newest=-&day=someday&merchant=";
+    for (route, who, method, path, _) in &requests {
+        if *method != "GET" {
+            continue;
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = format!("{}{path}{sep}{bad_query}", fx.server.base);
+        if let Some(p) = malformed(authed(fresh().get(url), who), true).await {
+            problems.push(format!(
+                "{route} as {} with bad query parameters: {p}",
+                who.label()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(before, after, "malformed requests changed the database");
 }

@@ -528,6 +528,13 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
     // Narrow the grant: no system/Encounter access.
     c.click("input[data-capability='records:system/Encounter.cru']")
         .await;
+    // A note over its maximum: the server's refusal, shown in Vietnamese.
+    c.eval("(() => { document.getElementById('messages').replaceChildren(); document.getElementById('approve-note').value = 'x'.repeat(2001); document.getElementById('approve').click(); })()").await;
+    let msg = c.message("error").await;
+    assert!(msg.contains("dài quá 2000 ký tự"), "{msg}");
+    c.eval("document.getElementById('approve-note').value = ''")
+        .await;
+    c.clear_message().await;
     c.type_into(
         "#approve-note",
         "Đạt yêu cầu; không cấp quyền ghi lượt khám.",
@@ -983,6 +990,13 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
             .as_str()
             .unwrap_or_default()
             .contains("không cấp quyền ghi lượt khám"),
+        "{decisions}"
+    );
+    // The reviewer is named, not shown by their user id.
+    assert!(
+        decisions
+            .as_str()
+            .is_some_and(|d| d.contains("Thẩm định viên") && !d.contains(" u-")),
         "{decisions}"
     );
     c.tab("versions").await;
@@ -1526,4 +1540,175 @@ async fn a_teleconsultation_step_is_pushed_to_the_requesters_console() {
     .await;
     let (s, l) = send(&server, "GET", "/api/v1/me/notifications", &requester, None).await;
     assert_eq!((s, &l["unread"]), (200, &json!(0)), "{l}");
+}
+
+/// A plugin's page cannot leak its frame's ticket: in Chromium, its script
+/// tries to send its URL (which holds the ticket) to another origin (fetch,
+/// image, beacon) and to another plugin's routes (a form-like post, and the
+/// ticket as a bearer token), and every attempt is blocked by the frame's
+/// policy: the server on another loopback port records no hit and the
+/// other plugin no call. Its `fetch` of its own JSON routes, GET and POST,
+/// works. A leaked ticket is refused from another site's page and is no
+/// bearer token.
+#[tokio::test]
+async fn a_plugin_page_sends_data_only_to_its_own_plugin_routes_in_chromium() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let Some(chromium) = chromium() else { return };
+    let dir = vtelehealth_tests::plugin_set(&test_plugin_dir(), &["page-probe", "hostile"]);
+    let server = TestServer::start(dir.path(), Limits::default()).await;
+    drop(dir);
+    let doctor = user(
+        &server,
+        "bs.frame",
+        "BS Trần Thị Mai",
+        Role::Practitioner,
+        Some("bv-a"),
+    )
+    .await;
+    // Another origin (another loopback port) that counts every connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    // It does record a request that reaches it.
+    let _ = server
+        .client
+        .get(format!("http://127.0.0.1:{port}/control"))
+        .send()
+        .await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    let (s, b) = send(
+        &server,
+        "POST",
+        "/api/v1/console/plugin-frames",
+        &doctor,
+        Some(json!({ "hospital": "bv-a", "plugin": "page-probe" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let url = b["url"].as_str().expect("url").to_owned();
+    let ticket = url
+        .trim_start_matches("/console/frame/")
+        .trim_end_matches('/')
+        .to_owned();
+    // The frame's policy pins every way out to its own prefix.
+    let resp = server
+        .client
+        .get(format!("{}{url}exfil", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    let csp: Vec<String> = resp
+        .headers()
+        .get_all("content-security-policy")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let own = format!("http://{}/console/frame/{ticket}/", server.addr);
+    for directive in ["connect-src", "img-src", "form-action", "script-src"] {
+        assert!(
+            csp.iter()
+                .any(|p| p.contains(&format!("{directive} {own} "))),
+            "{directive} pinned to {own}: {csp:?}"
+        );
+    }
+    // A leaked ticket: another site's page cannot use it, nor is it a bearer token.
+    let resp = server
+        .client
+        .get(format!("{}{url}api/note", server.base))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 403);
+    let resp = server
+        .client
+        .get(server.plugin_url("bv-a", "page-probe", "/api/note"))
+        .bearer_auth(&ticket)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 401);
+
+    // The page's script, in Chromium.
+    let mut browser = Browser::launch(&chromium, &format!("{}{url}exfil?to={port}", server.base))
+        .await
+        .expect("chromium");
+    let mut probe = Value::Null;
+    for _ in 0..300 {
+        if let Ok(Value::String(text)) = browser
+            .eval("(() => { const p = window.probe; return p && p.done && p.violations.length >= 5 ? JSON.stringify(p) : null; })()")
+            .await
+        {
+            probe = serde_json::from_str(&text).expect("json");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = browser
+        .eval("JSON.stringify(window.probe || null)")
+        .await
+        .unwrap_or_default();
+    assert!(!probe.is_null(), "the page's probe finished: {last}");
+    let out = &probe["out"];
+    for attempt in [
+        "other-origin-fetch",
+        "other-origin-image",
+        "other-plugin-post",
+        "other-plugin-bearer",
+    ] {
+        assert_eq!(out[attempt], "blocked", "{attempt}: {probe}");
+    }
+    // Chromium says a beacon is queued even when the policy drops it: the
+    // violation below and the silent port show it never left.
+    let violations = probe["violations"].to_string();
+    for blocked in [
+        format!("connect-src http://127.0.0.1:{port}/fetch"),
+        format!("img-src http://127.0.0.1:{port}/img"),
+        format!("connect-src http://127.0.0.1:{port}/beacon"),
+        format!(
+            "connect-src {}/hospitals/bv-a/plugins/hostile/echo",
+            server.base
+        ),
+        format!(
+            "connect-src {}/hospitals/bv-a/plugins/hostile/whoami",
+            server.base
+        ),
+    ] {
+        assert!(violations.contains(&blocked), "{blocked}: {probe}");
+    }
+    // Its own JSON routes answer it, with the frame's session.
+    assert_eq!(out["own-json-post"], "sent 200 from the page", "{probe}");
+    assert_eq!(out["own-json-get"], "sent 200 from the page", "{probe}");
+    browser.kill().await;
+    // Nothing reached the other origin or the other plugin.
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "only the control request");
+    let hostile_calls: u64 = server
+        .runtime
+        .metrics
+        .usage(Some("bv-a"))
+        .iter()
+        .filter(|u| u.plugin == "hostile")
+        .map(|u| u.calls)
+        .sum();
+    assert_eq!(hostile_calls, 0);
 }

@@ -33,7 +33,7 @@ async fn service_token(server: &TestServer, client_id: &str, hospital: &str) -> 
 }
 
 /// Publish, approve and activate the plugin at bv-a with `config`.
-async fn activate(server: &TestServer, config: Value) {
+pub(crate) async fn activate(server: &TestServer, config: Value) {
     use base64::Engine as _;
     use vtelehealth_runtime::governance::bundle::Bundle;
     use vtelehealth_runtime::governance::signing::SigningKey;
@@ -114,7 +114,7 @@ async fn activate(server: &TestServer, config: Value) {
     assert_eq!(s, 200, "{b}");
 }
 
-async fn prescribe(
+pub(crate) async fn prescribe(
     server: &TestServer,
     doctor: &str,
     patient: &str,
@@ -150,8 +150,11 @@ async fn pay(server: &TestServer, checkout: &str) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    // The checkout link carries the payer's ticket; the page posts it back.
+    let (page, ticket) = checkout.split_once("?ticket=").expect("a ticket");
     let paid = no_follow
-        .post(format!("{}{checkout}/pay", server.base))
+        .post(format!("{}{page}/pay", server.base))
+        .form(&[("ticket", ticket)])
         .send()
         .await
         .expect("pay");
@@ -274,7 +277,10 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
     let first = b["order"]["id"].as_str().expect("id").to_owned();
     let first_payment = b["order"]["payment"].as_str().expect("payment").to_owned();
     let checkout = b["checkout_url"].as_str().expect("url").to_owned();
-    assert_eq!(checkout, format!("/payments/sandbox/{first_payment}"));
+    assert!(
+        checkout.starts_with(&format!("/payments/sandbox/{first_payment}?ticket=")),
+        "{checkout}"
+    );
     // Not paid yet: the pharmacy cannot dispense.
     let (s, _) = send(
         &server,
@@ -522,4 +528,115 @@ async fn order_pay_follow_and_cancel_with_a_refund() {
     ];
     want.sort();
     assert_eq!(states, want);
+}
+
+/// Calls of the plugin at bv-a that reached it (the host's tally).
+fn plugin_calls(server: &TestServer) -> u64 {
+    server
+        .runtime
+        .metrics
+        .usage(Some("bv-a"))
+        .iter()
+        .filter(|u| u.plugin == PLUGIN)
+        .map(|u| u.calls)
+        .sum()
+}
+
+/// The reviewed manifest is the plugin's whole HTTP surface: a route it
+/// does not declare is 404 and a caller with none of the route's roles 403,
+/// both answered by the host before the plugin runs (the plugin's call
+/// count stays put). `POST /settle`, which the plugin serves, is declared,
+/// and reviewers read the same routes table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_routes_and_roles_are_refused_before_the_plugin_runs() {
+    let no_dev_plugins = tempfile::TempDir::new().expect("dir");
+    let server = TestServer::start(no_dev_plugins.path(), Limits::default()).await;
+    activate(
+        &server,
+        json!({ "pharmacies": [
+            { "id": "pk-long-chau", "name": "Nhà thuốc Long Châu", "prices": { "N02BE01": 1_500 } }
+        ] }),
+    )
+    .await;
+    let citizen = user(&server, "cd-1", Role::Citizen, None).await;
+    let doctor = user(&server, "dr-rt", Role::Practitioner, Some("bv-a")).await;
+    let reviewer = user(&server, "rev-rt", Role::Reviewer, None).await;
+    for (method, route, token, status, says) in [
+        (
+            "POST",
+            "/refunds",
+            &citizen,
+            404,
+            "declares no route `/refunds`",
+        ),
+        ("GET", "/admin/export", &citizen, 404, "declares no route"),
+        ("DELETE", "/orders", &citizen, 404, "for GET, POST only"),
+        (
+            "GET",
+            "/orders/dh-1/items",
+            &citizen,
+            404,
+            "declares no route",
+        ),
+        // Not decoded: the plugin would not see `orders` either.
+        ("GET", "/%6Frders", &citizen, 404, "declares no route"),
+        (
+            "GET",
+            "/orders",
+            &doctor,
+            403,
+            "serves the roles citizen only",
+        ),
+        (
+            "GET",
+            "/prescriptions",
+            &doctor,
+            403,
+            "serves the roles citizen only",
+        ),
+        (
+            "POST",
+            "/settle",
+            &doctor,
+            403,
+            "citizen, service, hospital-admin",
+        ),
+    ] {
+        let (s, b) = send(&server, method, &path(route), token, None, &[]).await;
+        assert_eq!(s, status, "{method} {route}: {b}");
+        let message = b["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{method} {route}: {b}");
+    }
+    assert_eq!(
+        plugin_calls(&server),
+        0,
+        "no refused call reached the plugin"
+    );
+    // A declared route, for its role, reaches the plugin.
+    let (s, b) = send(&server, "POST", &path("/settle"), &citizen, None, &[]).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["handled"], 0);
+    assert_eq!(plugin_calls(&server), 1);
+    // Reviewers read the routes the host enforces.
+    let (s, b) = send(
+        &server,
+        "GET",
+        "/api/v1/plugin-versions",
+        &reviewer,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let routes = b["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["plugin"] == PLUGIN))
+        .map(|v| v["routes"].clone())
+        .expect("the version");
+    assert!(
+        routes.as_array().is_some_and(|rs| rs.contains(&json!({
+            "path": "/settle", "methods": ["POST"], "roles": ["citizen", "service", "hospital-admin"]
+        }))),
+        "{routes}"
+    );
 }

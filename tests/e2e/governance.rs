@@ -554,3 +554,95 @@ async fn a_revocation_reaches_another_node_sharing_the_database() {
     }
     assert!(stopped, "node 2 stopped serving the revoked version");
 }
+
+/// `component` with a custom section of `size` bytes appended: still a
+/// valid component, just bigger.
+fn padded(mut component: Vec<u8>, size: usize) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let mut payload = Vec::with_capacity(size + 16);
+    leb128(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + size, 0x5a);
+    component.push(0);
+    leb128(payload.len(), &mut component);
+    component.extend_from_slice(&payload);
+    component
+}
+
+/// A bundle bigger than the framework's 2 MiB default body limit is
+/// submitted through the API; one over the bundle format's own limit is
+/// refused with 413 in the JSON error shape before its body is read.
+#[tokio::test]
+async fn bundles_over_2_mib_are_accepted_up_to_the_bundle_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use vtelehealth_runtime::governance::bundle::MAX_BUNDLE_BYTES;
+
+    let no_dev_plugins = tempfile::TempDir::new().expect("dir");
+    let server = TestServer::start(no_dev_plugins.path(), Limits::default()).await;
+    let t = actors(&server).await;
+    let key = SigningKey::generate().expect("key");
+    let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    let (status, body) = send(
+        &server,
+        "POST",
+        "/api/v1/vendor/keys",
+        &t.vendor,
+        Some(json!({ "public_key": public })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let mut bundle = acme_bundle();
+    bundle.component = padded(bundle.component, 5 << 19);
+    key.sign(&mut bundle);
+    let size = bundle.to_json().len();
+    assert!(size > 3 << 20, "the bundle is {size} bytes");
+    let (status, body) = publish(&server, &t.vendor, &bundle).await;
+    assert_eq!(status, 201, "a {size} byte bundle: {body}");
+
+    // Over the limit: refused on its declared length, nothing read.
+    let mut socket = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/plugin-versions HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.addr,
+        t.vendor,
+        MAX_BUNDLE_BYTES + 1
+    );
+    // The head only: the answer must not wait for the body.
+    socket.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert_eq!(body["error"]["limit"]["request_bytes"], MAX_BUNDLE_BYTES);
+    assert!(body["error"]["message_vi"].is_string(), "{body}");
+
+    let (_, listed) = send(&server, "GET", "/api/v1/plugin-versions", &t.reviewer, None).await;
+    assert_eq!(
+        listed["versions"].as_array().map(Vec::len),
+        Some(1),
+        "only the accepted bundle is stored: {listed}"
+    );
+}

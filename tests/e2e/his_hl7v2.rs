@@ -210,3 +210,27 @@ async fn updates_follow_the_patient_and_callers_are_checked() {
         "refused calls store nothing"
     );
 }
+
+/// A 2,000,000-character patient name from a HIS is refused at the records
+/// capability (names are at most 200 characters): the ACK says why, and
+/// nothing of the message is stored.
+#[tokio::test]
+async fn a_two_million_character_patient_name_is_refused_and_stores_nothing() {
+    let server = server().await;
+    let token = hospital_with_his(&server, "bv-long").await;
+    let corpus = repo_root().join("plugins/his-hl7v2/corpus");
+    let message = std::fs::read_to_string(corpus.join("adt_a01_v23.hl7")).expect("message");
+    assert!(message.contains("NGUYỄN^VĂN AN"), "the corpus changed");
+    let long = message.replace(
+        "NGUYỄN^VĂN AN",
+        &format!("{}^VĂN AN", "N".repeat(2_000_000)),
+    );
+    let (status, ack) = push(&server, "bv-long", Some(&token), long.into_bytes()).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(field(&ack, "MSA", 1), "AE", "{ack}");
+    assert!(ack.contains("200 characters"), "{ack}");
+    assert_eq!(stored(&server, "bv-long").await, BTreeMap::new());
+    // The same message with its real name goes through.
+    let (_, ack) = push(&server, "bv-long", Some(&token), message.into_bytes()).await;
+    assert_eq!(field(&ack, "MSA", 1), "AA", "{ack}");
+}

@@ -11,7 +11,11 @@ use vtelehealth_tests::{TestServer, plugin_set, test_plugin_dir};
 
 /// A server with the hostile test plugin and cheap password hashing.
 async fn server() -> (TestServer, TempDir) {
-    let plugins = plugin_set(&test_plugin_dir(), &["hostile"]);
+    server_with_plugins(plugin_set(&test_plugin_dir(), &["hostile"])).await
+}
+
+/// A server serving the (unreviewed) plugins of `plugins` to every hospital.
+async fn server_with_plugins(plugins: TempDir) -> (TestServer, TempDir) {
     let data = TempDir::new().expect("temp dir");
     let options = RuntimeOptions {
         database_url: format!("sqlite://{}", data.path().join("idwit.db").display()),
@@ -203,4 +207,135 @@ async fn look_ups_reach_other_hospitals_but_never_citizens() {
     .await;
     assert_eq!(missing["practitioner"], Value::Null, "{missing}");
     assert_eq!(missing["hospital"], Value::Null, "{missing}");
+}
+
+/// The hostile plugin's manifest without the `identity:national-ids` grant.
+fn without_national_ids(manifest: &str) -> String {
+    let narrowed = manifest.replace(", \"identity:national-ids\"", "");
+    assert_ne!(
+        narrowed, manifest,
+        "the test plugin requests identity:national-ids"
+    );
+    narrowed
+}
+
+#[tokio::test]
+async fn a_plugin_without_the_national_ids_grant_never_sees_a_citizens_ids() {
+    let plugins = plugin_set(&test_plugin_dir(), &["hostile"]);
+    let toml = plugins.path().join("hostile.toml");
+    let manifest = std::fs::read_to_string(&toml).expect("manifest");
+    std::fs::write(&toml, without_national_ids(&manifest)).expect("narrowed manifest");
+    let (server, _p) = server_with_plugins(plugins).await;
+    let lan = citizen(&server).await;
+    let me = call(&server, Some(&lan), "bv-a", "/whoami").await;
+    assert_eq!(me["principal"]["subject"], json!(lan.id), "{me}");
+    assert_eq!(me["principal"]["roles"], json!(["citizen"]), "{me}");
+    assert_eq!(me["principal"]["national_id"], Value::Null, "{me}");
+    assert_eq!(me["principal"]["health_id"], Value::Null, "{me}");
+}
+
+#[tokio::test]
+async fn reviewers_see_the_national_ids_grant_in_plain_words_and_can_withhold_it() {
+    use vtelehealth_runtime::governance::bundle::Bundle;
+    use vtelehealth_runtime::governance::registry::Decision;
+    use vtelehealth_runtime::governance::signing::SigningKey;
+    let no_dev_plugins = TempDir::new().expect("dir");
+    let (server, _p) = server_with_plugins(no_dev_plugins).await;
+    let rt = &server.runtime;
+    let gov = &rt.governance;
+    rt.identity
+        .create_vendor("vtelehealth-tests", "Tests")
+        .await
+        .expect("vendor");
+    let key = SigningKey::generate().expect("key");
+    gov.registry
+        .add_vendor_key(
+            "test",
+            "vtelehealth-tests",
+            &key.key_id(),
+            &key.public_key(),
+        )
+        .await
+        .expect("vendor key");
+    let (wasm, toml) = vtelehealth_tests::component(&test_plugin_dir(), "hostile");
+    let mut bundle = Bundle::new(
+        std::fs::read_to_string(toml).expect("manifest"),
+        std::fs::read(wasm).expect("component"),
+    );
+    key.sign(&mut bundle);
+    let (version, _) = gov
+        .submit("test", "vtelehealth-tests", bundle)
+        .await
+        .unwrap_or_else(|e| panic!("submitted: {e:?}"));
+    assert!(
+        version.requested.contains(&"identity".to_owned())
+            && version
+                .requested
+                .contains(&"identity:national-ids".to_owned()),
+        "{:?}",
+        version.requested
+    );
+
+    // The reviewer reads what the grant means, in plain words.
+    let mut reviewer = NewUser::new("reviewer", "Reviewer", Role::Reviewer, "password-1");
+    reviewer.hospital_id = None;
+    let reviewer = rt.identity.create_user(reviewer).await.expect("reviewer");
+    let token = rt.identity.token_for(&reviewer).expect("token");
+    let view: Value = server
+        .client
+        .get(format!(
+            "{}/api/v1/plugin-versions/{}",
+            server.base, version.id
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let meaning = view["requested"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|c| c["capability"] == "identity:national-ids")
+        })
+        .map(|c| c["meaning"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    assert!(
+        meaning.contains("citizen ID (CCCD)") && meaning.contains("health insurance number (BHXH)"),
+        "{view}"
+    );
+
+    // Approved with `identity` only: the plugin runs, without the ids.
+    let granted: Vec<String> = version
+        .requested
+        .iter()
+        .filter(|g| g.as_str() != "identity:national-ids")
+        .cloned()
+        .collect();
+    gov.decide(
+        "reviewer",
+        &version.id,
+        Decision::Approve {
+            granted,
+            note: "the module does not need citizens' ids".into(),
+        },
+    )
+    .await
+    .expect("approved");
+    gov.rollout(
+        "test",
+        &version.id,
+        &Default::default(),
+        &rt.directory(),
+        None,
+    )
+    .await
+    .expect("rolled out");
+    let lan = citizen(&server).await;
+    let me = call(&server, Some(&lan), "bv-a", "/whoami").await;
+    assert_eq!(me["principal"]["subject"], json!(lan.id), "{me}");
+    assert_eq!(me["principal"]["national_id"], Value::Null, "{me}");
+    assert_eq!(me["principal"]["health_id"], Value::Null, "{me}");
 }

@@ -75,7 +75,7 @@ async fn store(server: &TestServer, token: &str, resource: Value) -> String {
 
 /// A Patient, an ImagingStudy (CT, with `endpoint` when given) and its
 /// DiagnosticReport; their ids.
-async fn imaging_records(
+pub(crate) async fn imaging_records(
     server: &TestServer,
     token: &str,
     health_id: Option<&str>,
@@ -135,7 +135,7 @@ async fn imaging_records(
     (patient, study, report)
 }
 
-fn share_body(claim: &str, assessor: &str, report: &str, study: &str) -> Value {
+pub(crate) fn share_body(claim: &str, assessor: &str, report: &str, study: &str) -> Value {
     json!({
         "claim_id": claim, "assessor": assessor,
         "diagnostic_report": report, "imaging_study": study,

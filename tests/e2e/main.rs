@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per topic.
 
+mod audit_trail;
 mod authz;
 mod bad_input;
 mod browser_video;
@@ -7,6 +8,7 @@ mod bundles;
 mod consoles;
 mod docs;
 mod epharmacy;
+mod error_shape;
 mod fhir;
 mod governance;
 mod his_hl7v2;
@@ -16,6 +18,7 @@ mod imaging_share;
 mod interop;
 mod notify;
 mod payment;
+mod person;
 mod plugins;
 mod postgres;
 mod records_access;

@@ -96,6 +96,53 @@ async fn an_oversized_response_is_refused() {
     assert_eq!(body["error"]["limit"]["response_bytes"], 8 << 20);
 }
 
+/// Headers are no way around the response limit: their count and sizes are
+/// bounded and they count toward it, each breach a 502 naming the limit.
+#[tokio::test]
+async fn response_headers_are_bounded_and_count_toward_the_response_limit() {
+    let server = hostile_server().await;
+    let headers = |q: &str| server.plugin_url("bv-a", "hostile", &format!("/headers?{q}"));
+    // Within the limits the headers pass through.
+    let resp = server
+        .client
+        .get(headers("count=50&size=1000&body=10"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["x-h-49"].len(), 1000);
+    for (query, code, limit) in [
+        // A thousand small headers.
+        (
+            "count=1000&size=100",
+            "too_many_response_headers",
+            ("response_headers", 100),
+        ),
+        // One 48 KiB header.
+        (
+            "count=1&size=49152",
+            "response_header_too_large",
+            ("response_header_bytes", 8 << 10),
+        ),
+        // Headers within their limits, but with the body over the response limit.
+        (
+            "count=90&size=8000&body=8000000",
+            "response_too_large",
+            ("response_bytes", 8 << 20),
+        ),
+    ] {
+        let (status, body) = server.get_json(&headers(query)).await;
+        assert_eq!(status, 502, "{query}: {body}");
+        assert_eq!(error_code(&body), code, "{query}: {body}");
+        assert_eq!(body["error"]["limit"][limit.0], limit.1, "{query}: {body}");
+    }
+    // The host keeps serving.
+    let (status, _) = server
+        .get_json(&server.plugin_url("bv-a", "hostile", "/ok"))
+        .await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn kv_flood_stops_at_the_quota_and_keeps_it() {
     let server = hostile_server().await;

@@ -647,7 +647,8 @@ async fn a_diagnostic_report_conclusion_and_roster_sizes() {
     let (_, admin) = person(&server, "qt-a", Role::HospitalAdmin, Some("bv-a")).await;
     let (req_id, requester) = person(&server, "bs-b", Role::Practitioner, Some("bv-b")).await;
 
-    // Unauthenticated callers are refused by the plugin itself (dev plugins serve anyone).
+    // Unauthenticated callers are refused by the host: the route declares its
+    // roles (dev plugins serve anyone, within their manifest's routes).
     let resp = server
         .client
         .post(server.plugin_url("bv-a", "teleconsult", "/consultations"))
@@ -655,7 +656,7 @@ async fn a_diagnostic_report_conclusion_and_roster_sizes() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(resp.status().as_u16(), 401);
 
     // More than the model's seats, or a seat left empty, is refused.
     let five = vec![req_id.clone(); 5];

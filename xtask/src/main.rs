@@ -8,6 +8,8 @@
 //!   install headless Chromium for the browser video tests (see `chromium.rs`), then
 //!   `cargo test --workspace` (extra arguments forwarded).
 //! - `run`: build the plugins, then start the server on them with demo data.
+//! - `fuzz [TARGET ...] [--seconds N]`: fuzz the parsers that face the outside (the `fuzz/`
+//!   crate's `vth-fuzz`); `test` runs every target for a short smoke time.
 //! - `bench-records`: start a throw-away PostgreSQL cluster, then run the records benchmark
 //!   (`runtime/benches/records.rs`) on SQLite and on it.
 
@@ -54,6 +56,19 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the parsers that face the outside (HL7 v2, manifests, bundles, FHIR, gateway
+    /// notifications, OIDC requests, JWTs) for N seconds each; findings go to
+    /// target/fuzz/findings/.
+    Fuzz {
+        /// Targets (all when none).
+        targets: Vec<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Build optimised (more inputs per second; a release build takes a while).
+        #[arg(long)]
+        release: bool,
+    },
     /// Start a throw-away PostgreSQL, then run the records benchmark on SQLite and on it
     /// (release build; results to copy into docs/benchmarks.md).
     BenchRecords,
@@ -78,6 +93,11 @@ fn main() -> ExitCode {
         Cmd::BuildPlugins(options) => plugins::build(&repo_root(), &options),
         Cmd::Test { toolchain, args } => test(&toolchain, &args),
         Cmd::Run { toolchain, args } => run(&toolchain, &args),
+        Cmd::Fuzz {
+            targets,
+            seconds,
+            release,
+        } => fuzz(&targets, seconds, release),
         Cmd::BenchRecords => bench_records(),
     };
     match result {
@@ -170,6 +190,10 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
             }),
         },
         Step {
+            name: "fuzz smoke: every fuzz target for a few seconds",
+            run: Box::new(|| fuzz(&[], FUZZ_SMOKE_SECONDS, false)),
+        },
+        Step {
             name: "the end-to-end suite again, on PostgreSQL",
             run: Box::new(|| {
                 let Some(cluster) = cluster.borrow().as_ref().map(|c| c.url().to_owned()) else {
@@ -205,6 +229,30 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
             }),
         },
     ])
+}
+
+/// Seconds each fuzz target runs in `cargo xtask test`: a smoke run that
+/// replays the seeds and regression inputs and tries a few thousand mutants.
+const FUZZ_SMOKE_SECONDS: u64 = 4;
+
+fn fuzz(targets: &[String], seconds: u64, release: bool) -> Result<()> {
+    let root = repo_root();
+    // Built with the whole workspace selected, so features unify as in
+    // `cargo test --workspace` and the dependencies are not built twice.
+    let mut build = Command::new(cargo());
+    build
+        .current_dir(&root)
+        .args(["build", "--workspace", "--bin", "vth-fuzz"]);
+    if release {
+        build.arg("--release");
+    }
+    run_command(build)?;
+    let profile = if release { "release" } else { "debug" };
+    let mut cmd = Command::new(root.join("target").join(profile).join("vth-fuzz"));
+    cmd.current_dir(&root)
+        .args(targets)
+        .args(["--seconds", &seconds.to_string()]);
+    run_command(cmd)
 }
 
 fn bench_records() -> Result<()> {

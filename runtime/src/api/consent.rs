@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+
+use super::extract::{Json, Path, Query};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,6 +48,7 @@ impl From<RecordError> for ApiError {
             RecordError::NotFound(m) => ApiError::NotFound(m),
             RecordError::Forbidden(m) => ApiError::Forbidden(m),
             RecordError::Conflict(m) => ApiError::Conflict(m),
+            RecordError::TooLong(e) => ApiError::TooLong(e),
             RecordError::Database(_) | RecordError::Audit(_) => ApiError::Internal(e.to_string()),
             other => ApiError::Unprocessable(other.to_string()),
         }
@@ -208,7 +211,7 @@ async fn my_records(
     let mut out = Vec::new();
     for h in hospitals.iter().take(MY_RECORDS_HOSPITALS) {
         let actor = Actor {
-            subject: p.subject.clone(),
+            subject: rt.identity.person(&p).into_string(),
             name: Some(p.name.clone()),
             hospital_id: h.clone(),
             kind: ActorKind::Citizen(keys.clone()),
@@ -321,7 +324,13 @@ async fn request_consultation(
     let patient = consultation_patient(body.patient.national_id, body.patient.health_id)?;
     let reason = consultation_reason(&body.reason)?;
     let c = access(&rt)
-        .request_consultation(&p.subject, &own, &body.host_hospital, &patient, reason)
+        .request_consultation(
+            rt.identity.person(&p).as_str(),
+            &own,
+            &body.host_hospital,
+            &patient,
+            reason,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!(c))).into_response())
 }
@@ -344,7 +353,7 @@ async fn transition(
 ) -> Result<Json<Value>, ApiError> {
     let own = staff(p)?;
     let c = access(rt)
-        .move_consultation(id, &p.subject, &own, step)
+        .move_consultation(id, rt.identity.person(p).as_str(), &own, step)
         .await?;
     Ok(Json(json!(c)))
 }

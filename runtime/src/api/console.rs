@@ -5,18 +5,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
-use axum::{Json, Router};
+
+use super::extract::{Json, Path};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
 use super::governance::require_role;
-use super::plugin_route::{Target, call_as};
+use super::plugin_route::{Target, call_as, own_host, pinned_csp};
 use crate::Runtime;
 use crate::governance::manifest::Manifest;
 use crate::governance::registry::{PluginVersion, VersionState};
@@ -30,7 +32,8 @@ const FRAME_AUDIENCE: &str = "vtelehealth-plugin-frame";
 /// How long a plugin frame's ticket lasts.
 const FRAME_TTL_SECS: i64 = 600;
 /// The sandbox every plugin frame response gets: scripts and forms run, but
-/// in an opaque origin, so they cannot read the console's storage or token.
+/// in an opaque origin, so they cannot read the console's storage or token
+/// (and [`pinned_csp`] keeps what they send on the frame's own prefix).
 const FRAME_CSP: &str = "sandbox allow-scripts allow-forms allow-popups; frame-ancestors 'self'";
 /// The console page's own policy: only its own scripts, styles and frames.
 const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -183,8 +186,29 @@ fn unseal(rt: &Runtime, mut p: Principal, extra: &Value) -> Result<Principal, St
     Ok(p)
 }
 
+/// The one (hospital, plugin) a frame ticket opens: both must be named.
+fn binding(extra: &Value) -> Result<(String, String), String> {
+    let id = |key: &str| {
+        extra[key]
+            .as_str()
+            .filter(|v| crate::directory::validate_id(v).is_ok())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("a frame ticket without its `{key}`"))
+    };
+    Ok((id("hospital")?, id("plugin")?))
+}
+
+/// Whether an `Origin` header names this server itself.
+fn is_own_origin(origin: &str, host: Option<&str>) -> bool {
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    authority.is_some() && authority == host
+}
+
 /// `/console/frame/{ticket}/{path}`: the plugin's `path`, called for the
-/// ticket's principal, answered inside a CSP sandbox.
+/// ticket's principal, answered inside a CSP sandbox that lets the page
+/// send data only to this frame's own prefix (its own plugin's routes).
 async fn frame(State(rt): State<Arc<Runtime>>, req: Request) -> Response {
     let raw = req.uri().path().to_owned();
     let rest = raw.strip_prefix("/console/frame/").unwrap_or_default();
@@ -192,21 +216,59 @@ async fn frame(State(rt): State<Arc<Runtime>>, req: Request) -> Response {
         Some((t, p)) => (t, format!("/{p}")),
         None => (rest, "/".to_owned()),
     };
+    let host = own_host(&req).map(str::to_owned);
+    // The frame's own page is a sandboxed document: its fetches and form
+    // posts say `Origin: null`; navigations carry no origin.
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("<not text>").to_owned());
+    let from_frame = origin.as_deref() == Some("null");
     let validated = match rt.identity.validate_ticket(ticket, FRAME_AUDIENCE).await {
-        Ok((principal, extra)) => unseal(&rt, principal, &extra).map(|p| (p, extra)),
+        Ok((principal, extra)) => {
+            binding(&extra).and_then(|b| unseal(&rt, principal, &extra).map(|p| (p, b)))
+        }
         Err(e) => Err(e.to_string()),
     };
     let mut response = match validated {
-        Ok((principal, extra)) => {
-            let hospital = extra["hospital"].as_str().unwrap_or_default();
-            let plugin = extra["plugin"].as_str().unwrap_or_default();
-            match Target::new(hospital, plugin, &path) {
-                Ok(target) => call_as(&rt, req, target, Some(principal))
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response),
-                Err(e) => e.into_response(),
-            }
+        // Another site's page holding a leaked ticket cannot use it from
+        // a browser: only the frame itself and the console's origin can.
+        Ok(_) if origin
+            .as_deref()
+            .is_some_and(|o| o != "null" && !is_own_origin(o, host.as_deref())) =>
+        {
+            ApiError::Forbidden(
+                "a plugin frame answers its own page and the console only, not other sites".into(),
+            )
+            .into_response()
         }
+        // The page's own `fetch` with a JSON body asks first.
+        Ok(_)
+            if from_frame
+                && req.method() == axum::http::Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) =>
+        {
+            (
+                StatusCode::NO_CONTENT,
+                [
+                    (
+                        header::ACCESS_CONTROL_ALLOW_METHODS,
+                        "GET, HEAD, POST, PUT, PATCH, DELETE",
+                    ),
+                    (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
+                    (header::ACCESS_CONTROL_MAX_AGE, "600"),
+                ],
+            )
+                .into_response()
+        }
+        Ok((principal, (hospital, plugin))) => match Target::new(&hospital, &plugin, &path) {
+            Ok(target) => call_as(&rt, req, target, Some(principal))
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+            Err(e) => e.into_response(),
+        },
         Err(_) => (
             StatusCode::UNAUTHORIZED,
             Html(
@@ -217,12 +279,30 @@ async fn frame(State(rt): State<Arc<Runtime>>, req: Request) -> Response {
         )
             .into_response(),
     };
+    // The frame's own prefix, when the ticket is plain JWT text.
+    let jwt_text = !ticket.is_empty()
+        && ticket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let prefix = jwt_text.then(|| format!("/console/frame/{ticket}/"));
+    let policy = format!(
+        "{FRAME_CSP}; {}",
+        pinned_csp(host.as_deref(), prefix.as_deref())
+    );
     let headers = response.headers_mut();
     // Appended, not replaced: a plugin's own policy still applies on top.
-    headers.append(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(FRAME_CSP),
-    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.append(header::CONTENT_SECURITY_POLICY, value);
+    }
+    if from_frame {
+        // The page's own fetches may read their answers; no credentials
+        // ride along (the ticket is in the path).
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("null"),
+        );
+    }
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -231,6 +311,10 @@ async fn frame(State(rt): State<Arc<Runtime>>, req: Request) -> Response {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        axum::http::HeaderName::from_static("x-dns-prefetch-control"),
+        HeaderValue::from_static("off"),
     );
     // Cookies would outlive the sandbox on the console's own host.
     headers.remove(header::SET_COOKIE);
@@ -391,7 +475,7 @@ async fn my_payments(
     }
     let intents = rt
         .payments
-        .of_payer(&p.subject, 200)
+        .of_payer(rt.identity.person(&p).as_str(), 200)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let payments: Vec<_> = intents

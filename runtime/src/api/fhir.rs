@@ -44,6 +44,8 @@ pub struct FhirError {
     /// The FHIR issue type.
     code: &'static str,
     message: String,
+    /// The message in Vietnamese when it is more exact than the issue code.
+    message_vi: Option<String>,
     expression: Option<String>,
 }
 
@@ -53,8 +55,55 @@ impl FhirError {
             status,
             code,
             message: message.into(),
+            message_vi: None,
             expression: None,
         }
+    }
+
+    /// An OperationOutcome for a bare status and text, as the framework
+    /// answers them (an unknown route, a wrong method, a body too large).
+    pub fn from_status(status: StatusCode, message: String) -> Self {
+        let code = match status {
+            StatusCode::UNAUTHORIZED => "login",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => "not-supported",
+            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "too-costly",
+            StatusCode::TOO_MANY_REQUESTS => "throttled",
+            StatusCode::UNPROCESSABLE_ENTITY => "processing",
+            s if s.is_server_error() => "exception",
+            _ => "invalid",
+        };
+        let message = if status.is_server_error() {
+            "internal error".to_owned()
+        } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the request body exceeds the {} byte limit",
+                super::DEFAULT_BODY_LIMIT
+            )
+        } else {
+            message
+        };
+        Self::new(status, code, message)
+    }
+}
+
+/// What an issue code means, in Vietnamese.
+fn issue_vi(code: &str) -> &'static str {
+    match code {
+        "structure" => "Nội dung không phải JSON FHIR hợp lệ.",
+        "required" => "Thiếu trường bắt buộc.",
+        "not-supported" => "Không được hỗ trợ.",
+        "not-found" => "Không tìm thấy.",
+        "conflict" => "Xung đột: phiên bản hoặc trạng thái đã thay đổi.",
+        "forbidden" => "Không có quyền truy cập.",
+        "login" => "Cần đăng nhập: thiếu hoặc sai mã truy cập.",
+        "too-costly" => "Nội dung gửi lên quá lớn.",
+        "too-long" => "Nội dung quá dài.",
+        "throttled" => "Quá nhiều yêu cầu; hãy thử lại sau.",
+        "exception" => "Lỗi hệ thống.",
+        _ => "Dữ liệu không hợp lệ.",
     }
 }
 
@@ -74,6 +123,12 @@ impl From<RecordError> for FhirError {
                 };
                 let mut err = Self::new(StatusCode::BAD_REQUEST, code, message);
                 err.expression = Some(path);
+                err
+            }
+            RecordError::TooLong(e) => {
+                let mut err = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "too-long", message);
+                err.message_vi = Some(e.message_vi());
+                err.expression = Some(e.field);
                 err
             }
             RecordError::UnresolvedReference(_) => {
@@ -118,8 +173,22 @@ impl From<ApiError> for FhirError {
 
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
-        let mut issue =
-            json!({ "severity": "error", "code": self.code, "diagnostics": self.message });
+        let vi = self
+            .message_vi
+            .unwrap_or_else(|| issue_vi(self.code).to_owned());
+        // The Vietnamese rides on FHIR's standard translation extension.
+        let mut issue = json!({
+            "severity": "error",
+            "code": self.code,
+            "diagnostics": self.message,
+            "_diagnostics": { "extension": [{
+                "url": "http://hl7.org/fhir/StructureDefinition/translation",
+                "extension": [
+                    { "url": "lang", "valueCode": "vi" },
+                    { "url": "content", "valueString": vi },
+                ],
+            }] },
+        });
         if let Some(e) = self.expression {
             issue["expression"] = json!([e]);
         }
@@ -159,7 +228,7 @@ async fn staff(rt: &Runtime, headers: &HeaderMap) -> Result<Actor, FhirError> {
         .any(|r| p.has_role(*r));
     match (&p.hospital_id, staff_role) {
         (Some(h), true) => {
-            let mut actor = Actor::staff(p.subject.clone(), h.clone());
+            let mut actor = Actor::staff(rt.identity.person(&p).into_string(), h.clone());
             // Service clients are integrations: their own hospital only.
             if !p.has_role(Role::Practitioner) && !p.has_role(Role::HospitalAdmin) {
                 actor.kind = ActorKind::System;

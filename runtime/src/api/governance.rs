@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+
+use super::extract::{Json, Path, Query, read_limited, require_json};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -17,7 +20,7 @@ use super::ApiError;
 use crate::Runtime;
 use crate::capabilities::identity::CallContext;
 use crate::governance::audit::{AuditEvent, AuditFilter};
-use crate::governance::bundle::Bundle;
+use crate::governance::bundle::{Bundle, MAX_BUNDLE_BYTES};
 use crate::governance::manifest::Manifest;
 use crate::governance::registry::{Decision, GovernanceError, VersionState};
 use crate::governance::service::{
@@ -47,6 +50,10 @@ pub fn routes() -> Router<Arc<Runtime>> {
         )
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route(
+            "/api/v1/audit/checkpoints",
+            get(audit_checkpoints).post(audit_checkpoint_now),
+        )
 }
 
 impl From<GovernanceError> for ApiError {
@@ -56,6 +63,7 @@ impl From<GovernanceError> for ApiError {
             GovernanceError::Conflict(m) => ApiError::Conflict(m),
             GovernanceError::Invalid(m) => ApiError::Unprocessable(m),
             GovernanceError::Forbidden(m) => ApiError::Forbidden(m),
+            GovernanceError::TooLong(e) => ApiError::TooLong(e),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -85,8 +93,8 @@ async fn require_hospital_admin(
     }
     rt.governance
         .audit
-        .append(AuditEvent {
-            actor: p.subject.clone(),
+        .append_refusal(AuditEvent {
+            actor: rt.identity.person(p).into_string(),
             action: "access.denied".into(),
             target: format!("hospital:{hospital}"),
             hospital_id: Some(hospital.into()),
@@ -127,7 +135,12 @@ async fn register_vendor_key(
     let key_id = signing::key_id(&public_key);
     rt.governance
         .registry
-        .add_vendor_key(&p.subject, &vendor, &key_id, &public_key)
+        .add_vendor_key(
+            rt.identity.person(&p).as_str(),
+            &vendor,
+            &key_id,
+            &public_key,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -136,27 +149,39 @@ async fn register_vendor_key(
         .into_response())
 }
 
+/// A submission up to the bundle format's own limit, not the framework's
+/// 2 MiB default; read only once the caller is known to be a vendor user.
 async fn submit(
     State(rt): State<Arc<Runtime>>,
     Authenticated(p): Authenticated,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     require_role(&p, &[Role::VendorUser])?;
     let vendor = p
         .vendor_id
         .clone()
         .ok_or_else(|| ApiError::Forbidden("the caller belongs to no vendor".into()))?;
+    require_json(&headers)?;
+    let body = read_limited(&headers, body, MAX_BUNDLE_BYTES).await?;
     let bundle = match Bundle::from_json(&body) {
         Ok(b) => b,
         Err(e) => {
             return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "error": { "code": "invalid_bundle", "message": e.to_string() } })),
+                Json(
+                    json!({ "error": { "code": "invalid_bundle", "message": e.to_string(),
+                    "message_vi": "Tệp gói (bundle) không đọc được." } }),
+                ),
             )
                 .into_response());
         }
     };
-    match rt.governance.submit(&p.subject, &vendor, bundle).await {
+    match rt
+        .governance
+        .submit(rt.identity.person(&p).as_str(), &vendor, bundle)
+        .await
+    {
         Ok((version, checks)) => Ok((
             StatusCode::CREATED,
             Json(
@@ -168,7 +193,8 @@ async fn submit(
         Err(SubmitError::Refused(report)) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({ "error": { "code": "checks_failed",
-                "message": "the bundle failed its submission checks; nothing was stored" },
+                "message": "the bundle failed its submission checks; nothing was stored",
+                "message_vi": "Gói không qua được các bước kiểm tra khi nộp; không có gì được lưu." },
                 "checks": report.checks })),
         )
             .into_response()),
@@ -238,6 +264,9 @@ pub(super) fn version_view(v: &crate::governance::registry::PluginVersion) -> Va
                         .map_or_else(|e| e, |e| format!("health records: {}", e.describe()));
                     return json!({ "capability": g, "meaning": meaning });
                 }
+                if g == crate::capabilities::NATIONAL_IDS_GRANT {
+                    return json!({ "capability": g, "meaning": crate::capabilities::NATIONAL_IDS_MEANING });
+                }
                 let cap = grant_capabilities(std::slice::from_ref(g)).into_iter().next();
                 json!({ "capability": g, "meaning": cap.map(|c| c.describe()).unwrap_or("unknown capability") })
             })
@@ -250,6 +279,8 @@ pub(super) fn version_view(v: &crate::governance::registry::PluginVersion) -> Va
         "network_meaning": manifest.as_ref().filter(|m| m.network).map(|_| "serves the practitioners of every hospital of the network where it is active, not only that hospital's"),
         "description": manifest.as_ref().map(|m| json!({ "vi": m.description.vi, "en": m.description.en })),
         "config": manifest.as_ref().map(|m| &m.config),
+        // What the host enforces: each route's path, methods and roles.
+        "routes": manifest.as_ref().map(|m| &m.routes),
         "requested": describe(&v.requested),
         "granted": v.granted.as_deref().map(describe),
         "component_sha256": v.component_digest, "checks": v.checks,
@@ -274,7 +305,17 @@ async fn get_version(
     let decisions = rt.governance.registry.decisions(&id).await?;
     let mut view = version_view(&v);
     view["manifest"] = json!(v.manifest);
-    view["decisions"] = json!(decisions);
+    let mut decisions = json!(decisions);
+    // Screens name reviewers by name, not by their user id.
+    if let Some(list) = decisions.as_array_mut() {
+        for d in list {
+            let id = d["reviewer"].as_str().unwrap_or_default().to_owned();
+            if let Ok(Some(user)) = rt.identity.user(&id).await {
+                d["reviewer_name"] = json!(user.display_name);
+            }
+        }
+    }
+    view["decisions"] = decisions;
     Ok(Json(view))
 }
 
@@ -305,7 +346,7 @@ async fn approve(
     let decision = rt
         .governance
         .decide(
-            &p.subject,
+            rt.identity.person(&p).as_str(),
             &id,
             Decision::Approve {
                 granted,
@@ -357,7 +398,10 @@ async fn decide_with_reason(
     decision: Decision,
 ) -> Result<Json<Value>, ApiError> {
     require_role(p, &[Role::Reviewer])?;
-    let decided = rt.governance.decide(&p.subject, id, decision).await?;
+    let decided = rt
+        .governance
+        .decide(rt.identity.person(p).as_str(), id, decision)
+        .await?;
     Ok(Json(json!(decided)))
 }
 
@@ -370,7 +414,13 @@ async fn rollout(
     require_role(&p, &[Role::Reviewer])?;
     let done = rt
         .governance
-        .rollout(&p.subject, &id, &target, &rt.directory(), Some(p.clone()))
+        .rollout(
+            rt.identity.person(&p).as_str(),
+            &id,
+            &target,
+            &rt.directory(),
+            Some(p.clone()),
+        )
         .await?;
     Ok(Json(json!({ "activated": done })))
 }
@@ -439,7 +489,10 @@ async fn activate(
         mandatory: false,
         via: "hospital".into(),
     };
-    let activation = rt.governance.activate(&p.subject, ctx, request).await?;
+    let activation = rt
+        .governance
+        .activate(rt.identity.person(&p).as_str(), ctx, request)
+        .await?;
     Ok(Json(json!(activation)))
 }
 
@@ -450,7 +503,7 @@ async fn deactivate(
 ) -> Result<StatusCode, ApiError> {
     require_hospital_admin(&rt, &p, &hospital).await?;
     rt.governance
-        .deactivate(&p.subject, &hospital, &plugin)
+        .deactivate(rt.identity.person(&p).as_str(), &hospital, &plugin)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -503,9 +556,38 @@ async fn audit_verify(
     require_role(&p, &[Role::Reviewer, Role::Operator])?;
     let report = rt
         .governance
-        .audit
-        .verify()
+        .verify_audit()
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(json!(report)))
+}
+
+/// The signed checkpoints, in the export format, to store elsewhere.
+async fn audit_checkpoints(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    require_role(&p, &[Role::Reviewer, Role::Operator])?;
+    let export = rt
+        .governance
+        .export_checkpoints()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(export))
+}
+
+/// Sign a checkpoint of the chain's head now (on demand); refused with 409
+/// when the entries since the last checkpoint do not verify.
+async fn audit_checkpoint_now(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    require_role(&p, &[Role::Reviewer, Role::Operator])?;
+    match rt.governance.checkpoint_audit().await {
+        Ok(checkpoint) => Ok(Json(json!(checkpoint))),
+        Err(e @ crate::governance::audit::AuditError::Tampered(_)) => {
+            Err(ApiError::Conflict(e.to_string()))
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
 }

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::State;
+
+use super::extract::{Json, Path, require_json};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
@@ -56,15 +57,15 @@ impl From<ShareError> for ApiError {
 async fn staff_of(rt: &Runtime, p: &Principal, hospital: &str) -> Result<Actor, ApiError> {
     if is_staff_of(p, hospital) {
         // Assembling a claim's document is a read for payment.
-        let mut actor = Actor::staff(p.subject.clone(), hospital);
+        let mut actor = Actor::staff(rt.identity.person(p).into_string(), hospital);
         actor.name = Some(p.name.clone());
         actor.purpose = crate::records::Purpose::Payment;
         return Ok(actor);
     }
     rt.governance
         .audit
-        .append(AuditEvent {
-            actor: p.subject.clone(),
+        .append_refusal(AuditEvent {
+            actor: rt.identity.person(p).into_string(),
             action: "imaging_share.access_denied".into(),
             target: format!("hospital:{hospital}"),
             hospital_id: Some(hospital.to_owned()),
@@ -113,9 +114,11 @@ async fn create(
     State(rt): State<Arc<Runtime>>,
     Authenticated(p): Authenticated,
     Path(hospital): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let actor = staff_of(&rt, &p, &hospital).await?;
+    require_json(&headers)?;
     let body: CreateBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
     let h = rt
@@ -143,7 +146,7 @@ async fn create(
             &base,
             NewShare {
                 claim_id: body.claim_id,
-                assessor: assessor.id,
+                assessor: crate::identity::PersonRef::of_user(&assessor).into_string(),
                 diagnostic_report: body.diagnostic_report,
                 imaging_study: body.imaging_study,
                 dicomweb_base_url: body.dicomweb_base_url,
@@ -176,7 +179,7 @@ async fn read(
     Authenticated(p): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let share = rt.imaging.read(&p, &id).await?;
+    let share = rt.imaging.read(&p, &rt.identity.person(&p), &id).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
@@ -198,7 +201,7 @@ async fn list(
     let now = now_millis();
     let shares: Vec<Value> = rt
         .imaging
-        .list_for_assessor(&p.subject)
+        .list_for_assessor(&rt.identity.person(&p))
         .await?
         .iter()
         .map(|s| {
@@ -217,7 +220,10 @@ async fn revoke(
     Path((hospital, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     staff_of(&rt, &p, &hospital).await?;
-    let share = rt.imaging.revoke(&p, &hospital, &id).await?;
+    let share = rt
+        .imaging
+        .revoke(&p, &rt.identity.person(&p), &hospital, &id)
+        .await?;
     let now = now_millis();
     Ok(Json(json!(share.summary(now))))
 }

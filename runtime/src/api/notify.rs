@@ -6,11 +6,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+
+use super::extract::{Json, Query};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,15 +45,10 @@ impl From<NotifyError> for ApiError {
     }
 }
 
-/// Whose notifications: recipients are users of the platform's own
-/// directory, so a token of another issuer with the same `sub` never
-/// reads theirs.
+/// Whose notifications: the caller's [`crate::identity::PersonRef`], so a
+/// token of another issuer with the same `sub` never reads a local user's.
 fn recipient(rt: &Runtime, p: &crate::identity::Principal) -> String {
-    if p.issuer == rt.identity.issuer() {
-        p.subject.clone()
-    } else {
-        format!("{}#{}", p.issuer, p.subject)
-    }
+    rt.identity.person(p).into_string()
 }
 
 #[derive(Deserialize)]

@@ -4,17 +4,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+
+use super::extract::{Json, Path, Query};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::ApiError;
 use crate::Runtime;
+use crate::governance::registry::now_millis;
 use crate::identity::{Authenticated, Role};
+use crate::payment::gateway::{SandboxTickets, TicketError};
 use crate::payment::{IntentState, PaymentError, PaymentIntent};
 
 /// The payment routes.
@@ -55,8 +59,66 @@ fn escape(s: &str) -> String {
 /// The sandbox gateway as an actor of the audit trail.
 const SANDBOX: &str = "gateway:sandbox";
 
-/// Only sandbox intents have sandbox pages; the id (a random UUID) is the
-/// payer's capability to act on it, as a gateway's payment link is.
+/// The sandbox exists only on development and demo nodes; elsewhere its
+/// pages do not exist either.
+fn sandbox_tickets(rt: &Runtime) -> Result<&SandboxTickets, ApiError> {
+    rt.payments.sandbox().ok_or_else(|| {
+        ApiError::NotFound(
+            "the sandbox payment gateway is not offered by this server (development only: --demo or --payment-sandbox)"
+                .into(),
+        )
+    })
+}
+
+/// The payer's session on the sandbox: the ticket of their checkout link,
+/// bound to this intent and short-lived. Returns the payer's subject.
+fn payer_of(rt: &Runtime, id: &str, ticket: Option<&str>) -> Result<String, ApiError> {
+    let tickets = sandbox_tickets(rt)?;
+    let ticket = ticket
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized(TicketError::Missing.to_string()))?;
+    tickets
+        .check(ticket, id, now_millis())
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))
+}
+
+/// The `ticket` field of a query string or form body.
+fn ticket_field(form: &[u8]) -> Option<String> {
+    form_urlencoded::parse(form)
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// CSRF guard: a post must come from the sandbox page itself. Browsers send
+/// `Origin` (and `Sec-Fetch-Site`) with every form post; another site's,
+/// or an opaque (`null`) origin, is refused. Clients that send neither are
+/// not browsers and still need the payer's ticket.
+fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::Forbidden(
+            "cross-site request refused: sandbox payments are posted from the sandbox page only"
+                .into(),
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin" | "none"))
+    {
+        return Err(refused());
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let same = match (origin.to_str().ok(), host) {
+            (Some(o), Some(h)) => o == format!("http://{h}") || o == format!("https://{h}"),
+            _ => false,
+        };
+        if !same {
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
+
+/// Only sandbox intents have sandbox pages.
 async fn sandbox_intent(rt: &Runtime, id: &str) -> Result<PaymentIntent, ApiError> {
     let intent = rt.payments.get(id).await?;
     if intent.gateway != "sandbox" {
@@ -67,22 +129,45 @@ async fn sandbox_intent(rt: &Runtime, id: &str) -> Result<PaymentIntent, ApiErro
     Ok(intent)
 }
 
+/// The page holds the payer's ticket: not cached, not sent to other sites
+/// as a referrer, not framed by another page. (`no-referrer` would make
+/// the browser post `Origin: null`, which the CSRF guard refuses.)
+const SANDBOX_PAGE_HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::REFERRER_POLICY, "same-origin"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+];
+
 async fn sandbox_page(
     State(rt): State<Arc<Runtime>>,
     Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let ticket = query.as_deref().and_then(|q| ticket_field(q.as_bytes()));
+    payer_of(&rt, &id, ticket.as_deref())?;
     let i = sandbox_intent(&rt, &id).await?;
     let id = escape(&i.id);
+    let ticket = escape(ticket.as_deref().unwrap_or_default());
     let buttons = if i.state == IntentState::Pending {
-        format!(
-            "<form method=\"post\" action=\"/payments/sandbox/{id}/pay\"><button>Thanh toán (pay)</button></form>\
-             <form method=\"post\" action=\"/payments/sandbox/{id}/fail\"><button>Thất bại (fail)</button></form>\
-             <form method=\"post\" action=\"/payments/sandbox/{id}/cancel\"><button>Hủy (cancel)</button></form>"
-        )
+        let form = |action: &str, label: &str| {
+            format!(
+                "<form method=\"post\" action=\"/payments/sandbox/{id}/{action}\">\
+                 <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\"><button>{label}</button></form>"
+            )
+        };
+        [
+            form("pay", "Thanh toán (pay)"),
+            form("fail", "Thất bại (fail)"),
+            form("cancel", "Hủy (cancel)"),
+        ]
+        .concat()
     } else {
         String::new()
     };
-    Ok(Html(format!(
+    let html = format!(
         "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>Sandbox payment</title></head><body>\
          <h1>Cổng thanh toán thử nghiệm (sandbox)</h1><p>No real money moves here.</p>\
          <dl><dt>Amount</dt><dd id=\"amount\">{} VND</dd><dt>Purpose</dt><dd>{}</dd><dt>State</dt><dd id=\"state\">{}</dd></dl>\
@@ -90,13 +175,19 @@ async fn sandbox_page(
         i.amount,
         escape(&i.purpose),
         i.state.as_str()
-    )))
+    );
+    Ok((SANDBOX_PAGE_HEADERS, Html(html)).into_response())
 }
 
 async fn sandbox_act(
     State(rt): State<Arc<Runtime>>,
     Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    sandbox_tickets(&rt)?;
+    same_origin(&headers)?;
+    payer_of(&rt, &id, ticket_field(&body).as_deref())?;
     let i = sandbox_intent(&rt, &id).await?;
     match action.as_str() {
         "pay" => {

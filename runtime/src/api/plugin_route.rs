@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::{ApiError, RequestId};
@@ -14,6 +14,7 @@ use crate::Runtime;
 use crate::bindings::{Header, Request as PluginRequest};
 use crate::capabilities::identity::CallContext;
 use crate::governance::audit::AuditEvent;
+use crate::governance::manifest::{Manifest, RouteMatch};
 use crate::governance::service::Resolution;
 use crate::identity::{Principal, Role};
 use crate::metrics::{CallLabels, PluginLabels};
@@ -31,32 +32,93 @@ const HOST_HEADERS: [&str; 4] = [
     "x-request-id",
 ];
 
-pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response, ApiError> {
-    let target = Target::parse(req.uri().path())?;
-    // Bearer token present: it must be valid; absent: anonymous.
-    let principal = crate::identity::principal_from_headers(&rt, req.headers()).await?;
-    let mut response = call_as(&rt, req, target, principal).await?;
+pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Response {
+    let host = own_host(&req).map(str::to_owned);
+    let prefix = plugin_prefix(req.uri().path());
+    let mut response = match Target::parse(req.uri().path()) {
+        Ok(target) => {
+            // Bearer token present: it must be valid; absent: anonymous.
+            match crate::identity::principal_from_headers(&rt, req.headers()).await {
+                Ok(principal) => call_as(&rt, req, target, principal).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(IntoResponse::into_response);
     // A plugin's page opened directly on the platform's address runs in an
     // opaque origin, so its script can never read the consoles' session
-    // (ADR 0011). Appended: a plugin's own policy applies on top, and it
-    // cannot remove this one.
-    let headers = response.headers_mut();
-    headers.append(
-        axum::http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PLUGIN_CSP),
+    // (ADR 0011), and may send data only to its own plugin's routes.
+    // Appended: a plugin's own policy applies on top, and it cannot remove
+    // this one.
+    let policy = format!(
+        "{PLUGIN_CSP}; {}",
+        pinned_csp(host.as_deref(), prefix.as_deref())
     );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.append(axum::http::header::CONTENT_SECURITY_POLICY, value);
+    }
     headers.insert(
         axum::http::header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    headers.insert(
+        HeaderName::from_static("x-dns-prefetch-control"),
+        HeaderValue::from_static("off"),
+    );
     // Cookies set on the platform's host would outlive the sandbox.
     headers.remove(axum::http::header::SET_COOKIE);
-    Ok(response)
+    response
 }
 
 /// The sandbox every direct plugin response gets: scripts, forms and
 /// pop-ups run, without the platform's origin.
 pub const PLUGIN_CSP: &str = "sandbox allow-scripts allow-forms allow-popups";
+
+/// Where a plugin page may load from and send to: only `prefix` (its own
+/// plugin's routes) on this host, and nowhere without both. Inline scripts
+/// and styles run (the page is the plugin's own); what the policy guards is
+/// where data can go: fetch, beacons, images, fonts, media, forms, frames,
+/// workers and `<base>` all stay on the prefix.
+pub(super) fn pinned_csp(host: Option<&str>, prefix: Option<&str>) -> String {
+    let src = match (host, prefix) {
+        (Some(h), Some(p)) => format!("http://{h}{p} https://{h}{p}"),
+        _ => "'none'".to_owned(),
+    };
+    format!(
+        "default-src 'none'; script-src {src} 'unsafe-inline'; style-src {src} 'unsafe-inline'; \
+         img-src {src} data: blob:; font-src {src} data:; media-src {src} blob:; connect-src {src}; \
+         form-action {src}; frame-src 'none'; worker-src 'none'; object-src 'none'; \
+         manifest-src 'none'; base-uri 'none'"
+    )
+}
+
+/// This server's host (and port) as the client named it, when it is a
+/// plain host name or address (it goes into a policy).
+pub(super) fn own_host(req: &Request) -> Option<&str> {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    let plain = (1..=255).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    plain.then_some(host)
+}
+
+/// `/hospitals/{h}/plugins/{p}/` of a plugin path, when both are plain ids.
+fn plugin_prefix(raw_path: &str) -> Option<String> {
+    let rest = raw_path.strip_prefix("/hospitals/")?;
+    let mut segments = rest.splitn(4, '/');
+    let (hospital, keyword, plugin) = (segments.next()?, segments.next()?, segments.next()?);
+    (keyword == "plugins"
+        && crate::directory::validate_id(hospital).is_ok()
+        && crate::directory::validate_id(plugin).is_ok())
+    .then(|| format!("/hospitals/{hospital}/plugins/{plugin}/"))
+}
 
 /// A call into `target` for `principal`, with every check of a plugin
 /// route (the console's plugin frames pass the principal of their ticket).
@@ -118,6 +180,12 @@ pub(super) async fn call_as(
             }
         }
     };
+    check_declared_route(
+        &plugin.manifest,
+        parts.method.as_str(),
+        &target,
+        principal.as_ref(),
+    )?;
     let body = read_body(&parts.headers, body, rt.limits.max_request_bytes).await?;
 
     let request = PluginRequest {
@@ -141,6 +209,7 @@ pub(super) async fn call_as(
         hospital = %ctx.hospital.id, outcome = tracing::field::Empty);
     let started = ctx.started;
     let hospital_id = ctx.hospital.id.clone();
+    let ctx_hospital = hospital_id.clone();
 
     // Wait for a free instance slot, but not past the call's deadline.
     let slot =
@@ -179,7 +248,8 @@ pub(super) async fn call_as(
     match result {
         Ok(response) => into_http(response),
         Err(e) => {
-            tracing::warn!(error = %e, "plugin call failed");
+            tracing::warn!(plugin = %plugin.manifest.id, hospital = %ctx_hospital, code = e.code(),
+                error = %e, "plugin call failed");
             Err(e.into())
         }
     }
@@ -213,8 +283,8 @@ async fn authorize_call(
     }
     rt.governance
         .audit
-        .append(AuditEvent {
-            actor: p.subject.clone(),
+        .append_refusal(AuditEvent {
+            actor: rt.identity.person(p).into_string(),
             action: "access.denied".into(),
             target: format!("plugin:{plugin}"),
             hospital_id: Some(hospital.to_owned()),
@@ -225,6 +295,62 @@ async fn authorize_call(
     Err(ApiError::Forbidden(format!(
         "`{plugin}` at `{hospital}` serves that hospital's staff and citizens only"
     )))
+}
+
+/// The manifest's routes are the plugin's whole HTTP surface, as the
+/// reviewer approved it: an undeclared route is 404 and a caller with none
+/// of the route's roles 403, before the plugin runs.
+fn check_declared_route(
+    manifest: &Manifest,
+    method: &str,
+    target: &Target,
+    principal: Option<&Principal>,
+) -> Result<(), ApiError> {
+    let plugin = &manifest.id;
+    let path = cut(&target.path, 200);
+    let route = match manifest.route_for(method, &target.path) {
+        RouteMatch::Declared(route) => route,
+        RouteMatch::MethodNotDeclared(methods) => {
+            return Err(ApiError::NotFound(format!(
+                "plugin `{plugin}` declares `{path}` for {} only, not {method}",
+                methods.join(", ")
+            )));
+        }
+        RouteMatch::NotDeclared => {
+            return Err(ApiError::NotFound(format!(
+                "plugin `{plugin}` declares no route `{path}`"
+            )));
+        }
+    };
+    if route.roles.is_empty() {
+        return Ok(());
+    }
+    let Some(p) = principal else {
+        return Err(ApiError::Unauthorized(format!(
+            "`{}` of plugin `{plugin}` requires a bearer token",
+            route.path
+        )));
+    };
+    if p.roles
+        .iter()
+        .any(|r| route.roles.iter().any(|allowed| allowed == r.as_str()))
+    {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "{method} `{}` of plugin `{plugin}` serves the roles {} only",
+        route.path,
+        route.roles.join(", ")
+    )))
+}
+
+/// At most `max` bytes of `s`, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The parts of a plugin URL.

@@ -3,17 +3,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+
+use super::extract::{Json, Path};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::Runtime;
-use crate::identity::{Authenticated, Principal, Role};
+use crate::identity::{Authenticated, PersonRef, Principal, Role};
 use crate::records::access::AccessStore;
 use crate::video::ParticipantRole;
 use crate::video::rooms::{Invitee, NewRoom, Room, VideoError, participant_json, role_name};
@@ -145,6 +147,7 @@ async fn create_room(
         }
         s => s.map(|s| s * 1000),
     };
+    let me = rt.identity.person(&p);
     let room = rt
         .video
         .create_room(NewRoom {
@@ -154,7 +157,7 @@ async fn create_room(
             max_participants: body.max_participants.unwrap_or(10),
             scheduled_at,
             consultation_id: body.consultation_id,
-            created_by: p.subject.clone(),
+            created_by: me.to_string(),
             created_by_plugin: None,
         })
         .await?;
@@ -164,12 +167,12 @@ async fn create_room(
         .invite(
             &room,
             &Invitee {
-                subject: p.subject.clone(),
+                subject: me.to_string(),
                 display_name: p.name.clone(),
                 hospital_id: Some(host),
                 role: ParticipantRole::Chair,
             },
-            &p.subject,
+            me.as_str(),
         )
         .await?;
     let mut out = room.to_json();
@@ -192,7 +195,8 @@ async fn invite(
     Json(body): Json<InviteBody>,
 ) -> Result<Response, ApiError> {
     let room = rt.video.room(&room).await?;
-    if !(rt.video.is_chair(&room.id, &p.subject).await? || is_host_admin(&p, &room)) {
+    let me = rt.identity.person(&p);
+    if !(rt.video.is_chair(&room.id, &me).await? || is_host_admin(&p, &room)) {
         return Err(ApiError::Forbidden(
             "the room's chair or its host hospital's admin invites".into(),
         ));
@@ -207,12 +211,12 @@ async fn invite(
         .invite(
             &room,
             &Invitee {
-                subject: user.id,
+                subject: PersonRef::of_user(&user).into_string(),
                 display_name: user.display_name,
                 hospital_id: user.hospital_id,
                 role: body.role,
             },
-            &p.subject,
+            me.as_str(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(participant_json(&inv, &[]))).into_response())
@@ -235,7 +239,7 @@ async fn issue_token(
     let room = rt.video.room(&room).await?;
     let inv = rt
         .video
-        .invitation_of(&room.id, &p.subject)
+        .invitation_of(&room.id, &rt.identity.person(&p))
         .await?
         .filter(|i| i.removed_at.is_none())
         .ok_or_else(|| ApiError::Forbidden("you are not invited to this room".into()))?;
@@ -269,7 +273,7 @@ async fn participants(
     let room = rt.video.room(&room).await?;
     let invited = rt
         .video
-        .invitation_of(&room.id, &p.subject)
+        .invitation_of(&room.id, &rt.identity.person(&p))
         .await?
         .is_some_and(|i| i.removed_at.is_none());
     if !(invited || is_host_admin(&p, &room)) {
@@ -290,12 +294,13 @@ async fn admit(
     Path((room, participant)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let room = rt.video.room(&room).await?;
-    if !rt.video.is_chair(&room.id, &p.subject).await? {
+    let me = rt.identity.person(&p);
+    if !rt.video.is_chair(&room.id, &me).await? {
         return Err(ApiError::Forbidden(
             "only the room's chair admits participants".into(),
         ));
     }
-    let inv = rt.video.admit(&room, &participant, &p.subject).await?;
+    let inv = rt.video.admit(&room, &participant, me.as_str()).await?;
     Ok(Json(participant_json(&inv, &[])))
 }
 
@@ -305,12 +310,13 @@ async fn remove(
     Path((room, participant)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let room = rt.video.room(&room).await?;
-    if !(rt.video.is_chair(&room.id, &p.subject).await? || is_host_admin(&p, &room)) {
+    let me = rt.identity.person(&p);
+    if !(rt.video.is_chair(&room.id, &me).await? || is_host_admin(&p, &room)) {
         return Err(ApiError::Forbidden(
             "the room's chair or its host hospital's admin removes participants".into(),
         ));
     }
-    let inv = rt.video.remove(&room, &participant, &p.subject).await?;
+    let inv = rt.video.remove(&room, &participant, me.as_str()).await?;
     Ok(Json(participant_json(&inv, &[])))
 }
 
@@ -320,11 +326,12 @@ async fn end(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let room = rt.video.room(&room).await?;
-    if !(rt.video.is_chair(&room.id, &p.subject).await? || is_host_admin(&p, &room)) {
+    let me = rt.identity.person(&p);
+    if !(rt.video.is_chair(&room.id, &me).await? || is_host_admin(&p, &room)) {
         return Err(ApiError::Forbidden(
             "the room's chair or its host hospital's admin ends the room".into(),
         ));
     }
-    let room = rt.video.end(&room, &p.subject).await?;
+    let room = rt.video.end(&room, me.as_str()).await?;
     Ok(Json(room.to_json()))
 }

@@ -112,6 +112,11 @@ impl Directory {
         self.notifications.as_ref()
     }
 
+    /// The person `p` stands for (see [`crate::identity::PersonRef`]).
+    pub fn person(&self, p: &Principal) -> crate::identity::PersonRef {
+        self.people.person(p)
+    }
+
     /// Whether `id` names a user of the platform (any role).
     pub async fn user_exists(&self, id: &str) -> Result<bool, crate::identity::IdentityError> {
         if id.is_empty() || id.len() > MAX_LOOKUP_ID {
@@ -195,7 +200,9 @@ impl Host for CallState {
             plugin_id: ctx.plugin_id.clone(),
             request_id: ctx.request_id.clone(),
             principal: ctx.principal.as_ref().map(|p| wit::Principal {
-                subject: p.subject.clone(),
+                // Issuer-qualified for external people, so data a plugin
+                // keys by subject never collides with a local user's.
+                subject: ctx.directory.person(p).into_string(),
                 name: p.name.clone(),
                 roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
                 hospital: p
@@ -203,8 +210,9 @@ impl Host for CallState {
                     .as_deref()
                     .and_then(|id| ctx.directory.hospital(id))
                     .map(Into::into),
-                national_id: p.national_id.clone(),
-                health_id: p.health_id.clone(),
+                // Only with `identity:national-ids` (issue 12 item 11).
+                national_id: p.national_id.clone().filter(|_| self.national_ids),
+                health_id: p.health_id.clone().filter(|_| self.national_ids),
             }),
         })
     }

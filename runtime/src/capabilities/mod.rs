@@ -27,6 +27,15 @@ pub const PACKAGE: &str = "vtelehealth:platform";
 /// older patch release of the same minor version keep working.
 pub const PACKAGE_VERSION: &str = "0.1.0";
 
+/// The grant that adds citizens' national identifiers (citizen ID/CCCD and
+/// health ID/BHXH) to what `identity` shows a plugin; without it they are
+/// absent.
+pub const NATIONAL_IDS_GRANT: &str = "identity:national-ids";
+/// The scope of [`NATIONAL_IDS_GRANT`] within `identity`.
+pub const NATIONAL_IDS_SCOPE: &str = "national-ids";
+/// [`NATIONAL_IDS_GRANT`] in plain words, for reviewers.
+pub const NATIONAL_IDS_MEANING: &str = "also read the calling citizen's own citizen ID (CCCD) and health insurance number (BHXH); without this grant the plugin never sees them";
+
 /// A capability a plugin can be granted: one imported WIT interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {

@@ -76,7 +76,7 @@ impl CallState {
             .send(
                 &self.ctx.hospital.id,
                 &self.ctx.plugin_id,
-                &sender.subject,
+                self.ctx.directory.person(sender).as_str(),
                 &recipients,
                 &message,
             )

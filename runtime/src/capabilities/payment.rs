@@ -84,7 +84,7 @@ impl CallState {
     fn actor(&self) -> String {
         self.ctx.principal.as_ref().map_or_else(
             || format!("plugin:{}", self.ctx.plugin_id),
-            |p| p.subject.clone(),
+            |p| self.ctx.directory.person(p).into_string(),
         )
     }
 
@@ -138,9 +138,17 @@ impl Host for CallState {
             Err(e) => return Ok(Err(e)),
         };
         let (hospital, plugin) = self.pair();
-        Ok(p.checkout(&hospital, &plugin, &id, &return_path)
-            .await
-            .map_err(Into::into))
+        // The sandbox's link carries the caller's session (a ticket).
+        let payer = self
+            .ctx
+            .principal
+            .as_ref()
+            .map(|p| self.ctx.directory.person(p).into_string());
+        Ok(
+            p.checkout_as(&hospital, &plugin, &id, &return_path, payer.as_deref())
+                .await
+                .map_err(Into::into),
+        )
     }
 
     #[instrument(level = "debug", skip_all, fields(plugin = %self.ctx.plugin_id, hospital = %self.ctx.hospital.id))]

@@ -144,7 +144,7 @@ impl CallState {
             let actor = Actor {
                 subject: principal.map_or_else(
                     || format!("plugin:{}", self.ctx.plugin_id),
-                    |p| p.subject.clone(),
+                    |p| self.ctx.directory.person(p).into_string(),
                 ),
                 name: principal.map(|p| p.name.clone()),
                 hospital_id: self.ctx.hospital.id.clone(),
@@ -396,7 +396,7 @@ impl CallState {
         }
         match &self.ctx.principal {
             Some(p) if p.has_role(Role::Practitioner) => match &p.hospital_id {
-                Some(h) => Ok((p.subject.clone(), h.clone())),
+                Some(h) => Ok((self.ctx.directory.person(p).into_string(), h.clone())),
                 None => Err(denied("the practitioner belongs to no hospital")),
             },
             _ => Err(denied(

@@ -10,7 +10,7 @@ use tracing::instrument;
 use crate::bindings::WitError;
 use crate::bindings::vtelehealth::platform::video::{self as wit, Host};
 use crate::capabilities::Capability;
-use crate::identity::{Principal, Role};
+use crate::identity::{PersonRef, Principal, Role};
 use crate::records::access::AccessStore;
 use crate::sandbox::CallState;
 use crate::video::ParticipantRole;
@@ -166,7 +166,7 @@ impl CallState {
                 max_participants: spec.max_participants,
                 scheduled_at,
                 consultation_id: spec.consultation_id,
-                created_by: p.subject.clone(),
+                created_by: self.ctx.directory.person(p).into_string(),
                 created_by_plugin: Some(self.ctx.plugin_id.clone()),
             })
             .await?;
@@ -193,12 +193,16 @@ impl CallState {
             .invite(
                 &room,
                 &Invitee {
-                    subject: user.id,
+                    subject: PersonRef::of_user(&user).into_string(),
                     display_name: user.display_name,
                     hospital_id: user.hospital_id,
                     role: role.into(),
                 },
-                &format!("{} via plugin {}", p.subject, self.ctx.plugin_id),
+                &format!(
+                    "{} via plugin {}",
+                    self.ctx.directory.person(p),
+                    self.ctx.plugin_id
+                ),
             )
             .await?;
         Ok(participant(&inv, &[]))
@@ -217,7 +221,7 @@ impl CallState {
             .ctx
             .principal
             .as_ref()
-            .is_some_and(|p| p.subject == inv.subject);
+            .is_some_and(|p| self.ctx.directory.person(p) == inv.subject);
         if !is_invitee {
             self.video_staff()?;
         }
@@ -256,7 +260,11 @@ impl CallState {
         let video = self.video()?;
         let p = self.video_staff()?;
         let room = self.own_room(&video, &room).await?;
-        let by = format!("{} via plugin {}", p.subject, self.ctx.plugin_id);
+        let by = format!(
+            "{} via plugin {}",
+            self.ctx.directory.person(p),
+            self.ctx.plugin_id
+        );
         Ok(wit_room(&video.end(&room, &by).await?))
     }
 }

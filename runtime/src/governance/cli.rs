@@ -256,7 +256,7 @@ capabilities = ["log"]
 vi = "Mô tả ngắn bằng tiếng Việt."
 en = "A short description in English."
 
-# Informative for reviewers: what the plugin serves and to whom.
+# Every route the plugin serves, and to whom: the host refuses any other.
 [[routes]]
 path = "/"
 methods = ["GET"]

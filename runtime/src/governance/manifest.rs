@@ -88,6 +88,11 @@ impl CapabilityRequest {
                 })
                 .collect();
             text.push_str(&format!(": {}", words.join("; ")));
+        } else if self.capability == Capability::Identity {
+            // Its only scope adds to the capability rather than narrowing it.
+            if !self.scopes.is_empty() {
+                text.push_str(&format!("; {}", crate::capabilities::NATIONAL_IDS_MEANING));
+            }
         } else if !self.scopes.is_empty() {
             text.push_str(&format!(" (only: {})", self.scopes.join(", ")));
         }
@@ -95,17 +100,28 @@ impl CapabilityRequest {
     }
 }
 
-impl fmt::Display for CapabilityRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.scopes.is_empty() {
-            return f.write_str(self.capability.name());
-        }
-        let entries: Vec<String> = self
+impl CapabilityRequest {
+    /// The grant strings of this request (`kv`, `records:…`). `identity`'s
+    /// scope adds to it, so the bare name comes too: a reviewer can grant
+    /// `identity` and withhold `identity:national-ids`.
+    pub fn grant_strings(&self) -> Vec<String> {
+        let scoped = self
             .scopes
             .iter()
-            .map(|s| format!("{}:{s}", self.capability))
-            .collect();
-        f.write_str(&entries.join(", "))
+            .map(|s| format!("{}:{s}", self.capability));
+        if self.scopes.is_empty() || self.capability == Capability::Identity {
+            std::iter::once(self.capability.name().to_owned())
+                .chain(scoped)
+                .collect()
+        } else {
+            scoped.collect()
+        }
+    }
+}
+
+impl fmt::Display for CapabilityRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.grant_strings().join(", "))
     }
 }
 
@@ -133,15 +149,62 @@ pub struct Events {
     pub subscribe: Vec<String>,
 }
 
-/// An HTTP route the plugin serves. Informative for reviewers: the runtime
-/// does not enforce routes yet.
+/// An HTTP route the plugin serves. The host answers only declared routes
+/// (404 otherwise) and only for callers with one of `roles` (403
+/// otherwise), before the plugin runs; no roles: every caller the platform
+/// admits to the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// A path template: literal segments and `{name}` segments, each of
+    /// which matches one non-empty segment.
     pub path: String,
     pub methods: Vec<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+}
+
+impl Route {
+    /// Whether the (raw, still percent-encoded) path segments `segments`
+    /// fit this route's template. Segments are compared as the SDK's
+    /// `Request::segments` splits them: empty ones are skipped, nothing is
+    /// decoded, so the host and the plugin see the same route.
+    pub fn matches(&self, segments: &[&str]) -> bool {
+        let template = path_segments(&self.path);
+        template.len() == segments.len()
+            && template
+                .iter()
+                .zip(segments)
+                .all(|(t, s)| is_parameter(t) || t == s)
+    }
+}
+
+/// The non-empty `/`-separated segments of `path`.
+pub fn path_segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+fn is_parameter(segment: &str) -> bool {
+    segment
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+/// What the manifest says about one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteMatch<'a> {
+    /// A declared route serves this method and path.
+    Declared(&'a Route),
+    /// The path is declared, but not for this method.
+    MethodNotDeclared(Vec<&'a str>),
+    /// No declared route has this path.
+    NotDeclared,
 }
 
 /// The plugin's configuration: a JSON Schema for a hospital's configuration
@@ -307,6 +370,24 @@ impl Manifest {
         self.capabilities.iter().map(|r| r.capability).collect()
     }
 
+    /// The declared route serving `method` on `path` (below the mount
+    /// point, without the query), if any.
+    pub fn route_for(&self, method: &str, path: &str) -> RouteMatch<'_> {
+        let segments = path_segments(path);
+        let mut methods = Vec::new();
+        for route in self.routes.iter().filter(|r| r.matches(&segments)) {
+            if route.methods.iter().any(|m| m == method) {
+                return RouteMatch::Declared(route);
+            }
+            methods.extend(route.methods.iter().map(String::as_str));
+        }
+        if methods.is_empty() {
+            RouteMatch::NotDeclared
+        } else {
+            RouteMatch::MethodNotDeclared(methods)
+        }
+    }
+
     /// One plain-words line per requested capability, for reviewers.
     pub fn describe_capabilities(&self) -> Vec<String> {
         self.capabilities
@@ -330,6 +411,7 @@ pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
 /// `"kv"` or `"kv:scope"` entries, merged by capability.
 fn parse_capabilities(entries: &[String]) -> Result<Vec<CapabilityRequest>, ManifestError> {
     let mut out: Vec<CapabilityRequest> = Vec::new();
+    let mut bare_identity = false;
     for entry in entries {
         let (name, scope) = match entry.split_once(':') {
             Some((name, scope)) => (name, Some(scope)),
@@ -345,6 +427,10 @@ fn parse_capabilities(entries: &[String]) -> Result<Vec<CapabilityRequest>, Mani
                     "`{entry}`: a scope is 1-128 printable characters without spaces or commas"
                 ),
             ));
+        }
+        if capability == Capability::Identity {
+            add_identity(&mut out, &mut bare_identity, entry, scope)?;
+            continue;
         }
         let existing = out.iter_mut().find(|r| r.capability == capability);
         match (existing, scope) {
@@ -376,7 +462,59 @@ fn parse_capabilities(entries: &[String]) -> Result<Vec<CapabilityRequest>, Mani
     if let Some(r) = out.iter().find(|r| r.capability == Capability::Records) {
         crate::records::scopes::check_request(&r.scopes).map_err(|e| field("capabilities", e))?;
     }
+    if !bare_identity && out.iter().any(|r| r.capability == Capability::Identity) {
+        return Err(field(
+            "capabilities",
+            format!(
+                "`{}` adds to `identity`: list `identity` too",
+                crate::capabilities::NATIONAL_IDS_GRANT
+            ),
+        ));
+    }
     Ok(out)
+}
+
+/// `identity` and its one scope, `national-ids`, which adds the citizen's
+/// national identifiers to it (so both are listed).
+fn add_identity(
+    out: &mut Vec<CapabilityRequest>,
+    bare: &mut bool,
+    entry: &str,
+    scope: Option<&str>,
+) -> Result<(), ManifestError> {
+    use crate::capabilities::NATIONAL_IDS_SCOPE;
+    if scope.is_some_and(|s| s != NATIONAL_IDS_SCOPE) {
+        return Err(field(
+            "capabilities",
+            format!("`{entry}`: the only scope of `identity` is `{NATIONAL_IDS_SCOPE}`"),
+        ));
+    }
+    let index = match out
+        .iter()
+        .position(|r| r.capability == Capability::Identity)
+    {
+        Some(i) => i,
+        None => {
+            out.push(CapabilityRequest {
+                capability: Capability::Identity,
+                scopes: Vec::new(),
+            });
+            out.len() - 1
+        }
+    };
+    let request = &mut out[index];
+    let twice = match scope {
+        None => std::mem::replace(bare, true),
+        Some(s) if request.scopes.iter().any(|x| x == s) => true,
+        Some(s) => {
+            request.scopes.push(s.to_owned());
+            false
+        }
+    };
+    if twice {
+        return Err(field("capabilities", format!("`{entry}` is listed twice")));
+    }
+    Ok(())
 }
 
 fn is_scope(scope: &str) -> bool {
@@ -397,6 +535,18 @@ fn check_route(route: &Route) -> Result<(), ManifestError> {
             format!("`{}` must start with '/' and have no spaces", route.path),
         ));
     }
+    if let Some(bad) = path_segments(&route.path)
+        .into_iter()
+        .find(|s| (s.contains('{') || s.contains('}')) && !is_parameter(s))
+    {
+        return Err(field(
+            "routes.path",
+            format!(
+                "`{bad}` in `{}`: a parameter is a whole segment `{{name}}` (a-z, 0-9, '_')",
+                route.path
+            ),
+        ));
+    }
     if route.methods.is_empty() {
         return Err(field(
             "routes.methods",
@@ -413,10 +563,14 @@ fn check_route(route: &Route) -> Result<(), ManifestError> {
             format!("`{m}` is not one of {}", METHODS.join(", ")),
         ));
     }
-    if let Some(r) = route.roles.iter().find(|r| validate_id(r).is_err()) {
+    let known: Vec<&str> = crate::identity::Role::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    if let Some(r) = route.roles.iter().find(|r| !known.contains(&r.as_str())) {
         return Err(field(
             "routes.roles",
-            format!("`{r}` is not a role name (a-z, 0-9, '-')"),
+            format!("`{r}` is not a role; roles are {}", known.join(", ")),
         ));
     }
     Ok(())
@@ -494,6 +648,28 @@ en = "Counts visits."
     }
 
     #[test]
+    fn national_ids_are_a_grant_of_their_own_within_identity() {
+        let m = parse(
+            r#"capabilities = ["log", "identity:national-ids", "identity"]"#,
+            "",
+        )
+        .expect("valid");
+        assert_eq!(
+            m.requested(),
+            [Capability::Log, Capability::Identity].into()
+        );
+        let identity = &m.capabilities[1];
+        assert_eq!(
+            identity.grant_strings(),
+            ["identity", "identity:national-ids"]
+        );
+        assert!(identity.describe().contains("citizen ID (CCCD)"));
+        let plain = parse(r#"capabilities = ["identity"]"#, "").expect("valid");
+        assert_eq!(plain.capabilities[0].grant_strings(), ["identity"]);
+        assert!(!plain.capabilities[0].describe().contains("CCCD"));
+    }
+
+    #[test]
     fn parses_every_section() {
         let m = parse(
             r#"capabilities = ["log", "kv:visits", "kv:settings", "identity"]
@@ -550,6 +726,21 @@ greeting = "Xin chào"
             (r#"capabilities = ["kv", "kv"]"#, "", "listed twice"),
             (r#"capabilities = ["kv", "kv:a"]"#, "", "with and without"),
             (r#"capabilities = ["kv:a b"]"#, "", "scope"),
+            (
+                r#"capabilities = ["identity:national-ids"]"#,
+                "",
+                "list `identity` too",
+            ),
+            (
+                r#"capabilities = ["identity", "identity:everything"]"#,
+                "",
+                "the only scope of `identity`",
+            ),
+            (
+                r#"capabilities = ["identity", "identity"]"#,
+                "",
+                "listed twice",
+            ),
             (
                 r#"events = { subscribe = ["Bad Event"] }"#,
                 "",
@@ -613,6 +804,67 @@ greeting = "Xin chào"
     }
 
     #[test]
+    fn routes_match_their_templates_segment_by_segment() {
+        let m = parse(
+            "",
+            r#"
+[[routes]]
+path = "/orders"
+methods = ["GET", "POST"]
+
+[[routes]]
+path = "/orders/{id}/cancel"
+methods = ["POST"]
+roles = ["citizen"]
+
+[[routes]]
+path = "/"
+methods = ["GET"]
+"#,
+        )
+        .expect("valid");
+        let declared = |method, path| matches!(m.route_for(method, path), RouteMatch::Declared(_));
+        assert!(declared("GET", "/"));
+        assert!(declared("GET", "/orders"));
+        assert!(declared("POST", "/orders/"));
+        assert!(declared("POST", "/orders/o-1/cancel"));
+        assert!(declared("POST", "//orders//o%2F1/cancel"));
+        assert_eq!(m.route_for("GET", "/settle"), RouteMatch::NotDeclared);
+        assert_eq!(
+            m.route_for("POST", "/orders/cancel"),
+            RouteMatch::NotDeclared
+        );
+        assert_eq!(
+            m.route_for("POST", "/orders/a/b/cancel"),
+            RouteMatch::NotDeclared
+        );
+        assert_eq!(m.route_for("GET", "/%6Frders"), RouteMatch::NotDeclared);
+        assert_eq!(
+            m.route_for("DELETE", "/orders"),
+            RouteMatch::MethodNotDeclared(vec!["GET", "POST"])
+        );
+        let cancel = match m.route_for("POST", "/orders/x/cancel") {
+            RouteMatch::Declared(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cancel.roles, ["citizen"]);
+        for (path, roles, expected) in [
+            ("/orders/{id", "[]", "a parameter"),
+            ("/orders/{}", "[]", "a parameter"),
+            ("/orders/x{id}", "[]", "a parameter"),
+            ("/orders", r#"["doctor"]"#, "is not a role"),
+        ] {
+            let err = parse(
+                "",
+                &format!("[[routes]]\npath = \"{path}\"\nmethods = [\"GET\"]\nroles = {roles}\n"),
+            )
+            .expect_err(path)
+            .to_string();
+            assert!(err.contains(expected), "{path}: {err}");
+        }
+    }
+
+    #[test]
     fn semver() {
         for ok in ["0.1.0", "1.2.3-beta.1", "10.0.0+build.5", "1.0.0-rc.1+x"] {
             assert!(is_semver(ok), "{ok}");
@@ -625,7 +877,13 @@ greeting = "Xin chào"
     #[test]
     fn the_reference_manifests_parse() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-        for id in ["hello", "visit-counter"] {
+        for id in [
+            "hello",
+            "visit-counter",
+            "his-hl7v2",
+            "epharmacy",
+            "teleconsult",
+        ] {
             let text = std::fs::read_to_string(root.join(id).join("plugin.toml")).expect("read");
             let m = Manifest::parse(&text).unwrap_or_else(|e| panic!("{id}: {e}"));
             assert_eq!(m.id, id);

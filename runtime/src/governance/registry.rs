@@ -22,6 +22,9 @@ pub enum GovernanceError {
     Invalid(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A note or reason over its maximum ([`crate::text_limits`]).
+    #[error(transparent)]
+    TooLong(#[from] crate::text_limits::TooLong),
     #[error("storage error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -732,6 +735,17 @@ pub enum Decision {
     Revoke {
         reason: String,
     },
+}
+
+impl Decision {
+    /// Refuse a note or reason over its documented maximum.
+    pub fn check_text(&self) -> Result<(), crate::text_limits::TooLong> {
+        use crate::text_limits::{NOTE, REASON, check};
+        match self {
+            Self::Approve { note, .. } => check("note", note, NOTE),
+            Self::Reject { reason } | Self::Revoke { reason } => check("reason", reason, REASON),
+        }
+    }
 }
 
 /// An activation (or upgrade) to record.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::audit::AuditLog;
 use super::bundle::Bundle;
 use super::checks::{CheckReport, check_submission};
-use super::manifest::{Manifest, compile_schema};
+use super::manifest::{CapabilityRequest, Manifest, compile_schema};
 use super::registry::{
     Activation, ActivationChange, Decision, GovernanceError, NewVersion, PluginVersion, Registry,
     ReviewDecision,
@@ -84,12 +84,17 @@ pub struct Governance {
     pub audit: AuditLog,
     master: MasterKey,
     signer: PlatformSigner,
+    /// Signs checkpoints of the audit chain's head.
+    checkpoint_signer: PlatformSigner,
     engine: Arc<PluginEngine>,
     /// version id → linked plugin; a version's code never changes.
     compiled: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     /// (hospital, plugin) → resolution, valid for `epoch`.
     resolved: RwLock<HashMap<(String, String), Resolution>>,
     epoch: AtomicI64,
+    /// Whether activations may leave payments to the built-in sandbox
+    /// (`--demo` or `--payment-sandbox` only).
+    payment_sandbox: bool,
 }
 
 /// Capabilities named in grant strings (`kv`, `records:patient/…`).
@@ -106,16 +111,7 @@ pub fn requested_strings(manifest_text: &str) -> Vec<String> {
         .map(|m| {
             m.capabilities
                 .iter()
-                .flat_map(|c| {
-                    if c.scopes.is_empty() {
-                        vec![c.capability.name().to_owned()]
-                    } else {
-                        c.scopes
-                            .iter()
-                            .map(|s| format!("{}:{s}", c.capability.name()))
-                            .collect()
-                    }
-                })
+                .flat_map(CapabilityRequest::grant_strings)
                 .collect()
         })
         .unwrap_or_default()
@@ -137,8 +133,12 @@ impl Governance {
         let signer = master
             .platform_signer()
             .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
+        let checkpoint_signer = master
+            .audit_checkpoint_signer()
+            .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
         let epoch = registry.epoch().await?;
         Ok(Self {
+            checkpoint_signer,
             audit: AuditLog::new(registry.db().clone()),
             registry,
             master,
@@ -147,7 +147,72 @@ impl Governance {
             compiled: RwLock::default(),
             resolved: RwLock::default(),
             epoch: AtomicI64::new(epoch),
+            payment_sandbox: false,
         })
+    }
+
+    /// Let activations that take payments use the built-in sandbox gateway
+    /// (development and demo nodes only).
+    pub fn allow_payment_sandbox(mut self, allow: bool) -> Self {
+        self.payment_sandbox = allow;
+        self
+    }
+
+    /// The key that signs checkpoints of the audit chain.
+    pub fn checkpoint_signer(&self) -> &PlatformSigner {
+        &self.checkpoint_signer
+    }
+
+    /// Sign a checkpoint of the audit chain's head now.
+    pub async fn checkpoint_audit(
+        &self,
+    ) -> Result<super::audit::Checkpoint, super::audit::AuditError> {
+        self.audit.checkpoint(&self.checkpoint_signer).await
+    }
+
+    /// Verify the audit chain and its stored checkpoints.
+    pub async fn verify_audit(
+        &self,
+    ) -> Result<super::audit::VerifyReport, super::audit::AuditError> {
+        self.audit
+            .verify_with(&super::audit::CheckpointCheck {
+                public_key: Some(self.checkpoint_signer.public_key().to_vec()),
+                exported: Vec::new(),
+            })
+            .await
+    }
+
+    /// The checkpoints as an operator stores them elsewhere, with the
+    /// public key that verifies them.
+    pub async fn export_checkpoints(&self) -> Result<Value, super::audit::AuditError> {
+        Ok(super::audit::export_checkpoints(
+            &self.checkpoint_signer,
+            &self.audit.checkpoints().await?,
+        ))
+    }
+
+    /// Every `checkpoint_every`, sign a checkpoint of the audit chain; every
+    /// few seconds, write the aggregates of refusal windows that ended.
+    pub fn spawn_audit_tasks(self: &Arc<Self>, checkpoint_every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let flush_every = Duration::from_secs(5);
+            let mut since_checkpoint = Duration::ZERO;
+            loop {
+                tokio::time::sleep(flush_every).await;
+                let Some(g) = weak.upgrade() else { break };
+                if let Err(e) = g.audit.flush_refusals(false).await {
+                    tracing::warn!(error = %e, "writing aggregated refusals failed");
+                }
+                since_checkpoint += flush_every;
+                if since_checkpoint >= checkpoint_every {
+                    since_checkpoint = Duration::ZERO;
+                    if let Err(e) = g.checkpoint_audit().await {
+                        tracing::error!(error = %e, "audit checkpoint failed");
+                    }
+                }
+            }
+        });
     }
 
     /// The platform key that signs review decisions.
@@ -253,10 +318,16 @@ impl Governance {
         let manifest = Manifest::parse_structure(&version.manifest)
             .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
         let records = RecordGrant::from_grants(granted.iter().map(String::as_str));
+        let national_ids = granted
+            .iter()
+            .any(|g| g == crate::capabilities::NATIONAL_IDS_GRANT);
         let granted = grant_capabilities(granted);
         let engine = self.engine.clone();
         let plugin = tokio::task::spawn_blocking(move || {
-            prepare_granted(&engine, manifest, &component, granted, records)
+            prepare_granted(&engine, manifest, &component, granted, records).map(|mut p| {
+                p.national_ids = national_ids;
+                p
+            })
         })
         .await
         .map_err(|e| GovernanceError::Invalid(format!("loader task failed: {e}")))?
@@ -310,7 +381,7 @@ impl Governance {
                 });
             }
             self.audit
-                .append(super::audit::AuditEvent {
+                .append_refusal(super::audit::AuditEvent {
                     actor: actor.into(),
                     action: "plugin.submission_refused".into(),
                     target: format!("vendor:{vendor_id}"),
@@ -352,6 +423,7 @@ impl Governance {
         version_id: &str,
         decision: Decision,
     ) -> Result<ReviewDecision, GovernanceError> {
+        decision.check_text()?;
         let version = self.version(version_id).await?;
         let decided = self
             .registry
@@ -404,9 +476,25 @@ impl Governance {
         };
         // Payment terms are the host's, not the plugin's: refuse bad ones now
         // rather than at the first payment.
-        if config.get("payment").is_some() {
-            crate::payment::PaymentTerms::from_activation(&config, &secrets_for_hook)
+        // A module granted `payment` must name a real gateway unless this
+        // node offers the sandbox: never fall back to it silently.
+        let takes_payments = version
+            .granted
+            .as_deref()
+            .is_some_and(|g| grant_capabilities(g).contains(&Capability::Payment));
+        if config.get("payment").is_some() || takes_payments {
+            let terms = crate::payment::PaymentTerms::from_activation(&config, &secrets_for_hook)
                 .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
+            if takes_payments
+                && terms.gateway == crate::payment::gateway::GatewayKind::Sandbox
+                && !self.payment_sandbox
+            {
+                return Err(GovernanceError::Invalid(format!(
+                    "`{}`: {}",
+                    version.plugin_id,
+                    crate::payment::NO_GATEWAY
+                )));
+            }
         }
         if version.state == super::registry::VersionState::Approved {
             let granted = version.granted.clone().unwrap_or_default();

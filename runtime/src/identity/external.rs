@@ -44,17 +44,77 @@ pub struct TrustedIssuer {
     /// Least time between two JWKS fetches triggered by unknown key ids.
     #[serde(default = "default_min_refresh_secs")]
     pub min_refresh_secs: u64,
-    /// Platform roles this issuer may assert; any other role in its tokens
-    /// is dropped. The default (citizen, practitioner) keeps an external
-    /// login from ever making someone a reviewer, operator or admin unless
-    /// the operator says so here.
-    #[serde(default = "default_allowed_roles")]
+    /// Platform roles this issuer may assert (required: each issuer states
+    /// what it may assert). A token naming any other platform role is
+    /// refused and audited.
     pub allowed_roles: Vec<Role>,
+    /// Hospitals whose staff (`practitioner`, `hospital-admin`) this issuer
+    /// may assert: a hospital's own login server is bound to that hospital.
+    /// A token naming any other hospital is refused and audited.
+    #[serde(default)]
+    pub hospitals: Vec<String>,
+    /// Whether it may assert citizens' citizen IDs (CCCD) and health IDs
+    /// (BHXH): only the national e-ID should. Their claims in a token of an
+    /// issuer that may not are refused and audited.
+    #[serde(default)]
+    pub national_ids: bool,
+    /// Require `typ: at+jwt` (RFC 9068) in its tokens' header. Off by
+    /// default because many providers send `JWT`; other types are always
+    /// refused.
+    #[serde(default)]
+    pub require_at_jwt: bool,
 }
 
-fn default_allowed_roles() -> Vec<Role> {
-    vec![Role::Citizen, Role::Practitioner]
+/// Why a trusted-issuers configuration was refused at start.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerConfigError {
+    #[error("the trusted issuers file is not a JSON list of issuers: {0}")]
+    Parse(String),
+    #[error("trusted issuer #{index} (`{issuer}`): {message}")]
+    Invalid {
+        index: usize,
+        issuer: String,
+        message: String,
+    },
 }
+
+/// Roles tied to one hospital.
+const STAFF_ROLES: [Role; 2] = [Role::Practitioner, Role::HospitalAdmin];
+/// Roles that belong to no hospital and reach across the whole network.
+const NETWORK_ROLES: [Role; 3] = [Role::Reviewer, Role::Operator, Role::Assessor];
+
+/// Parse and check a trusted-issuers file (a JSON list).
+pub fn parse_trusted_issuers(text: &str) -> Result<Vec<TrustedIssuer>, IssuerConfigError> {
+    let list: Vec<TrustedIssuer> =
+        serde_json::from_str(text).map_err(|e| IssuerConfigError::Parse(e.to_string()))?;
+    check_trusted_issuers(&list)?;
+    Ok(list)
+}
+
+/// Check every issuer and that no issuer is listed twice.
+pub fn check_trusted_issuers(list: &[TrustedIssuer]) -> Result<(), IssuerConfigError> {
+    for (index, issuer) in list.iter().enumerate() {
+        issuer
+            .check()
+            .map_err(|message| IssuerConfigError::Invalid {
+                index,
+                issuer: issuer.issuer.clone(),
+                message,
+            })?;
+        if list[..index].iter().any(|o| o.issuer == issuer.issuer) {
+            return Err(IssuerConfigError::Invalid {
+                index,
+                issuer: issuer.issuer.clone(),
+                message: "listed twice".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a token asserted beyond what its issuer may assert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overreach(pub String);
 
 fn default_roles_claim() -> String {
     "roles".into()
@@ -89,12 +149,111 @@ impl TrustedIssuer {
             national_id_claim: default_national_id_claim(),
             health_id_claim: default_health_id_claim(),
             min_refresh_secs: default_min_refresh_secs(),
-            allowed_roles: default_allowed_roles(),
+            allowed_roles: vec![Role::Citizen],
+            hospitals: Vec::new(),
+            national_ids: false,
+            require_at_jwt: false,
         }
     }
 
-    /// Platform roles named by the token's roles claim.
-    pub fn map_roles(&self, claims: &serde_json::Value) -> Vec<Role> {
+    /// Check the configuration: a message naming the field when wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let url = |name: &str, v: &str| {
+            let ok = (v.starts_with("https://") || v.starts_with("http://"))
+                && v.len() <= 2048
+                && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("`{name}` must be an http(s) URL, got `{v}`"))
+            }
+        };
+        url("issuer", &self.issuer)?;
+        url("jwks_url", &self.jwks_url)?;
+        if self.audience.trim().is_empty() {
+            return Err("`audience` is empty".into());
+        }
+        for (name, claim) in [
+            ("roles_claim", &self.roles_claim),
+            ("hospital_claim", &self.hospital_claim),
+            ("name_claim", &self.name_claim),
+            ("national_id_claim", &self.national_id_claim),
+            ("health_id_claim", &self.health_id_claim),
+        ] {
+            if claim.trim().is_empty() {
+                return Err(format!("`{name}` is empty"));
+            }
+        }
+        if self.min_refresh_secs > 86_400 {
+            return Err("`min_refresh_secs` is at most 86400 (one day)".into());
+        }
+        if self.allowed_roles.is_empty() {
+            return Err(
+                "`allowed_roles` is empty: list the platform roles this issuer may assert".into(),
+            );
+        }
+        for role in [Role::Service, Role::VendorUser] {
+            if self.allowed_roles.contains(&role) {
+                return Err(format!(
+                    "`allowed_roles` names `{role}`: services and vendor users sign in with the platform's own provider only"
+                ));
+            }
+        }
+        if let Some((name, role)) = self
+            .role_map
+            .iter()
+            .find(|(_, r)| !self.allowed_roles.contains(r))
+        {
+            return Err(format!(
+                "`role_map` maps `{name}` to `{role}`, which is not in `allowed_roles`"
+            ));
+        }
+        let staff = STAFF_ROLES.iter().any(|r| self.allowed_roles.contains(r));
+        if staff && self.hospitals.is_empty() {
+            return Err(
+                "`allowed_roles` names a hospital staff role but `hospitals` is empty: bind the issuer to the hospitals whose staff it may assert".into(),
+            );
+        }
+        if !staff && !self.hospitals.is_empty() {
+            return Err(
+                "`hospitals` is set but `allowed_roles` names no hospital staff role (practitioner, hospital-admin)".into(),
+            );
+        }
+        for (i, h) in self.hospitals.iter().enumerate() {
+            crate::directory::validate_id(h).map_err(|e| format!("`hospitals`: {e}"))?;
+            if self.hospitals[..i].contains(h) {
+                return Err(format!("`hospitals` lists `{h}` twice"));
+            }
+        }
+        // A hospital's login server vouches for its staff, nothing wider.
+        if !self.hospitals.is_empty() {
+            if let Some(r) = NETWORK_ROLES
+                .iter()
+                .find(|r| self.allowed_roles.contains(r))
+            {
+                return Err(format!(
+                    "an issuer bound to hospitals may not assert the network-wide role `{r}`"
+                ));
+            }
+            if self.national_ids {
+                return Err(
+                    "an issuer bound to hospitals may not assert citizens' national IDs".into(),
+                );
+            }
+        }
+        if self.national_ids && !self.allowed_roles.contains(&Role::Citizen) {
+            return Err(
+                "`national_ids` is true but `allowed_roles` does not name `citizen`".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The platform roles of a verified token, or what it asserted beyond
+    /// this issuer's trust: a platform role not allowed, a hospital it is
+    /// not bound to (or a staff role naming none), a vendor, or national
+    /// IDs it may not assert.
+    pub fn check_assertions(&self, claims: &serde_json::Value) -> Result<Vec<Role>, Overreach> {
         let names: Vec<&str> = match claims.get(&self.roles_claim) {
             Some(serde_json::Value::String(s)) => s.split_whitespace().collect(),
             Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
@@ -103,12 +262,46 @@ impl TrustedIssuer {
         let mut roles: Vec<Role> = names
             .into_iter()
             .filter_map(|n| self.role_map.get(n).copied().or_else(|| n.parse().ok()))
-            .filter(|r| self.allowed_roles.contains(r))
             .collect();
         roles.sort();
         roles.dedup();
-        roles
+        if let Some(r) = roles.iter().find(|r| !self.allowed_roles.contains(r)) {
+            return Err(Overreach(format!("the role `{r}`")));
+        }
+        let present = |claim: &str| claims.get(claim).is_some_and(|v| !v.is_null());
+        let staff = roles.iter().any(|r| STAFF_ROLES.contains(r));
+        match claims.get(&self.hospital_claim) {
+            Some(serde_json::Value::Null) | None if staff => {
+                return Err(Overreach("a staff role without a hospital".into()));
+            }
+            Some(serde_json::Value::Null) | None => {}
+            Some(v) => {
+                let shown = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                if !staff
+                    || !v
+                        .as_str()
+                        .is_some_and(|h| self.hospitals.iter().any(|b| b == h))
+                {
+                    return Err(Overreach(format!("the hospital `{}`", clip(&shown))));
+                }
+            }
+        }
+        if present("vendor_id") {
+            return Err(Overreach("a vendor".into()));
+        }
+        let citizen = roles.contains(&Role::Citizen);
+        for claim in [&self.national_id_claim, &self.health_id_claim] {
+            if present(claim) && !(self.national_ids && citizen) {
+                return Err(Overreach(format!("national IDs (`{claim}`)")));
+            }
+        }
+        Ok(roles)
     }
+}
+
+/// At most 64 characters of an untrusted value, for messages and audit.
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// Cached JWKS of one issuer.
@@ -192,20 +385,136 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<Jwk>, Identity
 mod allowed_roles_tests {
     use super::*;
 
-    #[test]
-    fn an_external_issuer_cannot_assert_roles_it_is_not_allowed() {
-        let mut issuer = TrustedIssuer::new(
+    fn vneid() -> TrustedIssuer {
+        TrustedIssuer::new(
             "https://vneid.example",
             "vtelehealth",
             "https://vneid.example/jwks",
-        );
+        )
+    }
+
+    #[test]
+    fn an_external_issuer_cannot_assert_roles_it_is_not_allowed() {
+        let mut issuer = vneid();
         let claims =
             serde_json::json!({ "roles": ["citizen", "operator", "reviewer", "hospital-admin"] });
-        assert_eq!(issuer.map_roles(&claims), vec![Role::Citizen]);
-        issuer.allowed_roles.push(Role::HospitalAdmin);
+        // Claiming more than allowed refuses the token (it used to drop the extra roles).
+        assert!(issuer.check_assertions(&claims).is_err());
+        let citizen = serde_json::json!({ "roles": ["citizen", "offline_access"] });
+        assert_eq!(issuer.check_assertions(&citizen), Ok(vec![Role::Citizen]));
+        issuer.allowed_roles = vec![Role::Citizen, Role::HospitalAdmin];
+        issuer.hospitals = vec!["bv-a".into()];
+        let admin =
+            serde_json::json!({ "roles": ["citizen", "hospital-admin"], "hospital_id": "bv-a" });
         assert_eq!(
-            issuer.map_roles(&claims),
-            vec![Role::Citizen, Role::HospitalAdmin]
+            issuer.check_assertions(&admin),
+            Ok(vec![Role::Citizen, Role::HospitalAdmin])
         );
+    }
+
+    #[test]
+    fn hospitals_vendors_and_national_ids_are_checked() {
+        let mut hospital = vneid();
+        hospital.allowed_roles = vec![Role::Practitioner];
+        hospital.hospitals = vec!["bv-a".into()];
+        let doctor =
+            |h: serde_json::Value| serde_json::json!({ "roles": "practitioner", "hospital_id": h });
+        assert_eq!(
+            hospital.check_assertions(&doctor(serde_json::json!("bv-a"))),
+            Ok(vec![Role::Practitioner])
+        );
+        for bad in [
+            doctor(serde_json::json!("bv-b")),
+            doctor(serde_json::json!(["bv-a"])),
+            doctor(serde_json::Value::Null),
+            serde_json::json!({ "roles": "practitioner", "hospital_id": "bv-a", "vendor_id": "v" }),
+            serde_json::json!({ "roles": "practitioner", "hospital_id": "bv-a", "national_id": "001090000001" }),
+            serde_json::json!({ "hospital_id": "bv-a" }),
+        ] {
+            assert!(hospital.check_assertions(&bad).is_err(), "{bad}");
+        }
+        let mut national = vneid();
+        let citizen = serde_json::json!({ "roles": "citizen", "national_id": "001090000001" });
+        assert!(national.check_assertions(&citizen).is_err());
+        national.national_ids = true;
+        assert_eq!(national.check_assertions(&citizen), Ok(vec![Role::Citizen]));
+    }
+
+    #[test]
+    fn configurations_are_checked_at_start() {
+        let ok = vneid();
+        assert_eq!(ok.check(), Ok(()));
+        type Change = Box<dyn Fn(&mut TrustedIssuer)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|i| i.issuer = "vneid".into()),
+                "`issuer` must be an http(s) URL",
+            ),
+            (Box::new(|i| i.audience = " ".into()), "`audience` is empty"),
+            (
+                Box::new(|i| i.allowed_roles.clear()),
+                "`allowed_roles` is empty",
+            ),
+            (
+                Box::new(|i| i.allowed_roles.push(Role::Service)),
+                "services and vendor users",
+            ),
+            (
+                Box::new(|i| i.allowed_roles.push(Role::Practitioner)),
+                "`hospitals` is empty",
+            ),
+            (
+                Box::new(|i| i.hospitals.push("bv-a".into())),
+                "names no hospital staff role",
+            ),
+            (
+                Box::new(|i| {
+                    i.allowed_roles = vec![Role::Practitioner, Role::Operator];
+                    i.hospitals = vec!["bv-a".into()];
+                }),
+                "network-wide role `operator`",
+            ),
+            (
+                Box::new(|i| {
+                    i.allowed_roles = vec![Role::Practitioner];
+                    i.hospitals = vec!["BV A".into()];
+                }),
+                "`hospitals`: invalid hospital",
+            ),
+            (
+                Box::new(|i| {
+                    i.allowed_roles = vec![Role::Practitioner];
+                    i.national_ids = true;
+                    i.hospitals = vec!["bv-a".into()];
+                }),
+                "may not assert citizens' national IDs",
+            ),
+            (
+                Box::new(|i| {
+                    i.role_map.insert("Admin".into(), Role::Operator);
+                }),
+                "not in `allowed_roles`",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut issuer = vneid();
+            change(&mut issuer);
+            let err = issuer.check().expect_err(expected);
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+        let twice = parse_trusted_issuers(
+            r#"[{"issuer":"https://a.example","audience":"x","jwks_url":"https://a.example/jwks","allowed_roles":["citizen"]},
+                {"issuer":"https://a.example","audience":"y","jwks_url":"https://a.example/jwks","allowed_roles":["citizen"]}]"#,
+        );
+        assert!(
+            twice
+                .unwrap_err()
+                .to_string()
+                .contains("#1 (`https://a.example`): listed twice")
+        );
+        let missing = parse_trusted_issuers(
+            r#"[{"issuer":"https://a.example","audience":"x","jwks_url":"https://a.example/jwks"}]"#,
+        );
+        assert!(missing.unwrap_err().to_string().contains("allowed_roles"));
     }
 }

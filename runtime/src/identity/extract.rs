@@ -77,3 +77,27 @@ impl FromRequestParts<Arc<Runtime>> for Authenticated {
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))
     }
 }
+
+/// The address a request came from ([`super::IdentityService::client_address`]):
+/// `None` when the server was not started with connection info.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<Arc<Runtime>> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        rt: &Arc<Runtime>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        Ok(Self(rt.identity.client_address(peer, forwarded)))
+    }
+}

@@ -11,6 +11,8 @@ mod extract;
 mod keys;
 mod oidc;
 mod people;
+mod person;
+mod throttle;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,14 +25,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-pub use external::TrustedIssuer;
-pub use extract::{Authenticated, MaybeAuthenticated, bearer_token, principal_from_headers};
+pub use external::{
+    IssuerConfigError, TrustedIssuer, check_trusted_issuers, parse_trusted_issuers,
+};
+pub use extract::{
+    Authenticated, ClientAddr, MaybeAuthenticated, bearer_token, principal_from_headers,
+};
 pub use keys::SigningKey;
 pub use oidc::routes;
 pub use people::{
     Client, DEFAULT_PASSWORD_ITERATIONS, DEMO_SERVICE_CLIENT, DEMO_VENDOR, DEMO_WEB_CLIENT,
     DemoAccount, NewUser, User, demo_accounts, validate_citizen_id, validate_health_id,
 };
+pub use person::PersonRef;
+pub use throttle::LoginLimits;
 
 use crate::db::Database;
 use external::IssuerKeys;
@@ -144,10 +152,21 @@ pub enum IdentityError {
     UnknownKey(String),
     #[error("invalid token: issuer `{0}` is not trusted")]
     UntrustedIssuer(String),
+    /// A trusted issuer's token asserted more than the issuer may.
+    #[error("invalid token: the issuer `{issuer}` may not assert {what}")]
+    Overreach { issuer: String, what: String },
+    #[error(transparent)]
+    IssuerConfig(#[from] IssuerConfigError),
     #[error("the token issuer cannot be reached: {0}")]
     IssuerUnavailable(String),
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// Too many failed attempts on the account or from the address.
+    #[error("too many failed sign-in attempts: try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    /// Every hashing worker is busy and the queue is full.
+    #[error("sign-in is busy: try again in a moment")]
+    Busy,
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -167,12 +186,17 @@ impl From<IdentityError> for crate::api::ApiError {
             IdentityError::InvalidToken(_)
             | IdentityError::UnknownKey(_)
             | IdentityError::UntrustedIssuer(_)
+            | IdentityError::Overreach { .. }
             | IdentityError::IssuerUnavailable(_)
             | IdentityError::InvalidCredentials => ApiError::Unauthorized(e.to_string()),
             IdentityError::Invalid(m) | IdentityError::Conflict(m) => ApiError::BadRequest(m),
             IdentityError::NotFound(m) => ApiError::NotFound(m),
             IdentityError::Database(e) => ApiError::Internal(e.to_string()),
             IdentityError::Internal(m) => ApiError::Internal(m),
+            IdentityError::IssuerConfig(e) => ApiError::Internal(e.to_string()),
+            IdentityError::Throttled { .. } | IdentityError::Busy => {
+                ApiError::TooManyRequests(e.to_string())
+            }
         }
     }
 }
@@ -194,6 +218,8 @@ pub struct IdentityOptions {
     pub password_iterations: u32,
     /// External issuers whose tokens are accepted.
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Throttling of failed logins and the hashing workers.
+    pub login: LoginLimits,
 }
 
 impl Default for IdentityOptions {
@@ -205,6 +231,7 @@ impl Default for IdentityOptions {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             password_iterations: DEFAULT_PASSWORD_ITERATIONS,
             trusted_issuers: Vec::new(),
+            login: LoginLimits::default(),
         }
     }
 }
@@ -244,6 +271,13 @@ pub struct IdentityService {
     external: HashMap<String, IssuerKeys>,
     http: reqwest::Client,
     last_own_reload: std::sync::Mutex<Option<Instant>>,
+    audit: crate::governance::audit::AuditLog,
+    hasher: throttle::HashPool,
+    throttle: throttle::Throttle,
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// Hashes of over-asserting tokens already audited: a replayed token
+    /// is refused every time but recorded once (per node, bounded).
+    audited_overreach: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -287,6 +321,22 @@ impl IdentityService {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| IdentityError::Internal(format!("HTTP client: {e}")))?;
+        check_trusted_issuers(&options.trusted_issuers)?;
+        let own_issuer = options
+            .issuer
+            .unwrap_or_else(|| DEFAULT_ISSUER.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        if let Some(t) = options
+            .trusted_issuers
+            .iter()
+            .find(|t| t.issuer.trim_end_matches('/') == own_issuer)
+        {
+            return Err(IdentityError::Invalid(format!(
+                "trusted issuer `{}` is this platform's own issuer",
+                t.issuer
+            )));
+        }
         let keys = KeyStore::load(db.clone(), now()).await?;
         let external = options
             .trusted_issuers
@@ -294,12 +344,13 @@ impl IdentityService {
             .map(|t| (t.issuer.clone(), IssuerKeys::new(t)))
             .collect();
         Ok(Self {
+            audit: crate::governance::audit::AuditLog::new(db.clone()),
+            hasher: throttle::HashPool::new(&options.login),
+            trusted_proxies: options.login.trusted_proxies.clone(),
+            throttle: throttle::Throttle::new(options.login),
+            audited_overreach: std::sync::Mutex::default(),
             db,
-            issuer: options
-                .issuer
-                .unwrap_or_else(|| DEFAULT_ISSUER.to_owned())
-                .trim_end_matches('/')
-                .to_owned(),
+            issuer: own_issuer,
             audience: options.audience,
             access_ttl: options.access_token_ttl.as_secs() as i64,
             refresh_ttl: options.refresh_token_ttl.as_secs() as i64,
@@ -319,6 +370,13 @@ impl IdentityService {
     /// `aud` of the platform's access tokens.
     pub fn audience(&self) -> &str {
         &self.audience
+    }
+
+    /// The person `p` stands for, as every store and comparison keys
+    /// people: the user id for this provider's users, `issuer#subject`
+    /// for a trusted external issuer's.
+    pub fn person(&self, p: &Principal) -> PersonRef {
+        PersonRef::of(p, &self.issuer)
     }
 
     // ----- keys -----
@@ -419,10 +477,21 @@ impl IdentityService {
             .map_err(|e| IdentityError::Internal(format!("signing: {e}")))
     }
 
-    /// Sign arbitrary claims with the active key (ES256, `kid` set). For
-    /// tools and tests only: whatever is signed here is trusted.
+    /// Sign arbitrary claims with the active key (ES256, `kid` set,
+    /// `typ: at+jwt`). For tools and tests only: whatever is signed here is
+    /// trusted.
     pub fn sign_claims(&self, claims: &Value) -> Result<String, IdentityError> {
         self.sign(claims, Some("at+jwt"))
+    }
+
+    /// Like [`Self::sign_claims`] with another header `typ` (tests of the
+    /// token-type check).
+    pub fn sign_claims_typed(
+        &self,
+        claims: &Value,
+        typ: Option<&str>,
+    ) -> Result<String, IdentityError> {
+        self.sign(claims, typ)
     }
 
     /// An access token for a directory user (tests and tools).
@@ -458,6 +527,13 @@ impl IdentityService {
                     "algorithm {:?} is not accepted",
                     header.alg
                 )));
+            }
+            // RFC 9068: our access tokens say so; ID tokens and tickets,
+            // signed by the same key, are never taken for one.
+            if !is_access_token_typ(header.typ.as_deref()) {
+                return Err(invalid(
+                    "not an access token (`typ` must be `at+jwt`)".into(),
+                ));
             }
             let key = self.own_key(&kid).await?;
             let claims = decode(
@@ -497,6 +573,19 @@ impl IdentityService {
             Algorithm::ES384,
             Algorithm::EdDSA,
         ];
+        let typ_ok = match header.typ.as_deref() {
+            typ if ext.config.require_at_jwt => is_access_token_typ(typ),
+            // Many providers send `JWT` or nothing; any other type names a
+            // token that is not an access token (logout, ticket, ...).
+            None => true,
+            Some(t) => t.eq_ignore_ascii_case("JWT") || is_access_token_typ(Some(t)),
+        };
+        if !typ_ok {
+            return Err(invalid(format!(
+                "not an access token (`typ` {:?})",
+                header.typ.as_deref().unwrap_or("")
+            )));
+        }
         if !ASYMMETRIC.contains(&header.alg) {
             return Err(invalid(format!(
                 "algorithm {:?} is not accepted",
@@ -519,7 +608,17 @@ impl IdentityService {
         }
         let cfg = &ext.config;
         let claims = decode(token, &key, header.alg, &cfg.issuer, &cfg.audience)?;
-        let roles = cfg.map_roles(&claims);
+        let roles = match cfg.check_assertions(&claims) {
+            Ok(roles) => roles,
+            Err(external::Overreach(what)) => {
+                self.audit_overreach(token, &cfg.issuer, &claims, &what)
+                    .await;
+                return Err(IdentityError::Overreach {
+                    issuer: cfg.issuer.clone(),
+                    what,
+                });
+            }
+        };
         Ok(self.principal_from(
             &claims,
             roles,
@@ -528,6 +627,52 @@ impl IdentityService {
             &cfg.national_id_claim,
             &cfg.health_id_claim,
         ))
+    }
+
+    /// Record a trusted issuer's over-asserting token, once per token.
+    async fn audit_overreach(&self, token: &str, issuer: &str, claims: &Value, what: &str) {
+        let first = {
+            let mut seen = self
+                .audited_overreach
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if seen.len() >= 4096 {
+                seen.clear();
+            }
+            seen.insert(sha256_hex(token))
+        };
+        if !first {
+            return;
+        }
+        let clip = |v: Option<&Value>| -> Value {
+            match v {
+                Some(Value::String(s)) => json!(s.chars().take(128).collect::<String>()),
+                Some(v) => json!(v.to_string().chars().take(128).collect::<String>()),
+                None => Value::Null,
+            }
+        };
+        let subject = clip(claims.get("sub"));
+        // The issuer vouched for the claims, so it is the caller; the person
+        // is named as `PersonRef` does (never a local user's bare id).
+        let event = crate::governance::audit::AuditEvent {
+            actor: format!("issuer:{issuer}"),
+            action: "identity.token_refused".into(),
+            target: format!("{issuer}#{}", subject.as_str().unwrap_or_default()),
+            hospital_id: None,
+            details: json!({
+                "issuer": issuer, "subject": subject, "refused": what,
+                "jti": clip(claims.get("jti")),
+            }),
+        };
+        // Folded and bounded like every refusal: minting tokens cannot flood the trail.
+        if let Err(e) = self.audit.append_refusal(event).await {
+            tracing::error!(error = %e, issuer, "cannot audit a refused external token");
+        }
+        tracing::warn!(
+            issuer,
+            refused = what,
+            "a trusted issuer's token asserted more than it may"
+        );
     }
 
     fn principal_from(
@@ -542,7 +687,13 @@ impl IdentityService {
         let subject = opt_str(claims, "sub").unwrap_or_default();
         let citizen = roles.contains(&Role::Citizen);
         Principal {
-            name: opt_str(claims, name).unwrap_or_else(|| subject.clone()),
+            // An issuer's name claim is shown on pages and given to plugins:
+            // cut to the platform's name limit rather than refuse the login.
+            name: opt_str(claims, name)
+                .unwrap_or_else(|| subject.clone())
+                .chars()
+                .take(crate::text_limits::NAME)
+                .collect(),
             subject,
             hospital_id: opt_str(claims, hospital),
             vendor_id: opt_str(claims, "vendor_id"),
@@ -573,7 +724,7 @@ impl IdentityService {
         }
         let t = now();
         let claims = json!({
-            "iss": self.issuer, "sub": principal.subject, "aud": audience,
+            "iss": self.issuer, "sub": self.person(principal), "aud": audience,
             "iat": t, "nbf": t, "exp": t + ttl_secs,
             "jti": uuid::Uuid::new_v4().to_string(),
             "principal": principal, "extra": extra,
@@ -618,7 +769,7 @@ impl IdentityService {
     /// Add a person to the directory.
     pub async fn create_user(&self, new: NewUser) -> Result<User, IdentityError> {
         new.validate()?;
-        let hash = people::hash_password(&new.password, self.iterations)?;
+        let hash = self.hash(&new.password).await?;
         let id = format!("u-{}", uuid::Uuid::now_v7().simple());
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
@@ -692,27 +843,111 @@ impl IdentityService {
             .filter(|u| u.role == Role::Practitioner))
     }
 
-    /// Check a username and password.
+    /// Check a username and password, from `from` (the client's address,
+    /// when known). Throttled per account and per address: while either
+    /// is held, refused without hashing.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
+        from: Option<std::net::IpAddr>,
     ) -> Result<User, IdentityError> {
+        let keys = login_keys(format!("user:{}", username.to_lowercase()), from);
+        self.throttled(&keys)?;
         let row = user_query!("WHERE username = $1")
             .bind(username)
             .fetch_optional(&self.db.pool)
             .await?;
-        let Some(row) = row else {
-            // Spend the same work, so timing does not reveal usernames.
-            let _ = people::hash_password(password, self.iterations);
-            return Err(IdentityError::InvalidCredentials);
+        let password = password.to_owned();
+        let ok = match &row {
+            None => {
+                // Spend the same work, so timing does not reveal usernames.
+                let iterations = self.iterations;
+                let _ = self
+                    .hasher
+                    .run(move || people::hash_password(&password, iterations))
+                    .await?;
+                false
+            }
+            Some(row) => {
+                let hash: String = row.try_get("password_hash")?;
+                self.hasher
+                    .run(move || people::verify_password(&password, &hash))
+                    .await?
+            }
         };
-        let hash: String = row.try_get("password_hash")?;
-        if people::verify_password(password, &hash) {
-            User::from_row(&row)
-        } else {
-            Err(IdentityError::InvalidCredentials)
+        match row {
+            Some(row) if ok => {
+                self.throttle.succeeded(&keys[0]);
+                User::from_row(&row)
+            }
+            _ => {
+                self.login_failed(&keys, from).await;
+                Err(IdentityError::InvalidCredentials)
+            }
         }
+    }
+
+    /// The address a request came from: the peer, or, when the peer is a
+    /// trusted proxy, the nearest address before it in `X-Forwarded-For`.
+    pub fn client_address(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        forwarded_for: Option<&str>,
+    ) -> Option<std::net::IpAddr> {
+        let mut addr = peer?;
+        if let Some(chain) = forwarded_for {
+            for hop in chain.rsplit(',') {
+                if !self.trusted_proxies.contains(&addr) {
+                    break;
+                }
+                match hop.trim().parse() {
+                    Ok(ip) => addr = ip,
+                    Err(_) => break,
+                }
+            }
+        }
+        Some(addr)
+    }
+
+    /// Refuse while any of `keys` is held by a back-off.
+    fn throttled(&self, keys: &[throttle::Key]) -> Result<(), IdentityError> {
+        match self.throttle.wait(keys) {
+            None => Ok(()),
+            Some(wait) => Err(IdentityError::Throttled {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            }),
+        }
+    }
+
+    /// Count a failed login; audit each back-off it starts.
+    async fn login_failed(&self, keys: &[throttle::Key], from: Option<std::net::IpAddr>) {
+        for b in self.throttle.failed(keys) {
+            let event = crate::governance::audit::AuditEvent {
+                actor: "anonymous".into(),
+                action: "identity.login_throttled".into(),
+                target: b.key.target(),
+                hospital_id: None,
+                details: json!({
+                    "failures": b.failures,
+                    "retry_after_secs": b.delay.as_secs(),
+                    "from": from.map(|ip| ip.to_string()),
+                }),
+            };
+            // Folded and bounded: many addresses cannot flood the trail.
+            if let Err(e) = self.audit.append_refusal(event).await {
+                tracing::error!(error = %e, "cannot audit a login back-off");
+            }
+            tracing::warn!(target = %b.key.target(), failures = b.failures, "login back-off");
+        }
+    }
+
+    /// Hash a new password or secret on a hashing worker.
+    async fn hash(&self, secret: &str) -> Result<String, IdentityError> {
+        let (secret, iterations) = (secret.to_owned(), self.iterations);
+        self.hasher
+            .run(move || people::hash_password(&secret, iterations))
+            .await?
     }
 
     /// Register a vendor (organisation).
@@ -757,7 +992,7 @@ impl IdentityService {
                 "client secrets are at least 16 bytes".into(),
             ));
         }
-        let hash = people::hash_password(secret, self.iterations)?;
+        let hash = self.hash(secret).await?;
         self.upsert_client(id, name, "confidential", Some(hash), &[], Some(hospital_id))
             .await
     }
@@ -815,23 +1050,39 @@ impl IdentityService {
         row.as_ref().map(Client::from_row).transpose()
     }
 
-    /// A confidential client, if `secret` is its secret.
+    /// A confidential client, if `secret` is its secret; throttled like
+    /// [`Self::authenticate`].
     pub async fn authenticate_client(
         &self,
         id: &str,
         secret: &str,
+        from: Option<std::net::IpAddr>,
     ) -> Result<Client, IdentityError> {
+        let keys = login_keys(format!("client:{id}"), from);
+        self.throttled(&keys)?;
         let client = self.client(id).await?;
+        let stored = client
+            .as_ref()
+            .filter(|c| c.confidential)
+            .and_then(|c| c.secret_hash.clone());
+        let ok = match stored {
+            Some(hash) => {
+                let secret = secret.to_owned();
+                self.hasher
+                    .run(move || people::verify_password(&secret, &hash))
+                    .await?
+            }
+            None => false,
+        };
         match client {
-            Some(c)
-                if c.confidential
-                    && c.secret_hash
-                        .as_deref()
-                        .is_some_and(|h| people::verify_password(secret, h)) =>
-            {
+            Some(c) if ok => {
+                self.throttle.succeeded(&keys[0]);
                 Ok(c)
             }
-            _ => Err(IdentityError::InvalidCredentials),
+            _ => {
+                self.login_failed(&keys, from).await;
+                Err(IdentityError::InvalidCredentials)
+            }
         }
     }
 
@@ -1117,6 +1368,24 @@ fn decode(
             };
             IdentityError::InvalidToken(why)
         })
+}
+
+/// The throttling keys of a login: the account (clipped, so a huge name
+/// costs no memory) and the address when known.
+fn login_keys(account: String, from: Option<std::net::IpAddr>) -> Vec<throttle::Key> {
+    let account = account.chars().take(160).collect();
+    std::iter::once(throttle::Key::Account(account))
+        .chain(from.map(throttle::Key::address))
+        .collect()
+}
+
+/// Whether a JWT `typ` names an access token (RFC 9068 §2.1: `at+jwt`,
+/// media type prefix optional, case-insensitive).
+fn is_access_token_typ(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t == "at+jwt" || t == "application/at+jwt"
+    })
 }
 
 /// PKCE S256: BASE64URL(SHA-256(verifier)) == challenge.

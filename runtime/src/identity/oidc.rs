@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Authenticated, CodeRequest, IdentityError, TokenResponse};
+use super::{Authenticated, ClientAddr, CodeRequest, IdentityError, TokenResponse};
 use crate::Runtime;
 use crate::api::ApiError;
 
@@ -49,7 +49,7 @@ async fn rotate_keys(
     rt.governance
         .audit
         .append(crate::governance::audit::AuditEvent {
-            actor: p.subject.clone(),
+            actor: rt.identity.person(&p).into_string(),
             action: "identity.key_rotated".into(),
             target: format!("signing-key:{kid}"),
             hospital_id: None,
@@ -97,8 +97,13 @@ async fn userinfo(Authenticated(p): Authenticated) -> Json<serde_json::Value> {
     }))
 }
 
-async fn me(Authenticated(p): Authenticated) -> Json<serde_json::Value> {
-    Json(json!({ "principal": p }))
+/// The caller, and the person the platform keys them as (`person`: the
+/// user id, or `issuer#subject` for a trusted external issuer's token).
+async fn me(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Json<serde_json::Value> {
+    Json(json!({ "person": rt.identity.person(&p), "principal": p }))
 }
 
 // ----- authorization code flow -----
@@ -191,13 +196,18 @@ async fn authorize_form(
 
 async fn authorize_submit(
     State(rt): State<Arc<Runtime>>,
+    ClientAddr(from): ClientAddr,
     Form(p): Form<AuthorizeParams>,
 ) -> Response {
     let req = match check_request(&rt, &p).await {
         Ok(req) => req,
         Err(page) => return page,
     };
-    let user = match rt.identity.authenticate(&p.username, &p.password).await {
+    let user = match rt
+        .identity
+        .authenticate(&p.username, &p.password, from)
+        .await
+    {
         Ok(user) => user,
         Err(IdentityError::InvalidCredentials) => {
             return login_page(
@@ -205,6 +215,26 @@ async fn authorize_submit(
                 &p,
                 Some("Sai tên đăng nhập hoặc mật khẩu / Wrong username or password"),
             );
+        }
+        Err(IdentityError::Throttled { retry_after_secs }) => {
+            let message = format!(
+                "Quá nhiều lần đăng nhập sai, hãy thử lại sau {retry_after_secs} giây / \
+                 Too many failed sign-in attempts, try again in {retry_after_secs} s"
+            );
+            let mut page = login_page(StatusCode::TOO_MANY_REQUESTS, &p, Some(&message));
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_secs.into());
+            return page;
+        }
+        Err(IdentityError::Busy) => {
+            let mut page = login_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &p,
+                Some("Hệ thống đang bận, hãy thử lại / Sign-in is busy, try again"),
+            );
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return page;
         }
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -297,6 +327,8 @@ struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    /// `Retry-After` seconds, for throttled and busy answers.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -310,6 +342,7 @@ impl OAuthError {
             status,
             error,
             description: description.into(),
+            retry_after: None,
         }
     }
 }
@@ -321,12 +354,25 @@ impl From<IdentityError> for OAuthError {
             IdentityError::InvalidCredentials => {
                 Self::new("invalid_client", "client authentication failed")
             }
+            e @ IdentityError::Throttled { retry_after_secs } => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                error: "temporarily_unavailable",
+                description: e.to_string(),
+                retry_after: Some(retry_after_secs),
+            },
+            e @ IdentityError::Busy => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: "temporarily_unavailable",
+                description: e.to_string(),
+                retry_after: Some(1),
+            },
             other => {
                 tracing::error!(error = %other, "token endpoint failure");
                 Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     error: "server_error",
                     description: "internal error".into(),
+                    retry_after: None,
                 }
             }
         }
@@ -335,12 +381,18 @@ impl From<IdentityError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             [(header::CACHE_CONTROL, "no-store")],
             Json(json!({ "error": self.error, "error_description": self.description })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -372,15 +424,18 @@ fn client_credentials(
 
 async fn token(
     State(rt): State<Arc<Runtime>>,
+    ClientAddr(from): ClientAddr,
     headers: HeaderMap,
-    Form(p): Form<TokenParams>,
+    form: Result<Form<TokenParams>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, OAuthError> {
+    // A body the framework cannot read is still answered as RFC 6749 says.
+    let Form(p) = form.map_err(|e| OAuthError::new("invalid_request", e.body_text()))?;
     let id = &rt.identity;
     let (client_id, secret) = client_credentials(&headers, &p)?;
     // A confidential client must authenticate; a public one must not
     // pretend to.
     let client = match &secret {
-        Some(secret) => id.authenticate_client(&client_id, secret).await?,
+        Some(secret) => id.authenticate_client(&client_id, secret, from).await?,
         None => match id.client(&client_id).await? {
             Some(c) if !c.confidential => c,
             _ => {

@@ -110,8 +110,14 @@ impl NewUser {
         if self.username.trim().is_empty() || self.username.len() > 128 {
             return invalid("username must be 1-128 characters");
         }
-        if self.display_name.trim().is_empty() || self.display_name.len() > 200 {
+        if self.display_name.trim().is_empty() {
             return invalid("display name must be 1-200 characters");
+        }
+        use crate::text_limits::{NAME, TITLE, check};
+        let too_long = |e: crate::text_limits::TooLong| IdentityError::Invalid(e.to_string());
+        check("display_name", &self.display_name, NAME).map_err(too_long)?;
+        for (field, value) in [("specialty", &self.specialty), ("title", &self.title)] {
+            check(field, value.as_deref().unwrap_or(""), TITLE).map_err(too_long)?;
         }
         if self.password.len() < 8 || self.password.len() > 1024 {
             return invalid("password must be 8-1024 bytes");

@@ -18,7 +18,7 @@ use sqlx::any::AnyRow;
 use crate::capabilities::identity::Hospital;
 use crate::db::Database;
 use crate::governance::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
-use crate::identity::{Principal, Role};
+use crate::identity::{PersonRef, Principal, Role};
 use crate::records::{Actor, RecordError, RecordStore, ResourceType};
 use crate::secrets::{DocumentKeys, SecretsError};
 
@@ -332,9 +332,15 @@ impl ImagingShares {
     }
 
     /// Record a refused access; the error to return.
-    async fn deny(&self, p: &Principal, share: &Share, interaction: &str) -> ShareError {
+    async fn deny(
+        &self,
+        p: &Principal,
+        who: &PersonRef,
+        share: &Share,
+        interaction: &str,
+    ) -> ShareError {
         let event = AuditEvent {
-            actor: p.subject.clone(),
+            actor: who.to_string(),
             action: "imaging_share.access_denied".into(),
             target: format!("imaging-share:{}", share.id),
             hospital_id: Some(share.hospital_id.clone()),
@@ -346,7 +352,7 @@ impl ImagingShares {
                 "reason": "the share was made for another assessor or hospital",
             }),
         };
-        if let Err(e) = AuditLog::new(self.db.clone()).append(event).await {
+        if let Err(e) = AuditLog::new(self.db.clone()).append_refusal(event).await {
             return e.into();
         }
         ShareError::Forbidden(
@@ -354,13 +360,19 @@ impl ImagingShares {
         )
     }
 
-    /// The share, for the assessor it names or the owning hospital's staff;
-    /// every read and every refusal is audited.
-    pub async fn read(&self, p: &Principal, id: &str) -> Result<Share, ShareError> {
+    /// The share, for the assessor it names (`who`, the person `p` stands
+    /// for: a bare `sub` of another issuer is not that assessor) or the
+    /// owning hospital's staff; every read and every refusal is audited.
+    pub async fn read(
+        &self,
+        p: &Principal,
+        who: &PersonRef,
+        id: &str,
+    ) -> Result<Share, ShareError> {
         let share = self.find(id).await?;
-        let assessor = p.has_role(Role::Assessor) && p.subject == share.assessor;
+        let assessor = p.has_role(Role::Assessor) && *who == share.assessor;
         if !assessor && !is_staff_of(p, &share.hospital_id) {
-            return Err(self.deny(p, &share, "read").await);
+            return Err(self.deny(p, who, &share, "read").await);
         }
         match share.status(now_millis()) {
             ShareStatus::Revoked => {
@@ -378,7 +390,7 @@ impl ImagingShares {
         }
         AuditLog::new(self.db.clone())
             .append(AuditEvent {
-                actor: p.subject.clone(),
+                actor: who.to_string(),
                 action: "imaging_share.read".into(),
                 target: format!("imaging-share:{}", share.id),
                 hospital_id: Some(share.hospital_id.clone()),
@@ -392,11 +404,11 @@ impl ImagingShares {
     }
 
     /// The shares made for `assessor`, newest first.
-    pub async fn list_for_assessor(&self, assessor: &str) -> Result<Vec<Share>, ShareError> {
+    pub async fn list_for_assessor(&self, assessor: &PersonRef) -> Result<Vec<Share>, ShareError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM imaging_shares WHERE assessor = $1 ORDER BY created_at DESC, id DESC LIMIT 500"
         )))
-        .bind(assessor)
+        .bind(assessor.as_str())
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(Share::from_row).collect()
@@ -407,6 +419,7 @@ impl ImagingShares {
     pub async fn revoke(
         &self,
         p: &Principal,
+        who: &PersonRef,
         hospital: &str,
         id: &str,
     ) -> Result<Share, ShareError> {
@@ -417,7 +430,7 @@ impl ImagingShares {
             )));
         }
         if !is_staff_of(p, hospital) {
-            return Err(self.deny(p, &share, "revoke").await);
+            return Err(self.deny(p, who, &share, "revoke").await);
         }
         if share.revoked_at.is_some() {
             return Ok(share);
@@ -428,14 +441,14 @@ impl ImagingShares {
             "UPDATE imaging_shares SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
-        .bind(&p.subject)
+        .bind(who.as_str())
         .bind(id)
         .execute(&mut *tx.tx)
         .await?;
         AuditLog::append_in(
             &mut tx,
             AuditEvent {
-                actor: p.subject.clone(),
+                actor: who.to_string(),
                 action: "imaging_share.revoked".into(),
                 target: format!("imaging-share:{id}"),
                 hospital_id: Some(hospital.to_owned()),

@@ -24,14 +24,14 @@ use sqlx::Row;
 
 use crate::db::{Database, WriteTx};
 use crate::governance::service::Governance;
-use gateway::{GatewayKind, IpnAnswer, VnpayTerminal};
+use gateway::{GatewayKind, IpnAnswer, SandboxTickets, VnpayTerminal};
 use ledger::{LedgerError, LedgerPosting};
 
 /// The largest intent the platform accepts, in đồng; an activation may set
 /// a lower maximum.
 pub const PLATFORM_MAX_AMOUNT: i64 = 1_000_000_000;
 /// Longest idempotency key, payer, purpose.
-pub const MAX_TEXT: usize = 256;
+pub const MAX_TEXT: usize = crate::text_limits::PAYMENT_TEXT_BYTES;
 /// How long a payer has at the gateway before the intent is cancelled.
 pub const PENDING_TIMEOUT_MS: i64 = 15 * 60 * 1000;
 
@@ -245,7 +245,13 @@ pub struct SettlementEvent {
 pub struct Payments {
     db: Database,
     terms: TermsSource,
+    /// Set only when the node runs with `--demo` or `--payment-sandbox`:
+    /// without it, no activation's payment goes to the sandbox.
+    sandbox: Option<SandboxTickets>,
 }
+
+/// Why a payment that names no real gateway is refused on a production node.
+pub const NO_GATEWAY: &str = "this activation takes payments but names no payment gateway: set `payment.gateway` to `vnpay` with its terminal (`payment.vnpay`) and the secret `vnpay_hash_secret`; the built-in sandbox gateway exists only on servers started with --demo or --payment-sandbox";
 
 use crate::governance::registry::now_millis;
 
@@ -335,7 +341,23 @@ fn legs(postings: Vec<(String, i64)>) -> Vec<LedgerPosting> {
 impl Payments {
     /// Payments over `db`, with terms from `terms`.
     pub fn new(db: Database, terms: TermsSource) -> Self {
-        Self { db, terms }
+        Self {
+            db,
+            terms,
+            sandbox: None,
+        }
+    }
+
+    /// Offer the built-in sandbox gateway (development and demo nodes
+    /// only), its pages opened with tickets signed by `tickets`.
+    pub fn with_sandbox(mut self, tickets: SandboxTickets) -> Self {
+        self.sandbox = Some(tickets);
+        self
+    }
+
+    /// The sandbox's tickets, when this node offers the sandbox.
+    pub fn sandbox(&self) -> Option<&SandboxTickets> {
+        self.sandbox.as_ref()
     }
 
     /// The database (for reports and checks).
@@ -343,18 +365,25 @@ impl Payments {
         &self.db
     }
 
-    /// The payment terms of `plugin` at `hospital`.
+    /// The payment terms of `plugin` at `hospital`. From governance, the
+    /// sandbox is refused unless this node offers it (fail closed).
     pub async fn terms(&self, hospital: &str, plugin: &str) -> Result<PaymentTerms, PaymentError> {
         match &self.terms {
             TermsSource::Fixed(t) => Ok((**t).clone()),
-            TermsSource::Governance(g) => match g
-                .activation_settings(hospital, plugin)
-                .await
-                .map_err(|e| PaymentError::Config(e.to_string()))?
-            {
-                Some((config, secrets)) => PaymentTerms::from_activation(&config, &secrets),
-                None => Ok(PaymentTerms::default()),
-            },
+            TermsSource::Governance(g) => {
+                let terms = match g
+                    .activation_settings(hospital, plugin)
+                    .await
+                    .map_err(|e| PaymentError::Config(e.to_string()))?
+                {
+                    Some((config, secrets)) => PaymentTerms::from_activation(&config, &secrets)?,
+                    None => PaymentTerms::default(),
+                };
+                if terms.gateway == GatewayKind::Sandbox && self.sandbox.is_none() {
+                    return Err(PaymentError::Config(NO_GATEWAY.into()));
+                }
+                Ok(terms)
+            }
         }
     }
 
@@ -511,6 +540,20 @@ impl Payments {
         id: &str,
         return_path: &str,
     ) -> Result<String, PaymentError> {
+        self.checkout_as(hospital, plugin, id, return_path, None)
+            .await
+    }
+
+    /// [`Self::checkout`] for the authenticated `payer` (their subject): the
+    /// sandbox's link then carries a ticket for them (see `SandboxTickets`).
+    pub async fn checkout_as(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        id: &str,
+        return_path: &str,
+        payer: Option<&str>,
+    ) -> Result<String, PaymentError> {
         if !return_path.starts_with('/')
             || return_path.starts_with("//")
             || return_path.len() > 1024
@@ -563,7 +606,14 @@ impl Payments {
             }
         }
         match terms.gateway {
-            GatewayKind::Sandbox => Ok(format!("/payments/sandbox/{id}")),
+            GatewayKind::Sandbox => match (&self.sandbox, payer) {
+                (Some(tickets), Some(payer)) => {
+                    let ticket =
+                        tickets.issue(id, payer, now_millis().saturating_add(PENDING_TIMEOUT_MS));
+                    Ok(format!("/payments/sandbox/{id}?ticket={ticket}"))
+                }
+                _ => Ok(format!("/payments/sandbox/{id}")),
+            },
             GatewayKind::Vnpay => {
                 let (Some(terminal), Some(secret)) = (&terms.vnpay, &terms.hash_secret) else {
                     return Err(PaymentError::Config("vnpay terminal missing".into()));
@@ -990,6 +1040,14 @@ impl Payments {
         if !gateway::vnpay_verify(params, secret.as_bytes()) {
             return Ok(IpnAnswer::InvalidSignature);
         }
+        // A validly signed notice for another terminal is not about this
+        // order, even if the secret is shared (answered as the protocol's
+        // "order not found").
+        if !terminal_matches(&terms, params) {
+            tracing::warn!(intent = %id, tmn_code = ?params.get("vnp_TmnCode"),
+                "IPN for another merchant code refused");
+            return Ok(IpnAnswer::OrderNotFound);
+        }
         let paid = params
             .get("vnp_Amount")
             .and_then(|a| a.parse::<i64>().ok())
@@ -1039,7 +1097,7 @@ impl Payments {
             .is_some_and(|s| gateway::vnpay_verify(params, s.as_bytes()));
         let amount_ok = params.get("vnp_Amount").and_then(|a| a.parse::<i64>().ok())
             == row.intent.amount.checked_mul(gateway::VNPAY_UNITS_PER_DONG);
-        Ok((verified && amount_ok).then_some(row.intent))
+        Ok((verified && amount_ok && terminal_matches(&terms, params)).then_some(row.intent))
     }
 
     /// One merchant's day (UTC, `YYYY-MM-DD`): captures and refunds with
@@ -1127,6 +1185,14 @@ impl Payments {
             totals,
         })
     }
+}
+
+/// Whether a gateway's notice names the activation's own terminal.
+fn terminal_matches(terms: &PaymentTerms, params: &BTreeMap<String, String>) -> bool {
+    terms
+        .vnpay
+        .as_ref()
+        .is_some_and(|t| params.get("vnp_TmnCode") == Some(&t.tmn_code))
 }
 
 /// One settled movement in a reconciliation report, signed as the

@@ -377,6 +377,15 @@ async fn vnpay_ipn_verifies_and_settles_once() {
         p.vnpay_ipn(&signed_ipn(&unknown, SECRET)).await,
         IpnAnswer::OrderNotFound
     );
+    // Validly signed, but for another merchant's terminal: not this order.
+    let other: Vec<(&str, &str)> = good
+        .iter()
+        .map(|&(k, v)| (k, if k == "vnp_TmnCode" { "OTHER001" } else { v }))
+        .collect();
+    assert_eq!(
+        p.vnpay_ipn(&signed_ipn(&other, SECRET)).await,
+        IpnAnswer::OrderNotFound
+    );
     assert_eq!(consistent(&p).await, before);
     assert_eq!(p.get(&i.id).await.expect("get").state, IntentState::Pending);
 
@@ -419,6 +428,8 @@ async fn settlement_survives_a_restart_and_is_delivered_once() {
         let fields = vec![
             ("vnp_Amount", "8000000"),
             ("vnp_ResponseCode", "00"),
+            // The activation's own terminal: others' notices settle nothing.
+            ("vnp_TmnCode", "VTH00001"),
             ("vnp_TransactionNo", "1"),
             ("vnp_TransactionStatus", "00"),
             ("vnp_TxnRef", i.id.as_str()),

@@ -758,15 +758,16 @@ pub fn consultation_patient(
     Ok(keys)
 }
 
-/// A consultation's reason, trimmed: 1 to 2000 bytes.
+/// A consultation's reason, trimmed: 1 to [`crate::text_limits::REASON`] characters.
 pub fn consultation_reason(reason: &str) -> Result<&str, RecordError> {
     let reason = reason.trim();
-    if reason.is_empty() || reason.len() > 2000 {
+    if reason.is_empty() {
         return Err(RecordError::Invalid {
             path: "reason".into(),
-            message: "must be 1 to 2000 bytes".into(),
+            message: "is required".into(),
         });
     }
+    crate::text_limits::check("reason", reason, crate::text_limits::REASON)?;
     Ok(reason)
 }
 

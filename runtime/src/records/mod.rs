@@ -98,6 +98,9 @@ pub enum RecordError {
     UnknownType(String),
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// A string over its documented maximum ([`crate::text_limits`]).
+    #[error(transparent)]
+    TooLong(#[from] crate::text_limits::TooLong),
     #[error("{0}")]
     UnresolvedReference(String),
     #[error("{0} not found")]

@@ -511,7 +511,7 @@ impl RecordStore {
                 "reason": "the record belongs to another hospital and no consent or consultation grants access",
             }),
         };
-        if let Err(e) = AuditLog::new(self.db.clone()).append(event).await {
+        if let Err(e) = AuditLog::new(self.db.clone()).append_refusal(event).await {
             return e.into();
         }
         RecordError::Forbidden(format!(

@@ -407,6 +407,10 @@ fn at_entry(i: usize, e: RecordError) -> RecordError {
             message,
         },
         RecordError::NotFound(m) => RecordError::NotFound(format!("Bundle.entry[{i}]: {m}")),
+        RecordError::TooLong(mut e) => {
+            e.field = format!("Bundle.entry[{i}].resource.{}", e.field);
+            RecordError::TooLong(e)
+        }
         other => other,
     }
 }

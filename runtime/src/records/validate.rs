@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::{BHYT_SYSTEM, CCCD_SYSTEM, RecordError, ResourceType, date_range};
+use crate::text_limits::{self, TooLong};
 
 /// A relative reference (`Type/id`) found in a resource, to be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,68 @@ pub fn parse_body(
     Ok((rt, object))
 }
 
+/// One step of the path to a string, rendered only when it is too long.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Refuse a string over its documented maximum: names (a `HumanName`'s
+/// parts, an organization's name), narrative XHTML, any other string.
+/// Attachment `data` (base64) is bounded by the request body's limit.
+fn check_strings(rt: ResourceType, r: &Map<String, Value>) -> Result<(), TooLong> {
+    fn walk<'a>(v: &'a Value, max: usize, steps: &mut Vec<Step<'a>>) -> Result<(), usize> {
+        match v {
+            Value::String(s) => match text_limits::check("", s, max) {
+                Ok(()) => Ok(()),
+                Err(_) => Err(max),
+            },
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    steps.push(Step::Index(i));
+                    walk(item, max, steps)?;
+                    steps.pop();
+                }
+                Ok(())
+            }
+            Value::Object(o) => walk_object(o, max, steps),
+            _ => Ok(()),
+        }
+    }
+    fn walk_object<'a>(
+        o: &'a Map<String, Value>,
+        max: usize,
+        steps: &mut Vec<Step<'a>>,
+    ) -> Result<(), usize> {
+        for (k, item) in o {
+            let max = match k.as_str() {
+                "data" => continue,
+                "div" => text_limits::FHIR_NARRATIVE,
+                "name" => max.min(text_limits::NAME),
+                _ => max,
+            };
+            steps.push(Step::Key(k));
+            walk(item, max, steps)?;
+            steps.pop();
+        }
+        Ok(())
+    }
+    let mut steps = Vec::new();
+    walk_object(r, text_limits::FHIR_STRING, &mut steps).map_err(|max| {
+        let mut field = rt.as_str().to_owned();
+        for step in &steps {
+            match step {
+                Step::Key(k) => {
+                    field.push('.');
+                    field.push_str(k);
+                }
+                Step::Index(i) => field.push_str(&format!("[{i}]")),
+            }
+        }
+        TooLong { field, max }
+    })
+}
+
 /// Required elements per type: each entry is one element, or alternatives
 /// (`medication[x]`) of which one must be present.
 fn required(rt: ResourceType) -> &'static [&'static [&'static str]] {
@@ -114,6 +177,7 @@ pub fn validate(
     rt: ResourceType,
     r: &Map<String, Value>,
 ) -> Result<(Vec<Reference>, IndexEntries), RecordError> {
+    check_strings(rt, r)?;
     if let Some(id) = r.get("id") {
         match id.as_str() {
             Some(id) if valid_id(id) => {}
@@ -540,6 +604,28 @@ mod tests {
         );
         // 2026-03-01T01:30:00Z
         assert_eq!(index.dates, [(1_772_328_600_000, 1_772_328_600_999)]);
+    }
+
+    #[test]
+    fn bounds_strings_by_kind() {
+        let name =
+            |family: String| json!({ "resourceType": "Patient", "name": [{ "family": family }] });
+        assert!(check(name("Đ".repeat(200))).is_ok());
+        let err = check(name("Đ".repeat(201))).expect_err("too long");
+        assert!(
+            matches!(&err, RecordError::TooLong(e) if e.field == "Patient.name[0].family" && e.max == 200),
+            "{err:?}"
+        );
+        let note = |text: String| {
+            json!({ "resourceType": "Observation", "status": "final", "code": { "text": "x" },
+                "valueString": text, "text": { "status": "generated", "div": "d".repeat(20_000) },
+                "attachment": { "data": "A".repeat(100_000) } })
+        };
+        assert!(check(note("a".repeat(16_384))).is_ok());
+        assert!(matches!(
+            check(note("a".repeat(16_385))),
+            Err(RecordError::TooLong(e)) if e.field == "Observation.valueString"
+        ));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::token::{
 use super::{JoinGrant, ParticipantRole};
 use crate::db::{Database, WriteTx};
 use crate::governance::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
+use crate::identity::PersonRef;
 use crate::records::access::now_millis;
 
 /// Most participants a room may have.
@@ -149,6 +150,7 @@ pub struct Invitation {
 /// Who is invited.
 #[derive(Debug, Clone)]
 pub struct Invitee {
+    /// The person, as a [`crate::identity::PersonRef`] stores them.
     pub subject: String,
     pub display_name: String,
     pub hospital_id: Option<String>,
@@ -436,8 +438,11 @@ impl VideoService {
     /// Create a room, audited; on LiveKit the room is created there too.
     pub async fn create_room(&self, new: NewRoom) -> Result<Room, VideoError> {
         let purpose = new.purpose.trim();
-        if purpose.is_empty() || purpose.len() > 500 {
-            return Err(VideoError::Invalid("purpose must be 1 to 500 bytes".into()));
+        const MAX: usize = crate::text_limits::ROOM_PURPOSE_BYTES;
+        if purpose.is_empty() || purpose.len() > MAX {
+            return Err(VideoError::Invalid(format!(
+                "purpose must be 1 to {MAX} bytes"
+            )));
         }
         if !(2..=MAX_PARTICIPANTS).contains(&new.max_participants) {
             return Err(VideoError::Invalid(format!(
@@ -572,26 +577,27 @@ impl VideoService {
         Ok(invitation_from_row(&row)?)
     }
 
-    /// The invitation of `subject` in `room`, removed or not.
+    /// The invitation of `who` in `room`, removed or not. A person, never
+    /// a bare `sub`: another issuer's token with the same `sub` is not them.
     pub async fn invitation_of(
         &self,
         room: &str,
-        subject: &str,
+        who: &PersonRef,
     ) -> Result<Option<Invitation>, VideoError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {INVITATION_COLUMNS} FROM video_invitations WHERE room_id = $1 AND subject = $2"
         )))
         .bind(room)
-        .bind(subject)
+        .bind(who.as_str())
         .fetch_optional(&self.db.pool)
         .await?;
         Ok(row.as_ref().map(invitation_from_row).transpose()?)
     }
 
-    /// Whether `subject` chairs `room` (an invitation as chair, not removed).
-    pub async fn is_chair(&self, room: &str, subject: &str) -> Result<bool, VideoError> {
+    /// Whether `who` chairs `room` (an invitation as chair, not removed).
+    pub async fn is_chair(&self, room: &str, who: &PersonRef) -> Result<bool, VideoError> {
         Ok(self
-            .invitation_of(room, subject)
+            .invitation_of(room, who)
             .await?
             .is_some_and(|i| i.role == ParticipantRole::Chair && i.removed_at.is_none()))
     }

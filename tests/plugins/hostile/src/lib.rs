@@ -11,6 +11,7 @@
 //! | `/big-response` | returns a 9 MiB body (above the 8 MiB response limit) |
 //! | `/kv-flood` | writes 64 KiB values under new keys until kv refuses, then returns that error (507 for quota) |
 //! | `/host-loop` | calls `kv::get` forever, so the time is spent inside host calls |
+//! | `/headers?count=N&size=B&body=L` | answers 200 with `N` headers `x-h-{i}` of `B` bytes each and an `L`-byte body (the header limits must refuse too many, too large, or headers and body together over the response limit) |
 //! | `/echo` | echoes the request body and its content type |
 //! | `GET /whoami` | returns `identity::current()` as JSON (every field of the principal) |
 //! | `GET /lookup?practitioner=ID&hospital=ID&role=R` | returns the `identity` look-ups of those ids and `has_role(R)` |
@@ -38,6 +39,7 @@ impl Plugin for Hostile {
                 "application/octet-stream",
                 vec![b'x'; 9 << 20],
             )),
+            ["headers"] => Ok(many_headers(&req)),
             ["kv-flood"] => kv_flood(),
             ["host-loop"] => host_loop(),
             ["echo"] => {
@@ -107,6 +109,21 @@ fn kv_flood() -> Result<Response, Error> {
         kv::set(&key, &value)?;
         written += 1;
     }
+}
+
+/// `count` headers of `size` bytes and a `body`-byte body.
+fn many_headers(req: &Request) -> Response {
+    let n = |name: &str| {
+        req.query_param(name)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let value = "v".repeat(n("size"));
+    let mut response = Response::bytes(200, "application/octet-stream", vec![b'x'; n("body")]);
+    for i in 0..n("count") {
+        response = response.with_header(&format!("x-h-{i}"), value.clone());
+    }
+    response
 }
 
 /// Call the host forever: the time goes to host calls, not guest code.

