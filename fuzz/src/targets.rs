@@ -490,7 +490,7 @@ impl Target for FhirSearch {
         let kind = SEARCH_TYPES[usize::from(first) % SEARCH_TYPES.len()];
         let query = String::from_utf8_lossy(query);
         // The query decoder on its own, then the whole route.
-        let _ = api::fhir::query_pairs(&query);
+        let _ = vtelehealth_runtime::query::pairs(&query);
         let uri = format!("/fhir/R4/{kind}?{}", uri_safe(query.as_bytes()));
         let Ok(request) = Request::builder()
             .uri(uri)

@@ -11,10 +11,12 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use vtelehealth_runtime::api::Authenticated;
 use vtelehealth_runtime::bindings::{Plugin, Request};
 use vtelehealth_runtime::capabilities::identity::{CallContext, Directory, Hospital, Tier};
 use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::engine::PluginEngine;
+use vtelehealth_runtime::identity::{Principal, Role};
 use vtelehealth_runtime::plugins::{LoadedPlugin, load_plugin};
 use vtelehealth_runtime::sandbox::{call_http, new_store};
 use vtelehealth_runtime::{Runtime, RuntimeOptions, api};
@@ -299,8 +301,10 @@ async fn native_hello(
     }))
 }
 
-/// Requests per second with `connections` keep-alive connections for `secs`.
-fn load(url: String, connections: usize, secs: u64) -> f64 {
+/// Requests per second with `connections` keep-alive connections for `secs`,
+/// with `bearer` as the access token when given.
+fn load(url: String, bearer: Option<&str>, connections: usize, secs: u64) -> f64 {
+    let bearer = bearer.map(|t| format!("Bearer {t}"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -312,11 +316,15 @@ fn load(url: String, connections: usize, secs: u64) -> f64 {
             .expect("client");
         let end = Instant::now() + Duration::from_secs(secs);
         let workers = (0..connections).map(|_| {
-            let (client, url) = (client.clone(), url.clone());
+            let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
             tokio::spawn(async move {
                 let mut done = 0u64;
                 while Instant::now() < end {
-                    let resp = client.get(&url).send().await.expect("request");
+                    let mut req = client.get(&url);
+                    if let Some(b) = &bearer {
+                        req = req.header("authorization", b);
+                    }
+                    let resp = req.send().await.expect("request");
                     assert_eq!(resp.status(), 200);
                     resp.bytes().await.expect("body");
                     done += 1;
@@ -332,7 +340,25 @@ fn load(url: String, connections: usize, secs: u64) -> f64 {
     })
 }
 
-fn http_throughput(runtime: Arc<Runtime>) -> (f64, f64) {
+/// A trivial route without authentication: the baseline of the token cost.
+async fn ping() -> Json<serde_json::Value> {
+    Json(json!({ "name": "khách" }))
+}
+
+/// The same trivial route behind a verified access token.
+async fn whoami(Authenticated(p): Authenticated) -> Json<serde_json::Value> {
+    Json(json!({ "name": p.name }))
+}
+
+struct HttpFigures {
+    plugin: f64,
+    native: f64,
+    open: f64,
+    auth_cached: f64,
+    auth_uncached: f64,
+}
+
+fn http_throughput(runtime: Arc<Runtime>) -> HttpFigures {
     // Server on one worker thread, load generator on the other core.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -343,17 +369,47 @@ fn http_throughput(runtime: Arc<Runtime>) -> (f64, f64) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let native = Router::new().route("/native/{hospital}/hello", get(native_hello));
+    let native = Router::new()
+        .route("/native/{hospital}/hello", get(native_hello))
+        .route("/native/ping", get(ping))
+        .route("/native/whoami", get(whoami));
+    let doctor = Principal {
+        subject: "bench-doctor".into(),
+        name: "BS Bench".into(),
+        roles: vec![Role::Practitioner],
+        hospital_id: Some("bv-a".into()),
+        vendor_id: None,
+        national_id: None,
+        health_id: None,
+        issuer: runtime.identity.issuer().to_owned(),
+        client_id: None,
+    };
+    let token = runtime
+        .identity
+        .issue_access_token(&doctor, "bench", "openid")
+        .expect("token");
+    let identity = runtime.clone();
     let app = api::app_with(runtime, native);
     server_rt.spawn(async move { axum::serve(listener, app).await });
     let plugin = load(
         format!("http://{addr}/hospitals/bv-a/plugins/hello/"),
+        None,
         32,
         5,
     );
-    let native = load(format!("http://{addr}/native/bv-a/hello"), 32, 5);
+    let native = load(format!("http://{addr}/native/bv-a/hello"), None, 32, 5);
+    let open = load(format!("http://{addr}/native/ping"), None, 32, 5);
+    let auth_cached = load(format!("http://{addr}/native/whoami"), Some(&token), 32, 5);
+    identity.identity.set_token_cache_capacity(0);
+    let auth_uncached = load(format!("http://{addr}/native/whoami"), Some(&token), 32, 5);
     server_rt.shutdown_background();
-    (plugin, native)
+    HttpFigures {
+        plugin,
+        native,
+        open,
+        auth_cached,
+        auth_uncached,
+    }
 }
 
 fn main() {
@@ -404,7 +460,8 @@ fn main() {
         kv_through_plugin(&mut table, &limits, &runtime, &counter).await;
     });
     drop(rt);
-    let (plugin_rps, native_rps) = http_throughput(runtime);
+    let f = http_throughput(runtime);
+    let (plugin_rps, native_rps) = (f.plugin, f.native);
     println!(
         "  HTTP GET hello, 32 connections, 5 s each: plugin {plugin_rps:.0} req/s, native axum {native_rps:.0} req/s, ratio {:.2}",
         plugin_rps / native_rps
@@ -420,5 +477,25 @@ fn main() {
     println!(
         "| HTTP GET hello | plugin / native | {:.2} | |",
         plugin_rps / native_rps
+    );
+    println!(
+        "| HTTP GET trivial route, 32 connections | no authentication (baseline) | {:.0} req/s | |",
+        f.open
+    );
+    println!(
+        "| HTTP GET trivial route, 32 connections | bearer token, verified-token cache | {:.0} req/s | |",
+        f.auth_cached
+    );
+    println!(
+        "| HTTP GET trivial route, 32 connections | bearer token, every signature verified | {:.0} req/s | |",
+        f.auth_uncached
+    );
+    println!(
+        "| HTTP GET trivial route | cached / no authentication | {:.2} | |",
+        f.auth_cached / f.open
+    );
+    println!(
+        "| HTTP GET trivial route | uncached / no authentication | {:.2} | |",
+        f.auth_uncached / f.open
     );
 }

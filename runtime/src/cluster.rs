@@ -1,6 +1,6 @@
 //! Events between the nodes of a deployment. Every node publishes to its own
 //! subscribers at once; on PostgreSQL it also sends each event with `NOTIFY`
-//! and `LISTEN`s for the other nodes' (DESIGN.md §6). On SQLite there is one
+//! and `LISTEN`s for the other nodes' (ADR 0013). On SQLite there is one
 //! node and the bus stays in process.
 //!
 //! Notifications are transient: those sent while a node's listening

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Per-call sandbox limits (DESIGN.md §7). Defaults match the design.
+/// Per-call sandbox limits; the defaults and their flags are in docs/operations.md.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Maximum linear memory of one plugin instance, in bytes.

@@ -56,7 +56,7 @@ pub struct Database {
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
     /// This node's folding of repeated refusals in the audit trail (one
     /// per node, shared by every handle of this database).
-    pub(crate) refusals: Arc<crate::governance::audit::RefusalLimiter>,
+    pub(crate) refusals: Arc<crate::audit::RefusalLimiter>,
 }
 
 impl Database {

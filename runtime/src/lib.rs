@@ -16,6 +16,7 @@
 //! ```
 
 pub mod api;
+pub mod audit;
 pub mod bindings;
 pub mod capabilities;
 pub mod cluster;
@@ -30,10 +31,12 @@ pub mod metrics;
 pub mod notify;
 pub mod payment;
 pub mod plugins;
+pub mod query;
 pub mod records;
 pub mod sandbox;
 pub mod secrets;
 pub mod text_limits;
+pub mod time;
 pub mod video;
 
 use std::path::PathBuf;
@@ -210,7 +213,7 @@ impl Runtime {
                 .allow_payment_sandbox(payment_sandbox),
         );
         governance.spawn_epoch_watcher();
-        governance.spawn_audit_tasks(governance::audit::CHECKPOINT_INTERVAL);
+        governance.spawn_audit_tasks(audit::CHECKPOINT_INTERVAL);
         let records = Arc::new(RecordStore::new(db.clone()));
         let mut payments = Payments::new(db.clone(), TermsSource::Governance(governance.clone()));
         if let Some(tickets) = sandbox_tickets {

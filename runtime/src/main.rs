@@ -236,7 +236,7 @@ enum CheckpointsCommand {
 
 async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
     use base64::Engine as _;
-    use vtelehealth_runtime::governance::audit::{
+    use vtelehealth_runtime::audit::{
         AuditFilter, AuditLog, Checkpoint, CheckpointCheck, export_checkpoints,
     };
     use vtelehealth_runtime::secrets::MasterKey;
@@ -358,7 +358,7 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Sandbox limits per plugin call (defaults from DESIGN.md §7).
+/// Sandbox limits per plugin call (docs/operations.md lists them).
 #[derive(clap::Args)]
 struct LimitArgs {
     /// Wall-clock deadline of one plugin call, host calls included.

@@ -12,10 +12,10 @@ use serde_json::Value;
 use sqlx::Row;
 use tokio::sync::broadcast;
 
+use crate::audit::rfc3339;
 use crate::cluster::{Bus, BusMessage};
 use crate::db::Database;
-use crate::governance::audit::rfc3339;
-use crate::records::access::now_millis;
+use crate::time::now_millis;
 
 /// The bus channel: each event is a recipient's subject.
 pub const CHANNEL: &str = "vth_notifications";

@@ -453,7 +453,7 @@ fn header_of(token: &str) -> Value {
 // ----- rejections (item 4): one test each, through /api/v1/me -----
 
 fn now() -> i64 {
-    vtelehealth_runtime::identity::now()
+    vtelehealth_runtime::time::now_secs()
 }
 
 fn claims(server: &TestServer) -> Value {

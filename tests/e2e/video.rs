@@ -13,9 +13,10 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 use vtelehealth_runtime::RuntimeOptions;
 use vtelehealth_runtime::identity::{IdentityOptions, NewUser, Role};
+use vtelehealth_runtime::time::now_secs;
 use vtelehealth_runtime::video::ParticipantRole;
 use vtelehealth_runtime::video::livekit::LiveKitConfig;
-use vtelehealth_runtime::video::token::{JoinClaims, VideoClaims, VthClaims, now_secs};
+use vtelehealth_runtime::video::token::{JoinClaims, VideoClaims, VthClaims};
 use vtelehealth_tests::TestServer;
 
 use crate::records_access::send;

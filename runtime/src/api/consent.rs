@@ -15,13 +15,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::Authenticated;
 use crate::Runtime;
-use crate::identity::{Authenticated, Principal, Role};
+use crate::identity::{Principal, Role};
 use crate::records::access::{
     AccessStore, Consent, ConsultationStep, PatientKeys, access_log_of, consultation_patient,
-    consultation_reason, now_millis,
+    consultation_reason,
 };
 use crate::records::{Actor, ActorKind, Purpose, RecordError, ResourceType, SearchQuery};
+use crate::time::now_millis;
 
 /// The routes.
 pub fn routes() -> Router<Arc<Runtime>> {

@@ -14,9 +14,10 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::principal_from_headers;
 use crate::Runtime;
-use crate::governance::audit::rfc3339;
-use crate::identity::{Role, principal_from_headers};
+use crate::audit::rfc3339;
+use crate::identity::Role;
 use crate::records::validate::parse_body;
 use crate::records::{
     Actor, ActorKind, BHYT_SYSTEM, CCCD_SYSTEM, Purpose, RecordError, ResourceType, SearchQuery,
@@ -548,53 +549,8 @@ async fn history(
     ))
 }
 
-/// Percent-decode a query component (`+` is a space).
-pub(crate) fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The decoded `name=value` pairs of a query string, in order.
-pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
-/// Percent-encode a query component.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use crate::query::encode;
+pub use crate::query::pairs as query_pairs;
 
 async fn search(
     State(rt): State<Arc<Runtime>>,
@@ -658,16 +614,5 @@ mod tests {
             http_date(1_795_530_998_838),
             "Tue, 24 Nov 2026 14:36:38 GMT"
         );
-    }
-
-    #[test]
-    fn query_components_round_trip() {
-        assert_eq!(
-            decode("https%3A%2F%2Fvneid.gov.vn%2Fcccd%7C001"),
-            "https://vneid.gov.vn/cccd|001"
-        );
-        assert_eq!(decode("a+b%zz%4"), "a b%zz%4");
-        let s = "https://vneid.gov.vn/cccd|001 x";
-        assert_eq!(decode(&encode(s)), s);
     }
 }

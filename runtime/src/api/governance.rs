@@ -17,9 +17,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
+use super::Authenticated;
 use crate::Runtime;
+use crate::audit::{AuditEvent, AuditFilter};
 use crate::capabilities::identity::CallContext;
-use crate::governance::audit::{AuditEvent, AuditFilter};
 use crate::governance::bundle::{Bundle, MAX_BUNDLE_BYTES};
 use crate::governance::manifest::Manifest;
 use crate::governance::registry::{Decision, GovernanceError, VersionState};
@@ -27,7 +28,7 @@ use crate::governance::service::{
     ActivationRequest, RolloutTarget, SubmitError, grant_capabilities,
 };
 use crate::governance::signing;
-use crate::identity::{Authenticated, Principal, Role};
+use crate::identity::{Principal, Role};
 
 /// The governance routes.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -585,9 +586,7 @@ async fn audit_checkpoint_now(
     require_role(&p, &[Role::Reviewer, Role::Operator])?;
     match rt.governance.checkpoint_audit().await {
         Ok(checkpoint) => Ok(Json(json!(checkpoint))),
-        Err(e @ crate::governance::audit::AuditError::Tampered(_)) => {
-            Err(ApiError::Conflict(e.to_string()))
-        }
+        Err(e @ crate::audit::AuditError::Tampered(_)) => Err(ApiError::Conflict(e.to_string())),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }

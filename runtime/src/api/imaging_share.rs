@@ -16,12 +16,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::Authenticated;
 use super::fhir::FHIR_JSON;
 use crate::Runtime;
-use crate::governance::audit::AuditEvent;
-use crate::identity::{Authenticated, Principal, Role};
-use crate::imaging::{DEFAULT_EXPIRY_DAYS, NewShare, ShareError, is_staff_of, now_millis};
+use crate::audit::AuditEvent;
+use crate::identity::{Principal, Role};
+use crate::imaging::{DEFAULT_EXPIRY_DAYS, NewShare, ShareError, is_staff_of};
 use crate::records::{Actor, RecordError};
+use crate::time::now_millis;
 
 /// The imaging share routes.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -162,7 +164,7 @@ async fn create(
             "url": url,
             "claim_id": share.claim_id,
             "assessor": share.assessor,
-            "expires_at": crate::governance::audit::rfc3339(share.expires_at),
+            "expires_at": crate::audit::rfc3339(share.expires_at),
             "document": share.document,
         })),
     )

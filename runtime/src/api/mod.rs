@@ -1,5 +1,6 @@
 //! HTTP routes: health, metrics, the JSON API and plugin routes.
 
+pub mod auth;
 mod consent;
 pub mod console;
 mod error;
@@ -8,6 +9,7 @@ pub mod fhir;
 mod governance;
 mod imaging_share;
 mod notify;
+mod oidc;
 mod payment;
 mod plugin_route;
 mod room_page;
@@ -25,6 +27,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use tracing::Instrument;
 
+pub use auth::{
+    Authenticated, ClientAddr, MaybeAuthenticated, bearer_token, principal_from_headers,
+};
 pub use error::{ApiError, DEFAULT_BODY_LIMIT, ErrorShaped};
 
 use crate::Runtime;
@@ -50,7 +55,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .route("/api/v1/plugins", get(list_plugins))
         .route("/api/v1/hospitals", get(list_hospitals))
         .route("/hospitals/{*rest}", any(plugin_route::call))
-        .merge(crate::identity::routes())
+        .merge(oidc::routes())
         .merge(governance::routes())
         .merge(fhir::routes())
         .merge(consent::routes())

@@ -20,9 +20,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use super::ApiError;
+use super::Authenticated;
 use crate::Runtime;
 use crate::cluster::BusMessage;
-use crate::identity::Authenticated;
 use crate::notify::{MAX_STREAMS_PER_PERSON, Notification, NotifyError, PAGE_LIMIT};
 
 /// A stream ends after this long; the client reconnects with a fresh token

@@ -15,11 +15,12 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::ApiError;
+use super::Authenticated;
 use crate::Runtime;
-use crate::governance::registry::now_millis;
-use crate::identity::{Authenticated, Role};
+use crate::identity::Role;
 use crate::payment::gateway::{SandboxTickets, TicketError};
 use crate::payment::{IntentState, PaymentError, PaymentIntent};
+use crate::time::now_millis;
 
 /// The payment routes.
 pub fn routes() -> Router<Arc<Runtime>> {

@@ -11,9 +11,9 @@ use tracing::Instrument;
 
 use super::{ApiError, RequestId};
 use crate::Runtime;
+use crate::audit::AuditEvent;
 use crate::bindings::{Header, Request as PluginRequest};
 use crate::capabilities::identity::CallContext;
-use crate::governance::audit::AuditEvent;
 use crate::governance::manifest::{Manifest, RouteMatch};
 use crate::governance::service::Resolution;
 use crate::identity::{Principal, Role};
@@ -38,7 +38,7 @@ pub async fn call(State(rt): State<Arc<Runtime>>, req: Request) -> Response {
     let mut response = match Target::parse(req.uri().path()) {
         Ok(target) => {
             // Bearer token present: it must be valid; absent: anonymous.
-            match crate::identity::principal_from_headers(&rt, req.headers()).await {
+            match super::principal_from_headers(&rt, req.headers()).await {
                 Ok(principal) => call_as(&rt, req, target, principal).await,
                 Err(e) => Err(e),
             }

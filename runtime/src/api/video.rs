@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::Authenticated;
 use crate::Runtime;
-use crate::identity::{Authenticated, PersonRef, Principal, Role};
+use crate::identity::{PersonRef, Principal, Role};
 use crate::records::access::AccessStore;
 use crate::video::ParticipantRole;
 use crate::video::rooms::{Invitee, NewRoom, Room, VideoError, participant_json, role_name};

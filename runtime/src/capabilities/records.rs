@@ -259,7 +259,7 @@ impl CallState {
         let grant = self.grant();
         let rt: ResourceType = ty.parse()?;
         let d = self.decide(&grant, rt, &[Interaction::Search], purpose)?;
-        let params = crate::api::fhir::query_pairs(&query);
+        let params = crate::query::pairs(&query);
         let mut q = SearchQuery::parse(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         // One constrained scope: let the database narrow the search too.
         if let [only] = d.scopes.as_slice() {

@@ -1,6 +1,7 @@
 //! Plugin governance: signed bundles and the checks a submission passes.
 
-pub mod audit;
+/// The audit trail lives in the ground layer; the old path stays for callers.
+pub use crate::audit;
 pub mod bundle;
 pub mod checks;
 pub mod cli;

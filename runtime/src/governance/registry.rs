@@ -10,6 +10,7 @@ use sqlx::Row;
 use super::audit::{AuditError, AuditEvent, AuditLog};
 use crate::db::{Database, WriteTx};
 use crate::secrets::PlatformSigner;
+use crate::time::now_millis;
 
 /// Why a governance operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,12 +125,6 @@ pub struct Activation {
     pub mandatory: bool,
     pub activated_by: String,
     pub activated_at: i64,
-}
-
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 const VERSION_COLUMNS: &str = "id, plugin_id, version, vendor_id, manifest, component_digest, checks, state, granted, submitted_by, submitted_at";

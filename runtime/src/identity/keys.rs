@@ -127,6 +127,15 @@ impl KeyStore {
             .cloned()
     }
 
+    /// Whether key `kid` is among [`Self::published`] at `now`.
+    pub fn is_published(&self, kid: &str, now: i64, overlap: i64) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|k| k.kid == kid && k.retired_at.is_none_or(|r| now - r <= overlap))
+    }
+
     /// Keys that still verify tokens at `now`: the active one and those
     /// retired less than `overlap` seconds ago.
     pub fn published(&self, now: i64, overlap: i64) -> Vec<SigningKey> {

@@ -7,17 +7,16 @@
 //! [`IdentityService::create_user`] and [`IdentityService::token_for`].
 
 mod external;
-mod extract;
 mod keys;
-mod oidc;
 mod people;
 mod person;
 mod throttle;
+pub mod token_cache;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
@@ -28,11 +27,7 @@ use sqlx::Row;
 pub use external::{
     IssuerConfigError, TrustedIssuer, check_trusted_issuers, parse_trusted_issuers,
 };
-pub use extract::{
-    Authenticated, ClientAddr, MaybeAuthenticated, bearer_token, principal_from_headers,
-};
 pub use keys::SigningKey;
-pub use oidc::routes;
 pub use people::{
     Client, DEFAULT_PASSWORD_ITERATIONS, DEMO_SERVICE_CLIENT, DEMO_VENDOR, DEMO_WEB_CLIENT,
     DemoAccount, NewUser, User, demo_accounts, validate_citizen_id, validate_health_id,
@@ -41,6 +36,7 @@ pub use person::PersonRef;
 pub use throttle::LoginLimits;
 
 use crate::db::Database;
+use crate::time::now_secs;
 use external::IssuerKeys;
 use keys::KeyStore;
 
@@ -179,28 +175,6 @@ pub enum IdentityError {
     Internal(String),
 }
 
-impl From<IdentityError> for crate::api::ApiError {
-    fn from(e: IdentityError) -> Self {
-        use crate::api::ApiError;
-        match e {
-            IdentityError::InvalidToken(_)
-            | IdentityError::UnknownKey(_)
-            | IdentityError::UntrustedIssuer(_)
-            | IdentityError::Overreach { .. }
-            | IdentityError::IssuerUnavailable(_)
-            | IdentityError::InvalidCredentials => ApiError::Unauthorized(e.to_string()),
-            IdentityError::Invalid(m) | IdentityError::Conflict(m) => ApiError::BadRequest(m),
-            IdentityError::NotFound(m) => ApiError::NotFound(m),
-            IdentityError::Database(e) => ApiError::Internal(e.to_string()),
-            IdentityError::Internal(m) => ApiError::Internal(m),
-            IdentityError::IssuerConfig(e) => ApiError::Internal(e.to_string()),
-            IdentityError::Throttled { .. } | IdentityError::Busy => {
-                ApiError::TooManyRequests(e.to_string())
-            }
-        }
-    }
-}
-
 /// Configuration of the identity service.
 #[derive(Debug, Clone)]
 pub struct IdentityOptions {
@@ -271,21 +245,15 @@ pub struct IdentityService {
     external: HashMap<String, IssuerKeys>,
     http: reqwest::Client,
     last_own_reload: std::sync::Mutex<Option<Instant>>,
-    audit: crate::governance::audit::AuditLog,
+    audit: crate::audit::AuditLog,
     hasher: throttle::HashPool,
     throttle: throttle::Throttle,
     trusted_proxies: Vec<std::net::IpAddr>,
     /// Hashes of over-asserting tokens already audited: a replayed token
     /// is refused every time but recorded once (per node, bounded).
     audited_overreach: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    /// Verified access tokens, so a signature is checked once per node.
+    tokens: token_cache::TokenCache,
 }
 
 /// Hex SHA-256, how codes, refresh tokens are stored.
@@ -337,18 +305,19 @@ impl IdentityService {
                 t.issuer
             )));
         }
-        let keys = KeyStore::load(db.clone(), now()).await?;
+        let keys = KeyStore::load(db.clone(), now_secs()).await?;
         let external = options
             .trusted_issuers
             .into_iter()
             .map(|t| (t.issuer.clone(), IssuerKeys::new(t)))
             .collect();
         Ok(Self {
-            audit: crate::governance::audit::AuditLog::new(db.clone()),
+            audit: crate::audit::AuditLog::new(db.clone()),
             hasher: throttle::HashPool::new(&options.login),
             trusted_proxies: options.login.trusted_proxies.clone(),
             throttle: throttle::Throttle::new(options.login),
             audited_overreach: std::sync::Mutex::default(),
+            tokens: token_cache::TokenCache::default(),
             db,
             issuer: own_issuer,
             audience: options.audience,
@@ -384,7 +353,7 @@ impl IdentityService {
     /// Add a new active signing key; the previous one stays in the JWKS
     /// until the tokens it signed have expired. Returns the new `kid`.
     pub async fn rotate_keys(&self) -> Result<String, IdentityError> {
-        self.keys.rotate(now()).await
+        self.keys.rotate(now_secs()).await
     }
 
     /// The `kid` signing new tokens.
@@ -396,7 +365,7 @@ impl IdentityService {
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = self
             .keys
-            .published(now(), self.overlap())
+            .published(now_secs(), self.overlap())
             .iter()
             .map(SigningKey::jwk)
             .collect();
@@ -410,7 +379,7 @@ impl IdentityService {
     async fn own_key(&self, kid: &str) -> Result<SigningKey, IdentityError> {
         let find = || {
             self.keys
-                .published(now(), self.overlap())
+                .published(now_secs(), self.overlap())
                 .into_iter()
                 .find(|k| k.kid == kid)
         };
@@ -444,7 +413,7 @@ impl IdentityService {
         client_id: &str,
         scope: &str,
     ) -> Result<String, IdentityError> {
-        let t = now();
+        let t = now_secs();
         let mut claims = json!({
             "iss": self.issuer, "sub": principal.subject, "aud": self.audience,
             "iat": t, "nbf": t, "exp": t + self.access_ttl,
@@ -506,10 +475,58 @@ impl IdentityService {
     /// Check a bearer token of the built-in provider or of a trusted
     /// external issuer and return who it stands for.
     pub async fn validate(&self, token: &str) -> Result<Principal, IdentityError> {
-        let invalid = |m: String| IdentityError::InvalidToken(m);
         if token.len() > 16 * 1024 {
-            return Err(invalid("too long".into()));
+            return Err(IdentityError::InvalidToken("too long".into()));
         }
+        let hash = token_cache::token_hash(token);
+        if let Some((principal, key)) = self.tokens.get(&hash, now_secs()) {
+            if self.still_published(&key).await {
+                self.tokens.count_hit();
+                return Ok(principal);
+            }
+            self.tokens.remove(&hash);
+        }
+        let (principal, claims, key) = self.verify(token).await?;
+        if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
+            let nbf = claims.get("nbf").and_then(Value::as_i64);
+            self.tokens
+                .insert(hash, principal.clone(), exp, nbf, key, now_secs());
+        }
+        Ok(principal)
+    }
+
+    /// Whether the key that verified a cached token would still be found
+    /// by the full check, looked up the same way.
+    async fn still_published(&self, key: &token_cache::VerifiedBy) -> bool {
+        match key {
+            token_cache::VerifiedBy::Own(kid) => {
+                self.keys.is_published(kid, now_secs(), self.overlap())
+                    || self.own_key(kid).await.is_ok()
+            }
+            token_cache::VerifiedBy::External { issuer, kid } => match self.external.get(issuer) {
+                Some(ext) => ext.key(&self.http, kid).await.is_ok(),
+                None => false,
+            },
+        }
+    }
+
+    /// Tune the verified-token cache (0 turns it off; benchmarks compare).
+    pub fn set_token_cache_capacity(&self, capacity: usize) {
+        self.tokens.set_capacity(capacity);
+    }
+
+    /// Requests whose token was answered from the cache since start.
+    pub fn token_cache_hits(&self) -> u64 {
+        self.tokens.hits()
+    }
+
+    /// The full check of [`Self::validate`]: the principal, the verified
+    /// claims and the key that verified them.
+    async fn verify(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Value, token_cache::VerifiedBy), IdentityError> {
+        let invalid = |m: String| IdentityError::InvalidToken(m);
         // Fails for `alg: none` and any algorithm the library does not know.
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| invalid(format!("malformed header: {e}")))?;
@@ -550,14 +567,15 @@ impl IdentityService {
                     .collect(),
                 _ => Vec::new(),
             };
-            return Ok(self.principal_from(
+            let principal = self.principal_from(
                 &claims,
                 roles,
                 "name",
                 "hospital_id",
                 "national_id",
                 "health_id",
-            ));
+            );
+            return Ok((principal, claims, token_cache::VerifiedBy::Own(kid)));
         }
         let Some(ext) = self.external.get(&iss) else {
             return Err(IdentityError::UntrustedIssuer(iss));
@@ -619,14 +637,16 @@ impl IdentityService {
                 });
             }
         };
-        Ok(self.principal_from(
+        let principal = self.principal_from(
             &claims,
             roles,
             &cfg.name_claim,
             &cfg.hospital_claim,
             &cfg.national_id_claim,
             &cfg.health_id_claim,
-        ))
+        );
+        let key = token_cache::VerifiedBy::External { issuer: iss, kid };
+        Ok((principal, claims, key))
     }
 
     /// Record a trusted issuer's over-asserting token, once per token.
@@ -654,7 +674,7 @@ impl IdentityService {
         let subject = clip(claims.get("sub"));
         // The issuer vouched for the claims, so it is the caller; the person
         // is named as `PersonRef` does (never a local user's bare id).
-        let event = crate::governance::audit::AuditEvent {
+        let event = crate::audit::AuditEvent {
             actor: format!("issuer:{issuer}"),
             action: "identity.token_refused".into(),
             target: format!("{issuer}#{}", subject.as_str().unwrap_or_default()),
@@ -722,7 +742,7 @@ impl IdentityService {
                 "a ticket cannot have the API's audience".into(),
             ));
         }
-        let t = now();
+        let t = now_secs();
         let claims = json!({
             "iss": self.issuer, "sub": self.person(principal), "aud": audience,
             "iat": t, "nbf": t, "exp": t + ttl_secs,
@@ -788,7 +808,7 @@ impl IdentityService {
         .bind(&new.specialty)
         .bind(&new.title)
         .bind(&hash)
-        .bind(now())
+        .bind(now_secs())
         .execute(&mut *tx.tx)
         .await;
         match inserted {
@@ -923,7 +943,7 @@ impl IdentityService {
     /// Count a failed login; audit each back-off it starts.
     async fn login_failed(&self, keys: &[throttle::Key], from: Option<std::net::IpAddr>) {
         for b in self.throttle.failed(keys) {
-            let event = crate::governance::audit::AuditEvent {
+            let event = crate::audit::AuditEvent {
                 actor: "anonymous".into(),
                 action: "identity.login_throttled".into(),
                 target: b.key.target(),
@@ -960,7 +980,7 @@ impl IdentityService {
         )
         .bind(id)
         .bind(name)
-        .bind(now())
+        .bind(now_secs())
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
@@ -1026,7 +1046,7 @@ impl IdentityService {
         .bind(secret_hash)
         .bind(redirect_uris.join("\n"))
         .bind(hospital_id)
-        .bind(now())
+        .bind(now_secs())
         .execute(&mut *tx.tx)
         .await;
         match result {
@@ -1122,7 +1142,7 @@ impl IdentityService {
         .bind(&req.code_challenge)
         .bind(&req.scope)
         .bind(&req.nonce)
-        .bind(now() + CODE_TTL_SECS)
+        .bind(now_secs() + CODE_TTL_SECS)
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
@@ -1139,7 +1159,7 @@ impl IdentityService {
         code_verifier: &str,
     ) -> Result<TokenResponse, IdentityError> {
         let bad = |m: &str| IdentityError::Invalid(m.to_owned());
-        let t = now();
+        let t = now_secs();
         let mut tx = self.db.begin_write().await?;
         let row = sqlx::query(
             "UPDATE identity_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL \
@@ -1187,7 +1207,7 @@ impl IdentityService {
         let principal = user.principal(&self.issuer);
         let access_token = self.issue_access_token(&principal, client_id, scope)?;
         let id_token = if scope.split(' ').any(|s| s == "openid") {
-            let t = now();
+            let t = now_secs();
             let mut claims = json!({
                 "iss": self.issuer, "sub": user.id, "aud": client_id, "azp": client_id,
                 "iat": t, "exp": t + self.access_ttl, "auth_time": t,
@@ -1201,7 +1221,7 @@ impl IdentityService {
             None
         };
         let refresh = people::random_token()?;
-        let t = now();
+        let t = now_secs();
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO identity_refresh_tokens (token_hash, family_id, user_id, client_id, scope, expires_at, created_at, used_at, revoked_at) \
@@ -1253,7 +1273,7 @@ impl IdentityService {
         client_id: &str,
     ) -> Result<TokenResponse, IdentityError> {
         let bad = |m: &str| IdentityError::Invalid(m.to_owned());
-        let t = now();
+        let t = now_secs();
         let hash = sha256_hex(token);
         let mut tx = self.db.begin_write().await?;
         let row = sqlx::query(
@@ -1298,7 +1318,7 @@ impl IdentityService {
             "UPDATE identity_refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
              (SELECT family_id FROM identity_refresh_tokens WHERE token_hash = $2)",
         )
-        .bind(now())
+        .bind(now_secs())
         .bind(sha256_hex(token))
         .execute(&mut *tx.tx)
         .await?;
@@ -1459,6 +1479,60 @@ mod tests {
             .issue_ticket(&p, "frames", json!({}), -(LEEWAY_SECS + 5))
             .unwrap();
         assert!(id.validate_ticket(&expired, "frames").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_refused_as_soon_as_the_full_check_would_refuse_it() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = Database::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+            .await
+            .unwrap();
+        let options = IdentityOptions {
+            issuer: Some("http://issuer.test".into()),
+            ..Default::default()
+        };
+        let id = IdentityService::new(db, options).await.unwrap();
+        let claims = |exp: i64| {
+            json!({
+                "iss": "http://issuer.test", "sub": "u-1", "aud": id.audience(),
+                "iat": now_secs(), "exp": exp, "roles": ["practitioner"], "hospital_id": "bv-a",
+            })
+        };
+
+        // Verified once, then answered from the cache with the same principal.
+        let token = id.sign_claims(&claims(now_secs() + 300)).unwrap();
+        let first = id.validate(&token).await.unwrap();
+        assert_eq!(id.token_cache_hits(), 0);
+        assert_eq!(id.validate(&token).await.unwrap(), first);
+        assert_eq!(id.token_cache_hits(), 1);
+
+        // Expiry: valid for about one more second (exp + leeway), then
+        // refused as expired although it is cached.
+        let t0 = now_secs();
+        let short = id.sign_claims(&claims(t0 - LEEWAY_SECS + 1)).unwrap();
+        id.validate(&short).await.unwrap();
+        while now_secs() < t0 + 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let err = id.validate(&short).await.unwrap_err();
+        assert!(
+            matches!(&err, IdentityError::InvalidToken(m) if m == "expired"),
+            "{err}"
+        );
+
+        // The key is no longer published (retired beyond the overlap): the
+        // cached token is refused on the next request, as uncached.
+        sqlx::query("UPDATE identity_keys SET retired_at = 1")
+            .execute(&id.db.pool)
+            .await
+            .unwrap();
+        id.keys.reload().await.unwrap();
+        let hits = id.token_cache_hits();
+        let err = id.validate(&token).await.unwrap_err();
+        assert!(matches!(err, IdentityError::UnknownKey(_)), "{err}");
+        assert_eq!(id.token_cache_hits(), hits, "found, but not served");
+        id.set_token_cache_capacity(0);
+        assert!(id.validate(&token).await.is_err());
     }
 
     #[test]

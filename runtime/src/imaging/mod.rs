@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
 use crate::capabilities::identity::Hospital;
 use crate::db::Database;
-use crate::governance::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
 use crate::identity::{PersonRef, Principal, Role};
 use crate::records::{Actor, RecordError, RecordStore, ResourceType};
 use crate::secrets::{DocumentKeys, SecretsError};
@@ -148,7 +148,7 @@ impl Share {
     }
 }
 
-pub(crate) use crate::governance::registry::now_millis;
+use crate::time::now_millis;
 
 const COLUMNS: &str = "id, hospital_id, claim_id, assessor, patient_health_id, document, created_by, created_at, expires_at, revoked_at";
 

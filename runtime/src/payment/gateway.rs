@@ -251,7 +251,7 @@ pub fn vnpay_payment_url(
 
 /// `yyyyMMddHHmmss` in Vietnam's time (UTC+7), as the protocol wants.
 pub fn vietnam_timestamp(millis: i64) -> String {
-    let iso = crate::governance::audit::rfc3339(millis.saturating_add(7 * 3_600_000));
+    let iso = crate::audit::rfc3339(millis.saturating_add(7 * 3_600_000));
     iso.chars().filter(char::is_ascii_digit).take(14).collect()
 }
 

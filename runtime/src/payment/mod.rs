@@ -53,7 +53,7 @@ pub enum PaymentError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("audit trail: {0}")]
-    Audit(#[from] crate::governance::audit::AuditError),
+    Audit(#[from] crate::audit::AuditError),
     #[error("payment storage: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -253,7 +253,7 @@ pub struct Payments {
 /// Why a payment that names no real gateway is refused on a production node.
 pub const NO_GATEWAY: &str = "this activation takes payments but names no payment gateway: set `payment.gateway` to `vnpay` with its terminal (`payment.vnpay`) and the secret `vnpay_hash_secret`; the built-in sandbox gateway exists only on servers started with --demo or --payment-sandbox";
 
-use crate::governance::registry::now_millis;
+use crate::time::now_millis;
 
 fn check_text(what: &str, value: &str) -> Result<(), PaymentError> {
     if value.trim().is_empty() || value.len() > MAX_TEXT || value.chars().any(char::is_control) {
@@ -886,9 +886,9 @@ impl Payments {
         action: &str,
         amount: i64,
     ) -> Result<(), PaymentError> {
-        crate::governance::audit::AuditLog::append_in(
+        crate::audit::AuditLog::append_in(
             tx,
-            crate::governance::audit::AuditEvent {
+            crate::audit::AuditEvent {
                 actor: actor.to_owned(),
                 action: action.to_owned(),
                 target: format!("payment:{}", intent.id),
@@ -1240,7 +1240,7 @@ impl Reconciliation {
                 l.transfer_id,
                 l.intent_id,
                 l.kind,
-                crate::governance::audit::rfc3339(l.at),
+                crate::audit::rfc3339(l.at),
                 l.gross,
                 l.merchant,
                 l.platform_fee,
@@ -1277,7 +1277,7 @@ fn parse_day(day: &str) -> Result<i64, PaymentError> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let millis = days * 86_400_000;
-    if crate::governance::audit::rfc3339(millis).get(..10) != Some(day) {
+    if crate::audit::rfc3339(millis).get(..10) != Some(day) {
         return Err(bad());
     }
     Ok(millis)

@@ -532,7 +532,7 @@ async fn cancel_and_timeout_void_the_hold_and_report_reconciles() {
     p.refund("tester", "bv", "shop", &c.id, 100_000, "r")
         .await
         .expect("refund");
-    let day = crate::governance::audit::rfc3339(now_millis());
+    let day = crate::audit::rfc3339(now_millis());
     let report = p
         .reconciliation("merchant:vendor:shop", &day[..10])
         .await

@@ -12,8 +12,8 @@ use sqlx::Row;
 
 use super::scopes::Purpose;
 use super::{BHYT_SYSTEM, CCCD_SYSTEM, RecordError};
+use crate::audit::rfc3339;
 use crate::db::{Database, WriteTx};
-use crate::governance::audit::rfc3339;
 
 /// The citizen identifiers of a patient.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -60,7 +60,7 @@ impl Basis {
     }
 }
 
-pub(crate) use crate::governance::registry::now_millis;
+use crate::time::now_millis;
 
 /// The citizen identifiers of `patient_ref` (`Patient/<id>`).
 pub async fn patient_keys(db: &Database, patient_ref: &str) -> Result<PatientKeys, RecordError> {
@@ -455,9 +455,9 @@ impl AccessStore {
         .bind(consent.expires_at)
         .execute(&mut *tx.tx)
         .await?;
-        crate::governance::audit::AuditLog::append_in(
+        crate::audit::AuditLog::append_in(
             &mut tx,
-            crate::governance::audit::AuditEvent {
+            crate::audit::AuditEvent {
                 actor: consent.citizen_subject.clone(),
                 action: "records.consent_granted".into(),
                 target: format!("Consent/{}", consent.id),
@@ -509,9 +509,9 @@ impl AccessStore {
         .ok_or_else(|| RecordError::NotFound(format!("Consent/{id}")))?;
         let consent = consent_from_row(&row)?;
         if changed > 0 {
-            crate::governance::audit::AuditLog::append_in(
+            crate::audit::AuditLog::append_in(
                 &mut tx,
-                crate::governance::audit::AuditEvent {
+                crate::audit::AuditEvent {
                     actor: citizen_subject.to_owned(),
                     action: "records.consent_revoked".into(),
                     target: format!("Consent/{id}"),
@@ -588,9 +588,9 @@ impl AccessStore {
         .bind(now_millis())
         .execute(&mut *tx.tx)
         .await?;
-        crate::governance::audit::AuditLog::append_in(
+        crate::audit::AuditLog::append_in(
             &mut tx,
-            crate::governance::audit::AuditEvent {
+            crate::audit::AuditEvent {
                 actor: requested_by.to_owned(),
                 action: "consultation.requested".into(),
                 target: format!("consultation/{id}"),
@@ -673,9 +673,9 @@ impl AccessStore {
                 current.status
             )));
         }
-        crate::governance::audit::AuditLog::append_in(
+        crate::audit::AuditLog::append_in(
             &mut tx,
-            crate::governance::audit::AuditEvent {
+            crate::audit::AuditEvent {
                 actor: actor.to_owned(),
                 action: format!("consultation.{to}"),
                 target: format!("consultation/{id}"),

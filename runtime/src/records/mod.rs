@@ -120,7 +120,7 @@ pub enum RecordError {
     #[error("records storage error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("audit trail error: {0}")]
-    Audit(#[from] crate::governance::audit::AuditError),
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).

@@ -13,8 +13,8 @@ use super::access::{self, AccessEntry, Basis, PatientKeys};
 use super::scopes::Purpose;
 use super::validate::{self, IndexEntries, Reference};
 use super::{BHYT_SYSTEM, CCCD_SYSTEM, RecordError, ResourceType, date_range};
+use crate::audit::{AuditEvent, AuditLog, rfc3339};
 use crate::db::{Database, WriteTx};
-use crate::governance::audit::{AuditEvent, AuditLog, rfc3339};
 
 /// How the caller reaches records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +208,7 @@ pub struct RecordStore {
     db: Database,
 }
 
-use super::access::now_millis;
+use crate::time::now_millis;
 
 const COLUMNS: &str =
     "resource_type, id, version_id, last_updated, hospital_id, patient_ref, content";

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 
-use super::access::now_millis;
 use super::store::{NotReplaced, Written, insert_in, replace_in, resolve};
 use super::{Actor, ActorKind, RecordError, RecordStore, ResourceType};
-use crate::governance::audit::rfc3339;
+use crate::audit::rfc3339;
+use crate::time::now_millis;
 
 /// Most entries in one transaction.
 pub const MAX_ENTRIES: usize = 1000;
@@ -157,7 +157,7 @@ fn parse_put_url(rt: ResourceType, url: &str) -> Result<Method, String> {
                 format!("a conditional update names one identifier: `{rt}?identifier=system|value`")
             })?;
         // The same decoding as search parameters (`%7C` is common for `|`).
-        let value = crate::api::fhir::decode(value);
+        let value = crate::query::decode(value);
         return Ok(match value.split_once('|') {
             Some((s, v)) if !v.is_empty() => Method::Upsert {
                 system: (!s.is_empty()).then(|| s.to_owned()),

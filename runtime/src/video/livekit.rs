@@ -8,7 +8,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::token::{JoinClaims, now_secs};
+use super::token::JoinClaims;
+use crate::time::now_secs;
 
 /// Lifetime of the tokens the runtime signs for its own room service calls.
 const ADMIN_TOKEN_TTL_SECS: i64 = 300;

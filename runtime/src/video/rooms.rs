@@ -17,13 +17,12 @@ use super::media::MediaPlane;
 use super::signal::{PresenceState, PresentParticipant};
 use super::token::{
     DEFAULT_TTL_SECS, JoinClaims, JoinError, MAX_TTL_SECS, TokenSigner, VideoClaims, VthClaims,
-    now_secs,
 };
 use super::{JoinGrant, ParticipantRole};
+use crate::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
 use crate::db::{Database, WriteTx};
-use crate::governance::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
 use crate::identity::PersonRef;
-use crate::records::access::now_millis;
+use crate::time::{now_millis, now_secs};
 
 /// Most participants a room may have.
 pub const MAX_PARTICIPANTS: u32 = 50;

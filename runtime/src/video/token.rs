@@ -174,14 +174,10 @@ impl TokenSigner {
     }
 }
 
-/// Seconds since the epoch.
-pub fn now_secs() -> i64 {
-    crate::records::access::now_millis() / 1000
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::now_secs;
 
     fn claims(exp_in: i64) -> JoinClaims {
         let now = now_secs();

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Database, WriteTx};
+use crate::time::now_millis;
 
 /// Hash of the entry before the first.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -350,12 +351,6 @@ impl RefusalLimiter {
 #[derive(Clone)]
 pub struct AuditLog {
     db: Database,
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl AuditLog {

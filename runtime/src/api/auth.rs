@@ -6,9 +6,9 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use super::Principal;
+use super::ApiError;
 use crate::Runtime;
-use crate::api::ApiError;
+use crate::identity::{IdentityError, Principal};
 
 /// An authenticated caller; rejects with 401 when the bearer token is
 /// missing or invalid.
@@ -78,7 +78,7 @@ impl FromRequestParts<Arc<Runtime>> for Authenticated {
     }
 }
 
-/// The address a request came from ([`super::IdentityService::client_address`]):
+/// The address a request came from ([`crate::identity::IdentityService::client_address`]):
 /// `None` when the server was not started with connection info.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<std::net::IpAddr>);
@@ -99,5 +99,27 @@ impl FromRequestParts<Arc<Runtime>> for ClientAddr {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
         Ok(Self(rt.identity.client_address(peer, forwarded)))
+    }
+}
+
+/// How the identity service's refusals reach HTTP clients.
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::InvalidToken(_)
+            | IdentityError::UnknownKey(_)
+            | IdentityError::UntrustedIssuer(_)
+            | IdentityError::Overreach { .. }
+            | IdentityError::IssuerUnavailable(_)
+            | IdentityError::InvalidCredentials => ApiError::Unauthorized(e.to_string()),
+            IdentityError::Invalid(m) | IdentityError::Conflict(m) => ApiError::BadRequest(m),
+            IdentityError::NotFound(m) => ApiError::NotFound(m),
+            IdentityError::Database(e) => ApiError::Internal(e.to_string()),
+            IdentityError::Internal(m) => ApiError::Internal(m),
+            IdentityError::IssuerConfig(e) => ApiError::Internal(e.to_string()),
+            IdentityError::Throttled { .. } | IdentityError::Busy => {
+                ApiError::TooManyRequests(e.to_string())
+            }
+        }
     }
 }

@@ -11,9 +11,10 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Authenticated, ClientAddr, CodeRequest, IdentityError, TokenResponse};
+use super::ApiError;
+use super::auth::{Authenticated, ClientAddr};
 use crate::Runtime;
-use crate::api::ApiError;
+use crate::identity::{CodeRequest, IdentityError, Role, TokenResponse};
 
 /// The provider's routes, to merge into the application.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -38,9 +39,9 @@ pub fn routes() -> Router<Arc<Runtime>> {
 /// new key; the previous one stays in the JWKS until its tokens expire.
 async fn rotate_keys(
     State(rt): State<Arc<Runtime>>,
-    super::Authenticated(p): super::Authenticated,
+    Authenticated(p): Authenticated,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !p.has_role(super::Role::Operator) {
+    if !p.has_role(Role::Operator) {
         return Err(ApiError::Forbidden(
             "rotating signing keys needs the operator role".into(),
         ));
@@ -48,7 +49,7 @@ async fn rotate_keys(
     let kid = rt.identity.rotate_keys().await?;
     rt.governance
         .audit
-        .append(crate::governance::audit::AuditEvent {
+        .append(crate::audit::AuditEvent {
             actor: rt.identity.person(&p).into_string(),
             action: "identity.key_rotated".into(),
             target: format!("signing-key:{kid}"),
@@ -247,9 +248,13 @@ async fn authorize_submit(
     } else {
         '?'
     };
-    let mut location = format!("{}{sep}code={}", req.redirect_uri, percent_encode(&code));
+    let mut location = format!(
+        "{}{sep}code={}",
+        req.redirect_uri,
+        crate::query::encode(&code)
+    );
     if !p.state.is_empty() {
-        location.push_str(&format!("&state={}", percent_encode(&p.state)));
+        location.push_str(&format!("&state={}", crate::query::encode(&p.state)));
     }
     (
         StatusCode::SEE_OTHER,
@@ -413,7 +418,7 @@ fn client_credentials(
             .map_err(|_| invalid())?;
         let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
         let (id, secret) = decoded.split_once(':').ok_or_else(invalid)?;
-        return Ok((percent_decode(id), Some(percent_decode(secret))));
+        return Ok((crate::query::decode(id), Some(crate::query::decode(secret))));
     }
     if p.client_id.is_empty() {
         return Err(OAuthError::new("invalid_client", "client_id is required"));
@@ -508,40 +513,4 @@ fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
