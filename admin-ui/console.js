@@ -460,8 +460,8 @@ async function viewVersion(id) {
 
 function reviewActions(v) {
   const done = (key) => async (result) => {
-    say(t(key, { plugin: v.plugin, version: v.version }), 'ok');
     await show(() => viewVersion(v.id));
+    say(t(key, { plugin: v.plugin, version: v.version }), 'ok');
     return result;
   };
   if (v.state === 'submitted') {
@@ -636,8 +636,10 @@ function activationForm(v, active) {
       body.secrets = parsed;
     }
     await api('PUT', `/api/v1/hospitals/${encodeURIComponent(me.hospital_id)}/activations/${encodeURIComponent(v.plugin)}`, body);
-    say(t('activate.done', { plugin: v.plugin, version: v.version }), 'ok');
+    // Confirmed once the catalogue is redrawn, so nothing clicked after
+    // the confirmation lands on the page being replaced.
     await show(viewCatalogue);
+    say(t('activate.done', { plugin: v.plugin, version: v.version }), 'ok');
   }, { id: `activate-submit-${v.plugin}` });
   return el('form', { class: 'activation', onsubmit: (e) => e.preventDefault(), 'aria-label': t('activate.title', { plugin: v.plugin, version: v.version }) },
     el('h3', { text: t('activate.title', { plugin: v.plugin, version: v.version }) }),
@@ -657,8 +659,8 @@ async function viewModules() {
     const u = usage.find((x) => x.plugin === a.plugin_id) || { calls: 0, errors: 0 };
     const remove = a.mandatory ? '' : actionButton(`${t('modules.deactivate')} ${a.plugin_id}`, async () => {
       await api('DELETE', `/api/v1/hospitals/${h}/activations/${encodeURIComponent(a.plugin_id)}`);
-      say(t('modules.deactivated', { plugin: a.plugin_id }), 'ok');
       await show(viewModules);
+      say(t('modules.deactivated', { plugin: a.plugin_id }), 'ok');
     }, { class: 'danger', 'data-deactivate': a.plugin_id });
     return [a.plugin_id, a.version, stateText(a.state) || a.state, a.mandatory ? t('yes') : t('no'),
       el('code', { text: compact(a.config) }), String(u.calls), String(u.errors), remove];
@@ -798,16 +800,16 @@ async function viewConsents() {
     if (source.value) body.source_hospital = source.value;
     if (days.value.trim()) body.expires_in_days = Number(days.value);
     await api('POST', '/api/v1/me/consents', body);
-    say(t('citizen.granted'), 'ok');
     await show(viewConsents);
+    say(t('citizen.granted'), 'ok');
   }, { id: 'consent-grant' });
   const rows = consents.map((c) => {
     const to = c.provision?.actor?.[0]?.reference?.identifier?.value;
     const purposesText = (c.provision?.purpose || []).map((p) => p.display || p.code).join(', ');
     const revoke = c.status === 'active' ? actionButton(t('citizen.revoke'), async () => {
       await api('DELETE', `/api/v1/me/consents/${encodeURIComponent(c.id)}`);
-      say(t('citizen.revoked'), 'ok');
       await show(viewConsents);
+      say(t('citizen.revoked'), 'ok');
     }, { class: 'danger', 'data-consent': c.id }) : '';
     return [t('citizen.consent_to', { hospital: name(to) }), purposesText, c.status, c.provision?.period?.end || '', revoke];
   });

@@ -207,10 +207,12 @@ impl Runtime {
         } else {
             None
         };
+        let kv = Arc::new(KvStore::new(db.clone()));
         let governance = Arc::new(
             Governance::new(Registry::new(db.clone()), master, engine.clone())
                 .await?
-                .allow_payment_sandbox(payment_sandbox),
+                .allow_payment_sandbox(payment_sandbox)
+                .with_kv(kv.clone()),
         );
         governance.spawn_epoch_watcher();
         governance.spawn_audit_tasks(audit::CHECKPOINT_INTERVAL);
@@ -232,7 +234,7 @@ impl Runtime {
             engine,
             plugins,
             hospitals,
-            kv: Arc::new(KvStore::new(db.clone())),
+            kv,
             imaging: Arc::new(ImagingShares::new(
                 db.clone(),
                 records.clone(),

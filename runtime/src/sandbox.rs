@@ -9,11 +9,107 @@ use std::collections::BTreeSet;
 
 use crate::bindings::{Plugin, Request, Response};
 use crate::capabilities::Capability;
-use crate::capabilities::identity::CallContext;
-use crate::capabilities::kv::KvScope;
+use crate::capabilities::identity::{CallContext, Directory, Hospital};
+use crate::capabilities::kv::{KvScope, KvStore};
 use crate::config::Limits;
+use crate::identity::Principal;
 use crate::plugins::LoadedPlugin;
 use crate::records::scopes::RecordGrant;
+use crate::video::rooms::VideoService;
+
+/// The one place a plugin call's state is assembled, for plugin routes,
+/// activation hooks and rollouts alike: the calling hospital, plugin and
+/// person, the (hospital, plugin) kv scope under the given limits, and the
+/// grants of the reviewed version (capabilities, records scopes, national
+/// identifiers), all taken from the loaded plugin itself.
+pub struct CallBuilder<'a> {
+    plugin: &'a LoadedPlugin,
+    hospital: Hospital,
+    directory: Directory,
+    kv: &'a Arc<KvStore>,
+    limits: &'a Limits,
+    principal: Option<Principal>,
+    request_id: Option<String>,
+    video: Option<Arc<VideoService>>,
+    started: std::time::Instant,
+}
+
+impl<'a> CallBuilder<'a> {
+    /// A call into `plugin` for `hospital`; its deadline runs from now.
+    pub fn new(
+        plugin: &'a LoadedPlugin,
+        hospital: Hospital,
+        directory: Directory,
+        kv: &'a Arc<KvStore>,
+        limits: &'a Limits,
+    ) -> Self {
+        Self {
+            plugin,
+            hospital,
+            directory,
+            kv,
+            limits,
+            principal: None,
+            request_id: None,
+            video: None,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The person the call acts for (`None`: anonymous or the platform).
+    pub fn principal(mut self, principal: Option<Principal>) -> Self {
+        self.principal = principal;
+        self
+    }
+
+    /// The request id logs and the plugin see (a fresh one otherwise).
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// The room service the `video` capability acts on.
+    pub fn video(mut self, video: Option<Arc<VideoService>>) -> Self {
+        self.video = video;
+        self
+    }
+
+    /// When the call started (its deadline and monotonic clock count from here).
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    /// The call's context and kv scope.
+    fn parts(self) -> (&'a LoadedPlugin, &'a Limits, Arc<CallContext>, KvScope) {
+        let plugin_id = self.plugin.manifest.id.clone();
+        let kv = self.kv.scope(&self.hospital.id, &plugin_id, self.limits);
+        let ctx = Arc::new(CallContext {
+            hospital: self.hospital,
+            plugin_id,
+            request_id: self
+                .request_id
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            principal: self.principal,
+            started: self.started,
+            directory: self.directory,
+            video: self.video,
+        });
+        (self.plugin, self.limits, ctx, kv)
+    }
+
+    /// Handle one HTTP request.
+    pub async fn http(self, request: Request) -> Result<Response, CallError> {
+        let (plugin, limits, ctx, kv) = self.parts();
+        call_http(plugin, limits, ctx, kv, request).await
+    }
+
+    /// Run the activation hook with `config`; `Ok(Err(message))` is the
+    /// plugin refusing it.
+    pub async fn activate(self, config: String) -> Result<Result<(), String>, CallError> {
+        let (plugin, limits, ctx, kv) = self.parts();
+        call_activate(plugin, limits, ctx, kv, config).await
+    }
+}
 
 /// Everything a capability may read during one call.
 pub struct CallState {
@@ -220,6 +316,20 @@ pub fn new_store(
     store
 }
 
+/// A store for one call into `plugin`, with every grant of its reviewed
+/// version.
+fn plugin_store(
+    plugin: &LoadedPlugin,
+    limits: &Limits,
+    ctx: Arc<CallContext>,
+    kv: KvScope,
+) -> Store<CallState> {
+    let mut store = new_store(plugin.pre.engine(), limits, ctx, kv, plugin.granted.clone());
+    store.data_mut().records_grant = plugin.records.clone();
+    store.data_mut().national_ids = plugin.national_ids;
+    store
+}
+
 /// Run one HTTP request through a fresh instance of `pre`. The deadline
 /// runs from `ctx.started`.
 pub async fn call_http(
@@ -230,9 +340,7 @@ pub async fn call_http(
     request: Request,
 ) -> Result<Response, CallError> {
     let pre = &plugin.pre;
-    let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
-    store.data_mut().records_grant = plugin.records.clone();
-    store.data_mut().national_ids = plugin.national_ids;
+    let mut store = plugin_store(plugin, limits, ctx, kv);
     let deadline = store.data().deadline;
     let limit_ms = limits.deadline.as_millis();
     let run = async {
@@ -312,9 +420,7 @@ pub async fn call_activate(
     config: String,
 ) -> Result<Result<(), String>, CallError> {
     let pre = &plugin.pre;
-    let mut store = new_store(pre.engine(), limits, ctx, kv, plugin.granted.clone());
-    store.data_mut().records_grant = plugin.records.clone();
-    store.data_mut().national_ids = plugin.national_ids;
+    let mut store = plugin_store(plugin, limits, ctx, kv);
     let deadline = store.data().deadline;
     let run = async {
         let instance: Plugin = pre

@@ -1,7 +1,6 @@
 //! `/hospitals/{hospital}/plugins/{plugin}/{*path}`: a call into a plugin.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -13,13 +12,12 @@ use super::{ApiError, RequestId};
 use crate::Runtime;
 use crate::audit::AuditEvent;
 use crate::bindings::{Header, Request as PluginRequest};
-use crate::capabilities::identity::CallContext;
 use crate::governance::manifest::{Manifest, RouteMatch};
 use crate::governance::service::Resolution;
 use crate::identity::{Principal, Role};
 use crate::metrics::{CallLabels, PluginLabels};
 use crate::plugins::{LoadedPlugin, PluginEntry};
-use crate::sandbox::{CallError, call_http};
+use crate::sandbox::{CallBuilder, CallError};
 use serde_json::json;
 
 /// Headers never forwarded to a plugin: credentials stay with the host.
@@ -195,31 +193,21 @@ pub(super) async fn call_as(
         headers: forwarded_headers(&parts.headers),
         body: body.to_vec(),
     };
-    let kv = rt.kv.scope(&hospital.id, &plugin.manifest.id, &rt.limits);
-    let ctx = Arc::new(CallContext {
-        hospital,
-        plugin_id: plugin.manifest.id.clone(),
-        request_id,
-        principal,
-        started: Instant::now(),
-        directory: rt.directory(),
-        video: Some(rt.video.clone()),
-    });
-    let span = tracing::info_span!("plugin_call", plugin = %plugin.manifest.id, version = %plugin.manifest.version,
-        hospital = %ctx.hospital.id, outcome = tracing::field::Empty);
-    let started = ctx.started;
-    let hospital_id = ctx.hospital.id.clone();
+    let hospital_id = hospital.id.clone();
     let ctx_hospital = hospital_id.clone();
+    let call = CallBuilder::new(&plugin, hospital, rt.directory(), &rt.kv, &rt.limits)
+        .principal(principal)
+        .request_id(request_id)
+        .video(Some(rt.video.clone()));
+    let span = tracing::info_span!("plugin_call", plugin = %plugin.manifest.id, version = %plugin.manifest.version,
+        hospital = %hospital_id, outcome = tracing::field::Empty);
+    let started = call.started();
 
     // Wait for a free instance slot, but not past the call's deadline.
     let slot =
         tokio::time::timeout(rt.limits.deadline, rt.call_slots.clone().acquire_owned()).await;
     let result = match slot {
-        Ok(Ok(_permit)) => {
-            call_http(&plugin, &rt.limits, ctx, kv, request)
-                .instrument(span.clone())
-                .await
-        }
+        Ok(Ok(_permit)) => call.http(request).instrument(span.clone()).await,
         _ => Err(CallError::Busy(rt.limits.max_concurrent_calls)),
     };
     let outcome = match &result {

@@ -24,6 +24,7 @@ use crate::capabilities::identity::{CallContext, Directory, Tier};
 use crate::engine::PluginEngine;
 use crate::plugins::{LoadedPlugin, prepare_granted};
 use crate::records::scopes::RecordGrant;
+use crate::sandbox::CallBuilder;
 use crate::secrets::{MasterKey, PlatformSigner};
 
 /// How often every node checks whether governance changed elsewhere.
@@ -95,6 +96,9 @@ pub struct Governance {
     /// Whether activations may leave payments to the built-in sandbox
     /// (`--demo` or `--payment-sandbox` only).
     payment_sandbox: bool,
+    /// The node's kv store: activation hooks write where the plugin's
+    /// calls read, under the same per-pair serialisation.
+    kv: Arc<crate::capabilities::kv::KvStore>,
 }
 
 /// Capabilities named in grant strings (`kv`, `records:patient/…`).
@@ -137,6 +141,7 @@ impl Governance {
             .audit_checkpoint_signer()
             .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
         let epoch = registry.epoch().await?;
+        let db = registry.db().clone();
         Ok(Self {
             checkpoint_signer,
             audit: AuditLog::new(registry.db().clone()),
@@ -148,6 +153,7 @@ impl Governance {
             resolved: RwLock::default(),
             epoch: AtomicI64::new(epoch),
             payment_sandbox: false,
+            kv: Arc::new(crate::capabilities::kv::KvStore::new(db)),
         })
     }
 
@@ -155,6 +161,13 @@ impl Governance {
     /// (development and demo nodes only).
     pub fn allow_payment_sandbox(mut self, allow: bool) -> Self {
         self.payment_sandbox = allow;
+        self
+    }
+
+    /// Share the node's kv store with activation hooks (a store of its own
+    /// otherwise, on the same database).
+    pub fn with_kv(mut self, kv: Arc<crate::capabilities::kv::KvStore>) -> Self {
+        self.kv = kv;
         self
     }
 
@@ -557,14 +570,19 @@ impl Governance {
         config: &Value,
         secrets: Value,
     ) -> Result<(), GovernanceError> {
+        // Hooks run under the default limits, not the operator's call limits:
+        // a decision (ADR 0014), so a tight per-request deadline never makes
+        // a module impossible to activate.
         let limits = crate::config::Limits::default();
-        let kv_store = crate::capabilities::kv::KvStore::new(self.registry.db().clone());
-        let kv = Arc::new(kv_store).scope(&ctx.hospital.id, &plugin.manifest.id, &limits);
         let mut document = config.clone();
         if let Value::Object(map) = &mut document {
             map.insert("secrets".into(), secrets);
         }
-        crate::sandbox::call_activate(plugin, &limits, Arc::new(ctx), kv, document.to_string())
+        CallBuilder::new(plugin, ctx.hospital, ctx.directory, &self.kv, &limits)
+            .principal(ctx.principal)
+            .request_id(ctx.request_id)
+            .video(ctx.video)
+            .activate(document.to_string())
             .await
             .map_err(|e| {
                 GovernanceError::Invalid(format!("the plugin's activation hook failed: {e}"))
