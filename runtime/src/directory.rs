@@ -4,9 +4,52 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 
-use crate::capabilities::identity::{Hospital, Tier};
+/// Level of a hospital in the referral network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Central,
+    Provincial,
+    District,
+    Commune,
+}
+
+impl Tier {
+    /// Lower-case name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Central => "central",
+            Self::Provincial => "provincial",
+            Self::District => "district",
+            Self::Commune => "commune",
+        }
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "central" => Ok(Self::Central),
+            "provincial" => Ok(Self::Provincial),
+            "district" => Ok(Self::District),
+            "commune" => Ok(Self::Commune),
+            other => Err(format!("unknown hospital tier `{other}`")),
+        }
+    }
+}
+
+/// A hospital of the network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hospital {
+    pub id: String,
+    pub name: String,
+    pub tier: Tier,
+    pub province: String,
+}
 
 /// Why a hospital could not be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -50,9 +50,7 @@ const LAYERS: &[(&str, u32)] = &[
 const KNOWN_UPWARD: &[(&str, &str, usize)] = &[
     ("capabilities", "sandbox", 10),
     ("db", "audit", 1),
-    ("directory", "capabilities", 1),
     ("governance", "lib", 1),
-    ("imaging", "capabilities", 2),
     ("payment", "governance", 1),
     ("plugins", "governance", 1),
     ("video", "api", 2),

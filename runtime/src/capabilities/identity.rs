@@ -5,58 +5,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bindings::vtelehealth::platform::identity::{self as wit, Host};
 use crate::capabilities::Capability;
 use crate::directory::HospitalDirectory;
 use crate::identity::IdentityService;
 use crate::sandbox::CallState;
 
-/// Level of a hospital in the referral network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Central,
-    Provincial,
-    District,
-    Commune,
-}
-
-impl Tier {
-    /// Lower-case name as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Central => "central",
-            Self::Provincial => "provincial",
-            Self::District => "district",
-            Self::Commune => "commune",
-        }
-    }
-}
-
-impl std::str::FromStr for Tier {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "central" => Ok(Self::Central),
-            "provincial" => Ok(Self::Provincial),
-            "district" => Ok(Self::District),
-            "commune" => Ok(Self::Commune),
-            other => Err(format!("unknown hospital tier `{other}`")),
-        }
-    }
-}
-
-/// A hospital of the network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hospital {
-    pub id: String,
-    pub name: String,
-    pub tier: Tier,
-    pub province: String,
-}
-
+// The network's hospitals are ground data; plugins see them through here.
+pub use crate::directory::{Hospital, Tier};
 pub use crate::identity::Principal;
 
 /// The context of one plugin call.

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::ShareError;
-use crate::capabilities::identity::Hospital;
+use crate::directory::Hospital;
 use crate::records::BHYT_SYSTEM;
 
 /// Document type of the Composition (LOINC "Diagnostic imaging study").

@@ -16,8 +16,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
-use crate::capabilities::identity::Hospital;
 use crate::db::Database;
+use crate::directory::Hospital;
 use crate::identity::{PersonRef, Principal, Role};
 use crate::records::{Actor, RecordError, RecordStore, ResourceType};
 use crate::secrets::{DocumentKeys, SecretsError};
