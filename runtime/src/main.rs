@@ -557,7 +557,7 @@ async fn main() -> anyhow::Result<()> {
             let extra = if let (true, Some(relay)) = (video_dev_join, relay) {
                 tracing::warn!(media = %relay.local_addr(),
                     "--video-dev-join: anyone can join any room at /rooms/{{room}}?dev=1&name=..&role=..");
-                vtelehealth_runtime::video::sfu::dev::routes(relay)
+                vtelehealth_runtime::api::video_dev::routes(relay)
             } else {
                 axum::Router::new()
             };

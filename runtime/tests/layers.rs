@@ -53,8 +53,6 @@ const KNOWN_UPWARD: &[(&str, &str, usize)] = &[
     ("governance", "lib", 1),
     ("payment", "governance", 1),
     ("plugins", "governance", 1),
-    ("video", "api", 2),
-    ("video", "lib", 2),
 ];
 
 fn layer(module: &str) -> Option<u32> {

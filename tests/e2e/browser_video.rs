@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 use vtelehealth_runtime::RuntimeOptions;
-use vtelehealth_runtime::video::sfu::{MediaRelay, dev};
+use vtelehealth_runtime::api::video_dev as dev;
+use vtelehealth_runtime::video::sfu::MediaRelay;
 use vtelehealth_tests::TestServer;
 use vtelehealth_tests::browser::{Browser, ROOM_STATS_JS, chromium};
 

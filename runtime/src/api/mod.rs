@@ -14,6 +14,8 @@ mod payment;
 mod plugin_route;
 mod room_page;
 mod video;
+pub mod video_dev;
+mod video_ws;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,7 +63,7 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(consent::routes())
         .merge(imaging_share::routes())
         .merge(video::routes())
-        .merge(crate::video::ws::routes())
+        .merge(video_ws::routes())
         .merge(room_page::routes())
         .merge(console::routes())
         .merge(payment::routes())

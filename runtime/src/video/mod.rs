@@ -8,7 +8,6 @@ pub mod media;
 pub mod rooms;
 pub mod signal;
 pub mod token;
-pub mod ws;
 
 pub use grant::{JoinGrant, ParticipantRole};
 pub mod sfu;

@@ -19,12 +19,14 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::media::MediaSession;
-use super::rooms::{Invitation, RoomEvent, RoomStatus, VideoService};
-use super::signal::{self, ClientMessage, ErrorCode, Incoming, PresentParticipant, ServerMessage};
-use super::{JoinGrant, ParticipantRole};
+use super::ApiError;
 use crate::Runtime;
-use crate::api::ApiError;
+use crate::video::media::MediaSession;
+use crate::video::rooms::{Invitation, RoomEvent, RoomStatus, VideoService};
+use crate::video::signal::{
+    self, ClientMessage, ErrorCode, Incoming, PresentParticipant, ServerMessage,
+};
+use crate::video::{JoinGrant, ParticipantRole};
 
 /// How often the server pings an idle client.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
@@ -386,7 +388,7 @@ async fn admit(video: &VideoService, grant: &JoinGrant, who: &str) -> Option<(Er
     };
     match video.admit(&room, who, &grant.subject).await {
         Ok(_) => None,
-        Err(super::rooms::VideoError::ParticipantNotFound(_)) => Some((
+        Err(crate::video::rooms::VideoError::ParticipantNotFound(_)) => Some((
             ErrorCode::BadMessage,
             format!("no participant {who} in this room"),
         )),
