@@ -27,6 +27,7 @@ pub mod engine;
 pub mod governance;
 pub mod identity;
 pub mod imaging;
+pub mod manifest;
 pub mod metrics;
 pub mod notify;
 pub mod payment;

@@ -15,7 +15,7 @@ use wasmtime::component::types::ComponentItem;
 use crate::bindings::PluginPre;
 use crate::capabilities::{Capability, ImportKind, resolve_import};
 use crate::engine::{PluginEngine, digest};
-pub use crate::governance::manifest::{Description, Manifest, PluginKind};
+pub use crate::manifest::{Description, Manifest, PluginKind};
 use crate::records::scopes::RecordGrant;
 use crate::sandbox::CallState;
 

@@ -1,8 +1,8 @@
 //! The direction of dependencies inside `runtime/src` (docs/architecture.md).
 //!
 //! Every top-level module has a layer; a module may use only modules of
-//! lower layers (the host modules `engine`, `plugins`, `sandbox` form one
-//! layer and may use each other). A reference is any `crate::<module>` path
+//! lower layers (the host modules `engine`, `manifest`, `plugins`, `sandbox`
+//! form one layer and may use each other). A reference is any `crate::<module>` path
 //! outside a comment, or `super::<item>` in a top-level module's own file.
 //!
 //! The edges that still point upward are listed in `KNOWN_UPWARD`, each with
@@ -36,8 +36,9 @@ const LAYERS: &[(&str, u32)] = &[
     // What plugins reach: the WIT bindings, then one module per interface.
     ("bindings", 19),
     ("capabilities", 20),
-    // The host: engine, loader, sandbox.
+    // The host: engine, manifest, loader, sandbox.
     ("engine", 30),
+    ("manifest", 30),
     ("plugins", 30),
     ("sandbox", 30),
     ("governance", 40),
@@ -52,7 +53,6 @@ const KNOWN_UPWARD: &[(&str, &str, usize)] = &[
     ("db", "audit", 1),
     ("governance", "lib", 1),
     ("payment", "governance", 1),
-    ("plugins", "governance", 1),
 ];
 
 fn layer(module: &str) -> Option<u32> {

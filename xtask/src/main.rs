@@ -12,6 +12,12 @@
 //!   crate's `vth-fuzz`); `test` runs every target for a short smoke time.
 //! - `bench-records`: start a throw-away PostgreSQL cluster, then run the records benchmark
 //!   (`runtime/benches/records.rs`) on SQLite and on it.
+//! - `soak [--minutes N] [--release]`: on demand, not in CI. Build the plugins and the
+//!   workspace, start a throw-away PostgreSQL cluster, then run `vth-soak` (`tests/soak.rs`):
+//!   two `runtime serve` processes on one database under mixed traffic, one killed with
+//!   SIGKILL halfway and restarted; it checks that every acknowledged write is there exactly
+//!   once, the ledger and the settlement outbox, and `runtime audit verify`, and prints
+//!   errors, retries and latency before, during and after the kill (docs/benchmarks.md).
 
 mod chromium;
 mod fhir_venv;
@@ -72,6 +78,18 @@ enum Cmd {
     /// Start a throw-away PostgreSQL, then run the records benchmark on SQLite and on it
     /// (release build; results to copy into docs/benchmarks.md).
     BenchRecords,
+    /// Two runtime processes on one throw-away PostgreSQL under mixed traffic, one killed
+    /// (SIGKILL) halfway and restarted; checks every acknowledged write and reports latency.
+    Soak {
+        #[command(flatten)]
+        toolchain: toolchain::Options,
+        /// Length of the run.
+        #[arg(long, default_value_t = 2.0)]
+        minutes: f64,
+        /// Build and run optimised binaries (default: the debug build).
+        #[arg(long)]
+        release: bool,
+    },
 }
 
 /// How `cargo xtask run` starts the server; the one place to adjust when the runtime's CLI
@@ -99,6 +117,11 @@ fn main() -> ExitCode {
             release,
         } => fuzz(&targets, seconds, release),
         Cmd::BenchRecords => bench_records(),
+        Cmd::Soak {
+            toolchain,
+            minutes,
+            release,
+        } => soak(&toolchain, minutes, release),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -275,6 +298,56 @@ fn bench_records() -> Result<()> {
                 // Without our cluster, an already set VTH_TEST_POSTGRES_URL is used.
                 if let Some(cluster) = cluster.borrow().as_ref() {
                     cmd.env("VTH_BENCH_POSTGRES_URL", cluster.url());
+                }
+                run_command(cmd)
+            }),
+        },
+    ])
+}
+
+fn soak(options: &toolchain::Options, minutes: f64, release: bool) -> Result<()> {
+    let root = repo_root();
+    let profile = if release { "release" } else { "debug" };
+    let cluster: RefCell<Option<postgres::Cluster>> = RefCell::new(None);
+    run_steps(vec![
+        Step {
+            name: "build plugins",
+            run: Box::new(|| plugins::build(&root, options)),
+        },
+        Step {
+            name: "build the runtime and the soak client",
+            run: Box::new(|| {
+                // The whole workspace, as `cargo test` builds it, so nothing is rebuilt twice.
+                let mut cmd = Command::new(cargo());
+                cmd.current_dir(&root).args(["build", "--workspace"]);
+                if release {
+                    cmd.arg("--release");
+                }
+                run_command(cmd)
+            }),
+        },
+        Step {
+            name: "PostgreSQL for the two nodes",
+            run: Box::new(|| {
+                *cluster.borrow_mut() = postgres::start()?;
+                Ok(())
+            }),
+        },
+        Step {
+            name: "soak: two nodes, one killed halfway",
+            run: Box::new(|| {
+                let bin = root.join("target").join(profile);
+                let mut cmd = Command::new(bin.join("vth-soak"));
+                cmd.current_dir(&root)
+                    .args(["--minutes", &minutes.to_string(), "--runtime"])
+                    .arg(bin.join(RUNTIME_BIN));
+                match cluster.borrow().as_ref() {
+                    Some(cluster) => {
+                        cmd.env(postgres::URL_VAR, cluster.url());
+                    }
+                    // `start` found VTH_TEST_POSTGRES_URL set (used as is) or was told to skip.
+                    None if std::env::var_os(postgres::URL_VAR).is_some() => {}
+                    None => bail!("the soak needs PostgreSQL; unset VTH_SKIP_POSTGRES"),
                 }
                 run_command(cmd)
             }),

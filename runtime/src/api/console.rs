@@ -21,9 +21,9 @@ use super::Authenticated;
 use super::governance::require_role;
 use super::plugin_route::{Target, call_as, own_host, pinned_csp};
 use crate::Runtime;
-use crate::governance::manifest::Manifest;
 use crate::governance::registry::{PluginVersion, VersionState};
 use crate::identity::{Principal, Role};
+use crate::manifest::Manifest;
 
 /// The public OAuth client the consoles log in with (PKCE, no secret).
 pub const CLIENT_ID: &str = "vtelehealth-console";

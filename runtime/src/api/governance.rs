@@ -22,13 +22,13 @@ use crate::Runtime;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::capabilities::identity::CallContext;
 use crate::governance::bundle::{Bundle, MAX_BUNDLE_BYTES};
-use crate::governance::manifest::Manifest;
 use crate::governance::registry::{Decision, GovernanceError, VersionState};
 use crate::governance::service::{
     ActivationRequest, RolloutTarget, SubmitError, grant_capabilities,
 };
 use crate::governance::signing;
 use crate::identity::{Principal, Role};
+use crate::manifest::Manifest;
 
 /// The governance routes.
 pub fn routes() -> Router<Arc<Runtime>> {

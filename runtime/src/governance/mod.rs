@@ -6,7 +6,8 @@ pub mod bundle;
 pub mod checks;
 pub mod cli;
 pub mod demo;
-pub mod manifest;
+/// Manifests are read by the host layer too; the old path stays for callers.
+pub use crate::manifest;
 pub mod registry;
 pub mod service;
 pub mod signing;
