@@ -2,6 +2,7 @@
 //! real plugin components built by `cargo xtask build-plugins`.
 
 pub mod browser;
+pub mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -218,7 +218,7 @@ impl Runtime {
         governance.spawn_epoch_watcher();
         governance.spawn_audit_tasks(audit::CHECKPOINT_INTERVAL);
         let records = Arc::new(RecordStore::new(db.clone()));
-        let mut payments = Payments::new(db.clone(), TermsSource::Governance(governance.clone()));
+        let mut payments = Payments::new(db.clone(), TermsSource::Activations(governance.clone()));
         if let Some(tickets) = sandbox_tickets {
             payments = payments.with_sandbox(tickets);
         }

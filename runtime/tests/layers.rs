@@ -52,7 +52,6 @@ const KNOWN_UPWARD: &[(&str, &str, usize)] = &[
     ("capabilities", "sandbox", 10),
     ("db", "audit", 1),
     ("governance", "lib", 1),
-    ("payment", "governance", 1),
 ];
 
 fn layer(module: &str) -> Option<u32> {

@@ -12,7 +12,7 @@ use vtelehealth_runtime::governance::audit::{
 use vtelehealth_runtime::identity::Role;
 use vtelehealth_tests::{TestServer, plugin_dir};
 
-use crate::records_access::{send, user};
+use vtelehealth_tests::common::{send, user};
 
 async fn append(server: &TestServer, n: usize) {
     for i in 0..n {

@@ -456,7 +456,7 @@ async fn with_join_tokens_the_chair_admits_from_the_page_and_everyone_decodes() 
     assert_eq!(no_buttons, 0, "nobody is left waiting");
 
     // The participation log: everyone joined once and was admitted by the chair.
-    let (s, log) = crate::records_access::send(
+    let (s, log) = vtelehealth_tests::common::send(
         &server,
         "GET",
         &format!("/api/v1/video/rooms/{room}/participants"),

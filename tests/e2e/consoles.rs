@@ -53,7 +53,7 @@ async fn send(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    crate::records_access::send(server, method, path, token, body, &[]).await
+    vtelehealth_tests::common::send(server, method, path, token, body, &[]).await
 }
 
 /// Submit a signed bundle as `vendor`; the new version's id.

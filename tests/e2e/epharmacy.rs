@@ -12,7 +12,7 @@ use vtelehealth_runtime::payment::ledger;
 use vtelehealth_runtime::records::CCCD_SYSTEM;
 use vtelehealth_tests::{TestServer, plugin_dir};
 
-use crate::records_access::{patient_with_lab, send, user};
+use vtelehealth_tests::common::{patient_with_lab, send, user};
 
 const PLUGIN: &str = "epharmacy";
 const CAPABILITIES: [&str; 6] = [

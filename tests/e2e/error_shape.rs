@@ -9,7 +9,7 @@ use vtelehealth_runtime::governance::registry::Decision;
 use vtelehealth_runtime::identity::Role;
 use vtelehealth_tests::{TestServer, plugin_dir};
 
-use crate::records_access::user;
+use vtelehealth_tests::common::user;
 
 /// Send raw bytes; status, headers and the body as JSON (`Null` otherwise).
 async fn raw(
@@ -316,7 +316,7 @@ async fn a_40000_character_approval_note_is_refused_and_nothing_recorded() {
     assert_eq!(audit_before, audit_after, "nothing audited");
 
     // At the maximum, with Vietnamese letters, it goes through.
-    let (status, body) = crate::records_access::send(
+    let (status, body) = vtelehealth_tests::common::send(
         &server,
         "POST",
         &format!("/api/v1/plugin-versions/{submitted}/approve"),

@@ -4,7 +4,6 @@
 //! another hospital's staff denied and audited.
 
 use serde_json::{Value, json};
-use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::governance::audit::AuditFilter;
 use vtelehealth_runtime::identity::{NewUser, Role};
 use vtelehealth_runtime::records::{BHYT_SYSTEM, CCCD_SYSTEM};
@@ -12,11 +11,7 @@ use vtelehealth_tests::TestServer;
 
 const FHIR: &str = "application/fhir+json";
 
-async fn server() -> TestServer {
-    let no_plugins = tempfile::TempDir::new().expect("dir");
-    // The directory only needs to exist while plugins load.
-    TestServer::start(no_plugins.path(), Limits::default()).await
-}
+use vtelehealth_tests::common::server;
 
 async fn token(server: &TestServer, username: &str, role: Role, hospital: Option<&str>) -> String {
     let mut u = NewUser::new(username, username, role, "password-1");

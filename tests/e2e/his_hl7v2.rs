@@ -13,7 +13,7 @@ use vtelehealth_runtime::capabilities::identity::{Hospital, Tier};
 use vtelehealth_runtime::identity::{IdentityOptions, Role};
 use vtelehealth_tests::{TestServer, plugin_dir, plugin_set, repo_root};
 
-use crate::records_access::user;
+use vtelehealth_tests::common::user;
 
 const PLUGIN: &str = "his-hl7v2";
 

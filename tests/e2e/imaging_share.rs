@@ -5,7 +5,6 @@
 
 use serde_json::{Value, json};
 use sqlx::Row;
-use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::governance::audit::AuditFilter;
 use vtelehealth_runtime::identity::{NewUser, Role};
 use vtelehealth_runtime::imaging::{VerifyError, verify};
@@ -15,10 +14,7 @@ use vtelehealth_tests::TestServer;
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 const PACS: &str = "https://pacs.bv-a.example/dicomweb";
 
-async fn server() -> TestServer {
-    let no_plugins = tempfile::TempDir::new().expect("dir");
-    TestServer::start(no_plugins.path(), Limits::default()).await
-}
+use vtelehealth_tests::common::server;
 
 /// A user's subject and token.
 async fn user(

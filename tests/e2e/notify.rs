@@ -7,9 +7,9 @@ use serde_json::json;
 use vtelehealth_runtime::identity::Role;
 use vtelehealth_runtime::notify::NewMessage;
 
-use crate::records_access::send;
 use crate::teleconsult::Feed;
 use crate::video::person;
+use vtelehealth_tests::common::send;
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_reasons() {

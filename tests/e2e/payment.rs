@@ -9,7 +9,7 @@ use vtelehealth_runtime::identity::Role;
 use vtelehealth_runtime::payment::ledger;
 use vtelehealth_tests::{TestServer, plugin_set, test_plugin_dir};
 
-use crate::records_access::{send, user};
+use vtelehealth_tests::common::{send, user};
 
 const PROBE: &str = "payment-probe";
 

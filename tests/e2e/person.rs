@@ -15,7 +15,7 @@ use vtelehealth_runtime::RuntimeOptions;
 use vtelehealth_runtime::identity::{IdentityOptions, NewUser, Role, TrustedIssuer, User};
 use vtelehealth_tests::{TestServer, plugin_set, test_plugin_dir};
 
-use crate::records_access::{patient_with_lab, send};
+use vtelehealth_tests::common::{patient_with_lab, send};
 
 /// `iss` of the external issuer.
 const ISSUER: &str = "https://vneid.test";
@@ -398,8 +398,9 @@ async fn an_external_sub_equal_to_a_citizens_id_sees_none_of_their_orders_or_pay
         ] }),
     )
     .await;
-    let doctor = crate::records_access::user(&s, "dr-ph", Role::Practitioner, Some("bv-a")).await;
-    let citizen_token = crate::records_access::user(&s, "cd-1", Role::Citizen, None).await;
+    let doctor =
+        vtelehealth_tests::common::user(&s, "dr-ph", Role::Practitioner, Some("bv-a")).await;
+    let citizen_token = vtelehealth_tests::common::user(&s, "cd-1", Role::Citizen, None).await;
     let citizen = s
         .runtime
         .identity

@@ -9,7 +9,7 @@ use vtelehealth_runtime::identity::Role;
 use vtelehealth_runtime::records::{BHYT_SYSTEM, CCCD_SYSTEM};
 use vtelehealth_tests::{TestServer, plugin_set, test_plugin_dir};
 
-use crate::records_access::{CITIZEN_ID, lab_observation, send, user};
+use vtelehealth_tests::common::{CITIZEN_ID, lab_observation, send, user};
 
 const PROBE: &str = "records-probe";
 

@@ -9,8 +9,8 @@ use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::identity::{NewUser, Role};
 use vtelehealth_tests::{TestServer, plugin_dir, plugin_set};
 
-use crate::records_access::{CITIZEN_ID, patient_with_lab, send};
 use vtelehealth_runtime::records::CCCD_SYSTEM;
+use vtelehealth_tests::common::{CITIZEN_ID, patient_with_lab, send};
 
 /// The plugin at the host (upper-level) hospital, where the workflow lives.
 fn at(path: &str) -> String {

@@ -19,7 +19,7 @@ use vtelehealth_runtime::video::livekit::LiveKitConfig;
 use vtelehealth_runtime::video::token::{JoinClaims, VideoClaims, VthClaims};
 use vtelehealth_tests::TestServer;
 
-use crate::records_access::send;
+use vtelehealth_tests::common::send;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

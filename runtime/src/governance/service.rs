@@ -700,3 +700,17 @@ fn complete_config(manifest: &Manifest, config: Option<Value>) -> Result<Value, 
     }
     Ok(merged)
 }
+
+impl crate::payment::ActivationSettings for Governance {
+    fn activation_settings<'a>(
+        &'a self,
+        hospital: &'a str,
+        plugin: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<(Value, Value)>, String>> {
+        Box::pin(async move {
+            Governance::activation_settings(self, hospital, plugin)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

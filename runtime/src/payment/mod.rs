@@ -23,7 +23,6 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Database, WriteTx};
-use crate::governance::service::Governance;
 use gateway::{GatewayKind, IpnAnswer, SandboxTickets, VnpayTerminal};
 use ledger::{LedgerError, LedgerPosting};
 
@@ -221,12 +220,23 @@ impl PaymentTerms {
     }
 }
 
+/// The configuration and opened secrets of a module's activation at a
+/// hospital (`None`: not activated there). Governance keeps them; payment
+/// reads them through this trait so it names no layer above it.
+pub trait ActivationSettings: Send + Sync {
+    fn activation_settings<'a>(
+        &'a self,
+        hospital: &'a str,
+        plugin: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<(Value, Value)>, String>>;
+}
+
 /// Where payment terms come from.
 #[derive(Clone)]
 pub enum TermsSource {
     /// Each hospital activation's config and secrets; unactivated
     /// (development) plugins get the sandbox with no fee.
-    Governance(Arc<Governance>),
+    Activations(Arc<dyn ActivationSettings>),
     /// The same terms everywhere (tests).
     Fixed(Arc<PaymentTerms>),
 }
@@ -370,11 +380,11 @@ impl Payments {
     pub async fn terms(&self, hospital: &str, plugin: &str) -> Result<PaymentTerms, PaymentError> {
         match &self.terms {
             TermsSource::Fixed(t) => Ok((**t).clone()),
-            TermsSource::Governance(g) => {
+            TermsSource::Activations(g) => {
                 let terms = match g
                     .activation_settings(hospital, plugin)
                     .await
-                    .map_err(|e| PaymentError::Config(e.to_string()))?
+                    .map_err(PaymentError::Config)?
                 {
                     Some((config, secrets)) => PaymentTerms::from_activation(&config, &secrets)?,
                     None => PaymentTerms::default(),
