@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use vtelehealth_runtime::api::Authenticated;
 use vtelehealth_runtime::bindings::{Plugin, Request};
-use vtelehealth_runtime::capabilities::identity::{CallContext, Directory, Hospital, Tier};
+use vtelehealth_runtime::capabilities::identity::{CallContext, CallServices, Hospital, Tier};
 use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::engine::PluginEngine;
 use vtelehealth_runtime::identity::{Principal, Role};
@@ -44,7 +44,7 @@ fn hospital() -> Hospital {
 }
 
 /// What `identity` looks up in the benchmarks: the runtime's directories, set in `main`.
-static DIRECTORY: OnceLock<Directory> = OnceLock::new();
+static DIRECTORY: OnceLock<CallServices> = OnceLock::new();
 
 fn ctx(plugin: &str) -> Arc<CallContext> {
     Arc::new(CallContext {
@@ -417,12 +417,24 @@ fn http_throughput(runtime: Arc<Runtime>) -> HttpFigures {
     let identity = runtime.clone();
     let app = api::app_with(runtime, native);
     server_rt.spawn(async move { axum::serve(listener, app).await });
+    // `BENCH_HTTP_ONLY=plugin`: only the plugin route, 20 s (for a profile).
+    let plugin_only = std::env::var("BENCH_HTTP_ONLY").is_ok_and(|v| v == "plugin");
     let plugin = load(
         format!("http://{addr}/hospitals/bv-a/plugins/hello/"),
         None,
         32,
-        5,
+        if plugin_only { 20 } else { 5 },
     );
+    if plugin_only {
+        server_rt.shutdown_background();
+        return HttpFigures {
+            plugin,
+            native: f64::NAN,
+            open: f64::NAN,
+            auth_cached: f64::NAN,
+            auth_uncached: f64::NAN,
+        };
+    }
     let native = load(format!("http://{addr}/native/bv-a/hello"), None, 32, 5);
     let open = load(format!("http://{addr}/native/ping"), None, 32, 5);
     let auth_cached = load(format!("http://{addr}/native/whoami"), Some(&token), 32, 5);
@@ -475,7 +487,8 @@ fn main() {
         "VTelehealth platform benchmarks ({} CPUs)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // `BENCH_HTTP_ONLY=1` skips to the HTTP run (for profiling it alone).
+    // `BENCH_HTTP_ONLY=1` skips to the HTTP run (for profiling it alone);
+    // `BENCH_HTTP_ONLY=plugin` runs only its plugin route.
     let http_only = std::env::var_os("BENCH_HTTP_ONLY").is_some();
     rt.block_on(async {
         if http_only {

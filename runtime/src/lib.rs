@@ -56,7 +56,7 @@ use crate::identity::{IdentityOptions, IdentityService};
 use crate::imaging::ImagingShares;
 use crate::metrics::Metrics;
 use crate::payment::{Payments, TermsSource};
-use crate::plugins::PluginRegistry;
+use crate::plugins::DevPlugins;
 use crate::records::RecordStore;
 use crate::secrets::MasterKey;
 use crate::video::rooms::{VideoBackend, VideoService};
@@ -129,7 +129,7 @@ impl Default for RuntimeOptions {
 /// One runtime node: engine, plugins, capabilities' state, database.
 pub struct Runtime {
     pub engine: Arc<PluginEngine>,
-    pub plugins: PluginRegistry,
+    pub plugins: DevPlugins,
     pub hospitals: Arc<HospitalDirectory>,
     pub kv: Arc<KvStore>,
     /// Identity provider, directory of people, token validation.
@@ -182,7 +182,7 @@ impl Runtime {
             &options.limits,
             options.cache_dir.clone(),
         )?);
-        let plugins = PluginRegistry::default();
+        let plugins = DevPlugins::default();
         if let Some(dir) = &options.plugin_dir {
             tracing::warn!(dir = %dir.display(), "serving unreviewed development plugins to every hospital");
             plugins.load_dir(&engine, dir).await?;
@@ -255,8 +255,8 @@ impl Runtime {
     }
 
     /// What plugins look up through `identity`: hospitals and practitioners.
-    pub fn directory(&self) -> capabilities::identity::Directory {
-        capabilities::identity::Directory::new(self.hospitals.clone(), self.identity.clone())
+    pub fn directory(&self) -> capabilities::identity::CallServices {
+        capabilities::identity::CallServices::new(self.hospitals.clone(), self.identity.clone())
             .with_payments(self.payments.clone())
             .with_notifications(self.notifications.clone())
     }

@@ -86,13 +86,14 @@ pub struct PluginStatus {
     pub error: Option<String>,
 }
 
-/// Every plugin of this node, by id.
+/// The development plugins this node loaded from a directory (`--dev-plugins`),
+/// by id; reviewed versions live in governance's registry.
 #[derive(Default)]
-pub struct PluginRegistry {
+pub struct DevPlugins {
     entries: RwLock<HashMap<String, Arc<PluginEntry>>>,
 }
 
-impl PluginRegistry {
+impl DevPlugins {
     /// The entry for `id`.
     pub fn get(&self, id: &str) -> Option<Arc<PluginEntry>> {
         self.entries

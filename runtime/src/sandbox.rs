@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::bindings::{Plugin, Request, Response};
 use crate::capabilities::Capability;
-use crate::capabilities::identity::{CallContext, Directory, Hospital};
+use crate::capabilities::identity::{CallContext, CallServices, Hospital};
 use crate::capabilities::kv::{KvScope, KvStore};
 use crate::config::Limits;
 use crate::identity::Principal;
@@ -25,7 +25,7 @@ use crate::video::rooms::VideoService;
 pub struct CallBuilder<'a> {
     plugin: &'a LoadedPlugin,
     hospital: Hospital,
-    directory: Directory,
+    directory: CallServices,
     kv: &'a Arc<KvStore>,
     limits: &'a Limits,
     principal: Option<Principal>,
@@ -39,7 +39,7 @@ impl<'a> CallBuilder<'a> {
     pub fn new(
         plugin: &'a LoadedPlugin,
         hospital: Hospital,
-        directory: Directory,
+        directory: CallServices,
         kv: &'a Arc<KvStore>,
         limits: &'a Limits,
     ) -> Self {

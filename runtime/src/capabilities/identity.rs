@@ -24,8 +24,9 @@ pub struct CallContext {
     pub principal: Option<Principal>,
     /// When the call started; origin of the plugin's monotonic clock.
     pub started: Instant,
-    /// What `identity.lookup-hospital` and `identity.lookup-practitioner` read.
-    pub directory: Directory,
+    /// What `identity.lookup-hospital` and `identity.lookup-practitioner`
+    /// read, and the payment and notification services.
+    pub directory: CallServices,
     /// The room service `video` calls act on; `None` where no call can
     /// use it (activation hooks of a national rollout, benchmarks).
     pub video: Option<Arc<crate::video::rooms::VideoService>>,
@@ -34,10 +35,12 @@ pub struct CallContext {
 /// Longest id a look-up accepts; longer ones cannot exist.
 const MAX_LOOKUP_ID: usize = 256;
 
-/// The directories a plugin may look up through `identity`: every hospital,
-/// and the practitioners (only them) of the people directory.
+/// The node's services a plugin call reaches beyond its own state: the
+/// hospitals and practitioners (only them) that `identity` looks up, and
+/// the payment and notification services. Not to be confused with
+/// [`HospitalDirectory`], the hospitals alone.
 #[derive(Clone)]
-pub struct Directory {
+pub struct CallServices {
     hospitals: Arc<HospitalDirectory>,
     people: Arc<IdentityService>,
     /// The node's payment service, for the `payment` capability (the call
@@ -47,7 +50,7 @@ pub struct Directory {
     notifications: Option<Arc<crate::notify::Notifications>>,
 }
 
-impl Directory {
+impl CallServices {
     pub fn new(hospitals: Arc<HospitalDirectory>, people: Arc<IdentityService>) -> Self {
         Self {
             hospitals,
@@ -119,9 +122,9 @@ impl Directory {
     }
 }
 
-impl fmt::Debug for Directory {
+impl fmt::Debug for CallServices {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Directory").finish_non_exhaustive()
+        f.debug_struct("CallServices").finish_non_exhaustive()
     }
 }
 

@@ -20,7 +20,7 @@ use super::registry::{
 };
 use super::signing::VendorKey;
 use crate::capabilities::Capability;
-use crate::capabilities::identity::{CallContext, Directory, Tier};
+use crate::capabilities::identity::{CallContext, CallServices, Tier};
 use crate::engine::PluginEngine;
 use crate::plugins::{LoadedPlugin, prepare_granted};
 use crate::records::scopes::RecordGrant;
@@ -601,7 +601,7 @@ impl Governance {
         actor: &str,
         version_id: &str,
         target: &RolloutTarget,
-        directory: &Directory,
+        directory: &CallServices,
         principal: Option<crate::identity::Principal>,
     ) -> Result<Vec<Activation>, GovernanceError> {
         let rollout_id = uuid::Uuid::now_v7().to_string();
