@@ -262,12 +262,9 @@ async fn setup(db_url: &str, issuer: &str, work: &Path, run_for: Duration) -> Re
     // Only the plugins the traffic uses: those taking payments would need a
     // gateway of their own (the probe gets one below).
     let reference = plugin_set(&plugin_dir(), &["hello", "visit-counter", "his-hl7v2"]);
-    vtelehealth_runtime::governance::demo::publish_reference_plugins(
-        &server.runtime,
-        reference.path(),
-    )
-    .await
-    .context("publishing the reference plugins")?;
+    vtelehealth_runtime::demo::publish_reference_plugins(&server.runtime, reference.path())
+        .await
+        .context("publishing the reference plugins")?;
     let his = server.service_token("soak-his", HOSPITAL).await;
     let doctor = user(&server, "soak-doctor", Role::Practitioner, Some(HOSPITAL)).await?;
     let citizen = user(&server, "soak-citizen", Role::Citizen, None).await?;

@@ -22,6 +22,7 @@ pub mod capabilities;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod directory;
 pub mod engine;
 pub mod governance;

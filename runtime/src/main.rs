@@ -530,12 +530,10 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("starting the runtime")?;
             if demo {
-                let published = vtelehealth_runtime::governance::demo::publish_reference_plugins(
-                    &runtime,
-                    &demo_plugins,
-                )
-                .await
-                .context("publishing the reference plugins")?;
+                let published =
+                    vtelehealth_runtime::demo::publish_reference_plugins(&runtime, &demo_plugins)
+                        .await
+                        .context("publishing the reference plugins")?;
                 tracing::info!(plugins = ?published, "reference plugins reviewed and rolled out");
             }
             let listener = tokio::net::TcpListener::bind(listen)

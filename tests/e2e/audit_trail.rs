@@ -318,12 +318,9 @@ async fn refusals(server: &TestServer, action: &str, prefix: &str) -> (usize, u6
 async fn repeated_refusals_become_one_entry_with_a_count_and_each_caller_is_bounded() {
     let no_plugins = tempfile::TempDir::new().expect("dir");
     let server = TestServer::start(no_plugins.path(), Limits::default()).await;
-    vtelehealth_runtime::governance::demo::publish_reference_plugins(
-        &server.runtime,
-        &plugin_dir(),
-    )
-    .await
-    .expect("reference plugins rolled out");
+    vtelehealth_runtime::demo::publish_reference_plugins(&server.runtime, &plugin_dir())
+        .await
+        .expect("reference plugins rolled out");
     let doctor_b = user(&server, "bs-flood", Role::Practitioner, Some("bv-b")).await;
     let admin_b = user(&server, "admin-flood", Role::HospitalAdmin, Some("bv-b")).await;
 

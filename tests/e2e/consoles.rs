@@ -1435,12 +1435,10 @@ async fn a_teleconsultation_step_is_pushed_to_the_requesters_console() {
         .runtime
         .notifications
         .set_recheck_interval(Duration::from_secs(3600));
-    let published = vtelehealth_runtime::governance::demo::publish_reference_plugins(
-        &server.runtime,
-        &plugin_dir(),
-    )
-    .await
-    .expect("reference plugins published and rolled out");
+    let published =
+        vtelehealth_runtime::demo::publish_reference_plugins(&server.runtime, &plugin_dir())
+            .await
+            .expect("reference plugins published and rolled out");
     assert!(
         published.iter().any(|p| p == "teleconsult"),
         "{published:?}"

@@ -226,7 +226,7 @@ async fn the_frameworks_rejections_answer_in_the_error_shape() {
 /// and its maximum, and nothing is decided or audited.
 #[tokio::test]
 async fn a_40000_character_approval_note_is_refused_and_nothing_recorded() {
-    use vtelehealth_runtime::governance::demo::{REFERENCE_VENDOR, publish_reference_plugins};
+    use vtelehealth_runtime::demo::{REFERENCE_VENDOR, publish_reference_plugins};
     let no_dev_plugins = tempfile::TempDir::new().expect("dir");
     let server = TestServer::start(no_dev_plugins.path(), Limits::default()).await;
     let rt = server.runtime.clone();

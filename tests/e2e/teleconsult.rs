@@ -780,12 +780,10 @@ async fn a_diagnostic_report_conclusion_and_roster_sizes() {
 async fn a_reviewed_network_plugin_serves_other_hospitals_practitioners() {
     let no_plugins = tempfile::TempDir::new().expect("dir");
     let server = TestServer::start(no_plugins.path(), Limits::default()).await;
-    let published = vtelehealth_runtime::governance::demo::publish_reference_plugins(
-        &server.runtime,
-        &plugin_dir(),
-    )
-    .await
-    .expect("published");
+    let published =
+        vtelehealth_runtime::demo::publish_reference_plugins(&server.runtime, &plugin_dir())
+            .await
+            .expect("published");
     assert!(
         published.iter().any(|p| p == "teleconsult"),
         "{published:?}"

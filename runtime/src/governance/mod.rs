@@ -5,7 +5,6 @@ pub use crate::audit;
 pub mod bundle;
 pub mod checks;
 pub mod cli;
-pub mod demo;
 /// Manifests are read by the host layer too; the old path stays for callers.
 pub use crate::manifest;
 pub mod registry;

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use super::bundle::Bundle;
-use super::registry::{Decision, GovernanceError, VersionState};
-use super::service::{RolloutTarget, SubmitError};
-use super::signing::SigningKey;
 use crate::Runtime;
+use crate::governance::bundle::Bundle;
+use crate::governance::registry::{Decision, GovernanceError, VersionState};
+use crate::governance::service::{RolloutTarget, SubmitError};
+use crate::governance::signing::SigningKey;
 
 /// Vendor that publishes the reference plugins.
 pub const REFERENCE_VENDOR: (&str, &str) = ("vtelehealth", "VTelehealth reference plugins");
@@ -44,7 +44,7 @@ pub async fn publish_reference_plugins(
             tracing::warn!(path = %wasm.display(), "skipping a plugin without a readable manifest");
             continue;
         };
-        let parsed = match super::manifest::Manifest::parse_structure(&manifest) {
+        let parsed = match crate::manifest::Manifest::parse_structure(&manifest) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(path = %wasm.display(), error = %e, "skipping a plugin with an invalid manifest");
@@ -56,7 +56,7 @@ pub async fn publish_reference_plugins(
             .list_versions(
                 Some(REFERENCE_VENDOR.0),
                 None,
-                super::service::requested_strings,
+                crate::governance::service::requested_strings,
             )
             .await?
             .into_iter()
