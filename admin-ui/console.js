@@ -663,7 +663,8 @@ async function viewModules() {
       say(t('modules.deactivated', { plugin: a.plugin_id }), 'ok');
     }, { class: 'danger', 'data-deactivate': a.plugin_id });
     return [a.plugin_id, a.version, stateText(a.state) || a.state, a.mandatory ? t('yes') : t('no'),
-      el('code', { text: compact(a.config) }), String(u.calls), String(u.errors), remove];
+      Object.keys(a.config || {}).length ? detailsList(a.config) : t('modules.defaults'),
+      String(u.calls), String(u.errors), remove];
   });
   return card(t('tab.modules'), el('p', { class: 'hint', text: t('modules.usage_hint') }),
     table([t('col.plugin'), t('col.version'), t('col.state'), t('col.mandatory'), t('col.config'), t('col.calls'), t('col.errors'), t('col.actions')], rows, { id: 'modules-table' }));
