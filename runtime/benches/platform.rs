@@ -18,7 +18,7 @@ use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::engine::PluginEngine;
 use vtelehealth_runtime::identity::{Principal, Role};
 use vtelehealth_runtime::plugins::{LoadedPlugin, load_plugin};
-use vtelehealth_runtime::sandbox::{CallState, call_http, new_store};
+use vtelehealth_runtime::sandbox::{StoreState, call_http, new_store};
 use vtelehealth_runtime::{Runtime, RuntimeOptions, api};
 use wasmtime::component::{Component, Linker};
 
@@ -158,10 +158,10 @@ async fn instantiation(table: &mut Table, limits: &Limits, runtime: &Runtime) {
 /// A store reused across many calls stands for many requests: restart its
 /// call clock, or the per-call deadline and the throttling of long calls
 /// would apply to the whole benchmark.
-fn fresh_call(store: &mut wasmtime::Store<CallState>, plugin: &str, limits: &Limits) {
+fn fresh_call(store: &mut wasmtime::Store<StoreState>, plugin: &str, limits: &Limits) {
     let state = store.data_mut();
-    state.ctx = ctx(plugin);
-    state.deadline = tokio::time::Instant::from_std(state.ctx.started + limits.deadline);
+    state.call.ctx = ctx(plugin);
+    state.deadline = tokio::time::Instant::from_std(state.call.ctx.started + limits.deadline);
 }
 
 async fn export_calls(table: &mut Table, limits: &Limits, runtime: &Runtime, hello: &LoadedPlugin) {

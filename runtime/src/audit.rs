@@ -425,7 +425,11 @@ impl AuditLog {
         &self,
         event: AuditEvent,
     ) -> Result<Option<AuditEntry>, AuditError> {
-        if self.db.refusals.admit(&event, now_millis()) {
+        if self
+            .db
+            .extension::<RefusalLimiter>()
+            .admit(&event, now_millis())
+        {
             self.append(event).await.map(Some)
         } else {
             Ok(None)
@@ -435,7 +439,7 @@ impl AuditLog {
     /// Write the aggregates of refusal windows that ended (all of them
     /// when `all`); returns how many entries were written.
     pub async fn flush_refusals(&self, all: bool) -> Result<usize, AuditError> {
-        let due = self.db.refusals.due(now_millis(), all);
+        let due = self.db.extension::<RefusalLimiter>().due(now_millis(), all);
         let n = due.len();
         for event in due {
             self.append(event).await?;

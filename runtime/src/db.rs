@@ -54,10 +54,13 @@ pub struct Database {
     /// of in SQLite's busy handler (which sleeps up to 100 ms per retry)
     /// keep write latency flat under contention. `None` for PostgreSQL.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// This node's folding of repeated refusals in the audit trail (one
-    /// per node, shared by every handle of this database).
-    pub(crate) refusals: Arc<crate::audit::RefusalLimiter>,
+    /// Node-local state the layers above keep beside this database, one
+    /// value per type, shared by every clone of the handle (the audit
+    /// trail's refusal folding lives here without this layer naming it).
+    extensions: Arc<std::sync::Mutex<Extensions>>,
 }
+
+type Extensions = std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>;
 
 impl Database {
     /// Open `url`, creating an SQLite file when missing, and run migrations.
@@ -100,8 +103,25 @@ impl Database {
             url: url.to_owned(),
             backend,
             writer,
-            refusals: Arc::default(),
+            extensions: Arc::default(),
         })
+    }
+
+    /// The node-local `T` kept beside this database, created on first use;
+    /// every clone of this handle gets the same one.
+    pub fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = self
+            .extensions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let any = map
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()) as Arc<dyn std::any::Any + Send + Sync>)
+            .clone();
+        drop(map);
+        // The key is T's TypeId, so the value is a T.
+        any.downcast::<T>()
+            .unwrap_or_else(|_| Arc::new(T::default()))
     }
 
     /// Begin a write transaction, first queueing behind other writers when

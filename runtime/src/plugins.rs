@@ -17,7 +17,7 @@ use crate::capabilities::{Capability, ImportKind, resolve_import};
 use crate::engine::{PluginEngine, digest};
 pub use crate::manifest::{Description, Manifest, PluginKind};
 use crate::records::scopes::RecordGrant;
-use crate::sandbox::CallState;
+use crate::sandbox::StoreState;
 
 /// Largest component file accepted.
 pub const MAX_COMPONENT_BYTES: u64 = 32 << 20;
@@ -63,7 +63,7 @@ pub struct LoadedPlugin {
     /// Granted `identity:national-ids`: `identity` shows the calling
     /// citizen's citizen ID and health ID.
     pub national_ids: bool,
-    pub pre: PluginPre<CallState>,
+    pub pre: PluginPre<StoreState>,
 }
 
 /// A plugin the runtime knows of: ready, or failed to load (and why).
@@ -285,7 +285,7 @@ pub fn prepare_granted(
             }
         }
     }
-    let mut linker = Linker::<CallState>::new(wasm_engine);
+    let mut linker = Linker::<StoreState>::new(wasm_engine);
     for capability in &requested {
         capability
             .add_to_linker(&mut linker)

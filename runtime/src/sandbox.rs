@@ -8,13 +8,12 @@ use wasmtime::{ResourceLimiter, Store, StoreContextMut, Trap, UpdateDeadline};
 use std::collections::BTreeSet;
 
 use crate::bindings::{Plugin, Request, Response};
-use crate::capabilities::Capability;
 use crate::capabilities::identity::{CallContext, CallServices, Hospital};
 use crate::capabilities::kv::{KvScope, KvStore};
+use crate::capabilities::{CallState, CallView, Capability, CapabilityDenied, RecordsState};
 use crate::config::Limits;
 use crate::identity::Principal;
 use crate::plugins::LoadedPlugin;
-use crate::records::scopes::RecordGrant;
 use crate::video::rooms::VideoService;
 
 /// The one place a plugin call's state is assembled, for plugin routes,
@@ -111,42 +110,25 @@ impl<'a> CallBuilder<'a> {
     }
 }
 
-/// Everything a capability may read during one call.
-pub struct CallState {
-    /// Who is calling, for which hospital and plugin.
-    pub ctx: Arc<CallContext>,
-    /// The (hospital, plugin) key-value scope.
-    pub kv: KvScope,
+/// A call's store data: the capabilities' state, and what only the sandbox
+/// needs (limits enforcement and the deadline).
+pub struct StoreState {
+    /// What the capabilities see.
+    pub call: CallState,
     /// Enforces memory and table limits; records refusals.
     pub limiter: CallLimiter,
     /// When the call must be over.
     pub deadline: tokio::time::Instant,
-    /// Capabilities the review granted; linked but ungranted ones refuse.
-    pub granted: BTreeSet<Capability>,
-    /// The data scopes and purposes of the `records` grant.
-    pub records_grant: Arc<RecordGrant>,
-    /// Whether `identity` may show the citizen's national identifiers.
-    pub national_ids: bool,
 }
 
-impl CallState {
-    /// Refuse a call into `capability` unless it was granted.
-    pub fn require(&self, capability: Capability) -> Result<(), CapabilityDenied> {
-        if self.granted.contains(&capability) {
-            Ok(())
-        } else {
-            Err(CapabilityDenied(capability))
-        }
+impl CallView for StoreState {
+    fn call(&mut self) -> &mut CallState {
+        &mut self.call
     }
 }
 
 /// Guest computation beyond this, within one call, is throttled.
 const LONG_RUNNING: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// A plugin called a capability it requested but was not granted.
-#[derive(Debug, thiserror::Error)]
-#[error("the plugin was not granted the `{0}` capability")]
-pub struct CapabilityDenied(pub Capability);
 
 /// Memory and table limits of one store; remembers that it refused a
 /// growth, because a guest that cannot allocate traps as `unreachable`,
@@ -281,27 +263,35 @@ pub fn new_store(
     ctx: Arc<CallContext>,
     kv: KvScope,
     granted: BTreeSet<Capability>,
-) -> Store<CallState> {
+) -> Store<StoreState> {
     let deadline = tokio::time::Instant::from_std(ctx.started + limits.deadline);
-    let state = CallState {
-        ctx,
-        kv,
+    // The records capability gets the runtime's health-record database as
+    // its own handle; kv and records share one pool, not one access path.
+    let records = RecordsState {
+        grant: Arc::default(),
+        db: kv.database().clone(),
+    };
+    let state = StoreState {
+        call: CallState {
+            ctx,
+            granted,
+            kv,
+            records,
+            national_ids: false,
+        },
         limiter: CallLimiter::new(limits),
         deadline,
-        granted,
-        records_grant: Arc::default(),
-        national_ids: false,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     // Guest code yields to the executor every tick, so a spinning plugin
     // never starves other calls, and traps once the deadline has passed.
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx: StoreContextMut<'_, CallState>| {
+    store.epoch_deadline_callback(|ctx: StoreContextMut<'_, StoreState>| {
         let state = ctx.data();
         if tokio::time::Instant::now() >= state.deadline {
             Err(wasmtime::Error::new(DeadlineExceeded))
-        } else if state.ctx.started.elapsed() >= LONG_RUNNING {
+        } else if state.call.ctx.started.elapsed() >= LONG_RUNNING {
             // A call still computing after this long gets at most half a
             // core: it sleeps one tick for every tick it runs, so spinning
             // plugins cannot starve other calls or the database.
@@ -323,10 +313,11 @@ fn plugin_store(
     limits: &Limits,
     ctx: Arc<CallContext>,
     kv: KvScope,
-) -> Store<CallState> {
+) -> Store<StoreState> {
     let mut store = new_store(plugin.pre.engine(), limits, ctx, kv, plugin.granted.clone());
-    store.data_mut().records_grant = plugin.records.clone();
-    store.data_mut().national_ids = plugin.national_ids;
+    let call = &mut store.data_mut().call;
+    call.records.grant = plugin.records.clone();
+    call.national_ids = plugin.national_ids;
     store
 }
 
@@ -442,7 +433,7 @@ pub async fn call_activate(
 }
 
 /// Turn a wasmtime error into the limit or fault that caused it.
-fn classify(err: wasmtime::Error, state: &CallState, limits: &Limits) -> CallError {
+fn classify(err: wasmtime::Error, state: &StoreState, limits: &Limits) -> CallError {
     if let Some(denied) = err.downcast_ref::<CapabilityDenied>() {
         return CallError::Denied(denied.0);
     }

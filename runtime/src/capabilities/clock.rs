@@ -1,7 +1,7 @@
 //! `clock`: wall-clock and monotonic time, since plugins have no WASI.
 
+use super::CallState;
 use crate::bindings::vtelehealth::platform::clock::Host;
-use crate::sandbox::CallState;
 
 impl Host for CallState {
     async fn now_millis(&mut self) -> wasmtime::Result<u64> {

@@ -5,11 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::CallState;
 use crate::bindings::vtelehealth::platform::identity::{self as wit, Host};
 use crate::capabilities::Capability;
 use crate::directory::HospitalDirectory;
 use crate::identity::IdentityService;
-use crate::sandbox::CallState;
 
 // The network's hospitals are ground data; plugins see them through here.
 pub use crate::directory::{Hospital, Tier};

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use tracing::instrument;
 
+use super::CallState;
 use crate::bindings::WitError;
 use crate::bindings::vtelehealth::platform::kv::Host;
 use crate::config::{KV_MAX_KEY_BYTES, KV_MAX_LIST, Limits};
 use crate::db::{Database, WriteTx};
-use crate::sandbox::CallState;
 
 /// Why a kv operation was refused or failed.
 #[derive(Debug, thiserror::Error)]

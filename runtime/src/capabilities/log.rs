@@ -1,7 +1,7 @@
 //! `log`: plugin log lines, tagged with the call's plugin, hospital and request.
 
+use super::CallState;
 use crate::bindings::vtelehealth::platform::log::{Host, Level};
-use crate::sandbox::CallState;
 
 /// Longest message kept; the rest is cut so a plugin cannot flood the logs.
 const MAX_MESSAGE: usize = 4096;

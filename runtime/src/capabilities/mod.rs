@@ -1,7 +1,12 @@
 //! Host capabilities offered to plugins, one module per WIT interface.
 //!
-//! Each module implements its generated `Host` trait for [`CallState`] and
-//! is added to a plugin's linker only when the plugin is granted it.
+//! [`CallState`] is what one call gives the capabilities: who is calling,
+//! what the review granted, and each capability's own part (kv's scope,
+//! records' grant and store, identity's disclosure). Each module implements
+//! its generated `Host` trait over it, and is added to a plugin's linker only
+//! when the plugin is granted it, through [`CallView`]: the sandbox's store
+//! owns a `CallState` and projects it, as wasmtime-wasi-http's `WasiHttpView`
+//! does, so this layer never names the store above it.
 
 pub mod clock;
 pub mod identity;
@@ -13,13 +18,66 @@ pub mod random;
 pub mod records;
 pub mod video;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::vtelehealth::platform;
-use crate::sandbox::CallState;
+use crate::db::Database;
+use crate::records::scopes::RecordGrant;
+
+use identity::CallContext;
+use kv::KvScope;
+
+/// Everything a capability may read during one call. Built only by
+/// `sandbox::CallBuilder`, from the hospital, plugin, principal and the
+/// reviewed version's grants.
+pub struct CallState {
+    /// Who is calling, for which hospital and plugin.
+    pub ctx: Arc<CallContext>,
+    /// Capabilities the review granted; linked but ungranted ones refuse.
+    pub granted: BTreeSet<Capability>,
+    /// `kv`: the (hospital, plugin) key-value scope.
+    pub kv: KvScope,
+    /// `records`: the grant's data scopes and purposes, and the store.
+    pub records: RecordsState,
+    /// `identity`: whether it may show the citizen's national identifiers.
+    pub national_ids: bool,
+}
+
+/// The `records` capability's part of a call.
+pub struct RecordsState {
+    /// The data scopes and purposes of the `records` grant.
+    pub grant: Arc<RecordGrant>,
+    /// The health-record database (the runtime's, not reached through kv).
+    pub db: Database,
+}
+
+impl CallState {
+    /// Refuse a call into `capability` unless it was granted.
+    pub fn require(&self, capability: Capability) -> Result<(), CapabilityDenied> {
+        if self.granted.contains(&capability) {
+            Ok(())
+        } else {
+            Err(CapabilityDenied(capability))
+        }
+    }
+}
+
+/// A plugin called a capability it requested but was not granted.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin was not granted the `{0}` capability")]
+pub struct CapabilityDenied(pub Capability);
+
+/// A store's data that carries a [`CallState`]: what the linker projects to
+/// reach the capabilities.
+pub trait CallView: Send + 'static {
+    /// This call's capability state.
+    fn call(&mut self) -> &mut CallState;
+}
 
 /// The platform package every interface belongs to.
 pub const PACKAGE: &str = "vtelehealth:platform";
@@ -105,17 +163,20 @@ impl Capability {
     }
 
     /// Add this capability's host functions to `linker`.
-    pub fn add_to_linker(self, linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    pub fn add_to_linker<T: CallView>(self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        let get: fn(&mut T) -> &mut CallState = T::call;
         match self {
-            Self::Log => platform::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Clock => platform::clock::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Random => platform::random::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Kv => platform::kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Identity => platform::identity::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Records => platform::records::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Video => platform::video::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Payment => platform::payment::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
-            Self::Notify => platform::notify::add_to_linker::<_, HasSelf<_>>(linker, |s| s),
+            Self::Log => platform::log::add_to_linker::<T, HasSelf<CallState>>(linker, get),
+            Self::Clock => platform::clock::add_to_linker::<T, HasSelf<CallState>>(linker, get),
+            Self::Random => platform::random::add_to_linker::<T, HasSelf<CallState>>(linker, get),
+            Self::Kv => platform::kv::add_to_linker::<T, HasSelf<CallState>>(linker, get),
+            Self::Identity => {
+                platform::identity::add_to_linker::<T, HasSelf<CallState>>(linker, get)
+            }
+            Self::Records => platform::records::add_to_linker::<T, HasSelf<CallState>>(linker, get),
+            Self::Video => platform::video::add_to_linker::<T, HasSelf<CallState>>(linker, get),
+            Self::Payment => platform::payment::add_to_linker::<T, HasSelf<CallState>>(linker, get),
+            Self::Notify => platform::notify::add_to_linker::<T, HasSelf<CallState>>(linker, get),
         }
     }
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use tracing::instrument;
 
+use super::CallState;
 use crate::bindings::vtelehealth::platform::payment::{
     self as wit, Host, IntentState as WitState, Merchant, PaymentError as WitPaymentError,
 };
 use crate::capabilities::Capability;
 use crate::payment::{IntentState, MerchantKind, NewIntent, PaymentError, PaymentIntent, Payments};
-use crate::sandbox::CallState;
 
 impl From<PaymentError> for WitPaymentError {
     fn from(e: PaymentError) -> Self {

@@ -2,8 +2,8 @@
 
 use rand::Rng;
 
+use super::CallState;
 use crate::bindings::vtelehealth::platform::random::Host;
-use crate::sandbox::CallState;
 
 /// Most bytes one call may ask for.
 const MAX_BYTES: u32 = 4096;

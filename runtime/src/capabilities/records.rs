@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::instrument;
 
+use super::CallState;
 use crate::bindings::WitError;
 use crate::bindings::vtelehealth::platform::records::{self as wit, Host};
 use crate::capabilities::Capability;
@@ -21,7 +22,6 @@ use crate::records::scopes::{Context, DataScope, Interaction, Purpose, RecordGra
 use crate::records::transaction::{self, IdempotencyKey, Method};
 use crate::records::validate::parse_body;
 use crate::records::{Actor, ActorKind, RecordError, RecordStore, ResourceType, SearchQuery};
-use crate::sandbox::CallState;
 
 /// Largest resource or Bundle a plugin may pass in one call.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -100,7 +100,7 @@ fn denied(message: impl Into<String>) -> WitError {
 
 impl CallState {
     fn records(&self) -> RecordStore {
-        RecordStore::new(self.kv.database().clone())
+        RecordStore::new(self.records.db.clone())
     }
 
     /// Check the capability, the purpose and the scopes of one interaction
@@ -177,7 +177,7 @@ impl CallState {
     }
 
     fn grant(&self) -> Arc<RecordGrant> {
-        self.records_grant.clone()
+        self.records.grant.clone()
     }
 
     async fn create_impl(&self, body: String, purpose: Purpose) -> Result<String, WitError> {
@@ -420,7 +420,7 @@ impl CallState {
         }
         let patient = crate::records::access::consultation_patient(national_id, health_id)?;
         let reason = crate::records::access::consultation_reason(&reason)?;
-        let store = crate::records::access::AccessStore::new(self.kv.database().clone());
+        let store = crate::records::access::AccessStore::new(self.records.db.clone());
         let c = store
             .request_consultation(&subject, &own, host, &patient, reason)
             .await?;
@@ -434,7 +434,7 @@ impl CallState {
     ) -> Result<wit::Consultation, WitError> {
         use crate::records::access::ConsultationStep;
         let (subject, own) = self.consultation_caller()?;
-        let store = crate::records::access::AccessStore::new(self.kv.database().clone());
+        let store = crate::records::access::AccessStore::new(self.records.db.clone());
         let here = self.ctx.hospital.id.as_str();
         let c = store.consultation(&id).await?;
         // A plugin reaches only the consultations of its own hospital.

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use tracing::instrument;
 
+use super::CallState;
 use crate::bindings::WitError;
 use crate::bindings::vtelehealth::platform::video::{self as wit, Host};
 use crate::capabilities::Capability;
 use crate::identity::{PersonRef, Principal, Role};
 use crate::records::access::AccessStore;
-use crate::sandbox::CallState;
 use crate::video::ParticipantRole;
 use crate::video::rooms::{Invitee, NewRoom, Room, RoomStatus, VideoError, VideoService};
 
@@ -126,7 +126,7 @@ impl CallState {
         let host = self.ctx.hospital.id.clone();
         let mut requesting = spec.requesting_hospital;
         if let Some(c) = &spec.consultation_id {
-            let c = AccessStore::new(self.kv.database().clone())
+            let c = AccessStore::new(self.records.db.clone())
                 .consultation(c)
                 .await
                 .map_err(|_| WitError::NotFound(format!("no consultation {c}")))?;
@@ -180,7 +180,22 @@ impl CallState {
         role: wit::Role,
     ) -> Result<wit::Participant, WitError> {
         let video = self.video()?;
-        let p = self.video_staff()?;
+        // Staff of the host invite anyone; a practitioner of another
+        // hospital (who reaches a network plugin) only themselves, as an
+        // observer: the 1-N model's "follow and learn", decided by the plugin.
+        let p = match self.video_staff() {
+            Ok(p) => p,
+            Err(refused) => match self.ctx.principal.as_ref() {
+                Some(p)
+                    if p.has_role(Role::Practitioner)
+                        && role == wit::Role::Observer
+                        && self.ctx.directory.person(p).as_str() == practitioner =>
+                {
+                    p
+                }
+                _ => return Err(refused),
+            },
+        };
         let room = self.own_room(&video, &room).await?;
         let user = self
             .ctx

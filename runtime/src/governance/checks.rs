@@ -17,7 +17,7 @@ use crate::capabilities::{
 };
 use crate::engine::PluginEngine;
 use crate::plugins::MAX_COMPONENT_BYTES;
-use crate::sandbox::CallState;
+use crate::sandbox::StoreState;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -385,7 +385,7 @@ fn check_exports(
     component: &Component,
     manifest: &Manifest,
 ) -> Result<String, String> {
-    let mut linker = Linker::<CallState>::new(engine.engine());
+    let mut linker = Linker::<StoreState>::new(engine.engine());
     for capability in manifest.requested() {
         capability
             .add_to_linker(&mut linker)

@@ -6,6 +6,20 @@
 //! Tests and tools mint a token for a user with
 //! [`IdentityService::create_user`] and [`IdentityService::token_for`].
 
+/// `SELECT` of a user's columns followed by `$rest`.
+macro_rules! user_query {
+    ($rest:literal) => {
+        sqlx::query(concat!(
+            "SELECT id, username, display_name, role, hospital_id, vendor_id, national_id, \
+             health_id, specialty, title, password_hash FROM identity_users ",
+            $rest
+        ))
+    };
+}
+
+mod accounts;
+mod clients;
+mod codes;
 mod external;
 mod keys;
 mod people;
@@ -23,7 +37,6 @@ use aws_lc_rs::digest;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::Row;
 
 pub use external::{
     IssuerConfigError, TrustedIssuer, check_trusted_issuers, parse_trusted_issuers,
@@ -269,17 +282,6 @@ fn opt_str(v: &Value, claim: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `SELECT` of a user's columns followed by `$rest`.
-macro_rules! user_query {
-    ($rest:literal) => {
-        sqlx::query(concat!(
-            "SELECT id, username, display_name, role, hospital_id, vendor_id, national_id, \
-             health_id, specialty, title, password_hash FROM identity_users ",
-            $rest
-        ))
-    };
-}
-
 impl IdentityService {
     /// Open the service: load (or create) the signing keys.
     pub async fn new(db: Database, options: IdentityOptions) -> Result<Self, IdentityError> {
@@ -405,548 +407,6 @@ impl IdentityService {
         find().ok_or_else(|| IdentityError::UnknownKey(kid.to_owned()))
     }
 
-    // ----- directory -----
-
-    /// Add a person to the directory.
-    pub async fn create_user(&self, new: NewUser) -> Result<User, IdentityError> {
-        new.validate()?;
-        let hash = self.hash(&new.password).await?;
-        let id = format!("u-{}", uuid::Uuid::now_v7().simple());
-        let mut tx = self.db.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO identity_users (id, username, display_name, role, hospital_id, vendor_id, \
-             national_id, health_id, specialty, title, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&id)
-        .bind(&new.username)
-        .bind(&new.display_name)
-        .bind(new.role.as_str())
-        .bind(&new.hospital_id)
-        .bind(&new.vendor_id)
-        .bind(&new.national_id)
-        .bind(&new.health_id)
-        .bind(&new.specialty)
-        .bind(&new.title)
-        .bind(&hash)
-        .bind(now_secs())
-        .execute(&mut *tx.tx)
-        .await;
-        match inserted {
-            Ok(_) => tx.commit().await?,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(IdentityError::Conflict(
-                    "username, citizen ID or health ID already registered".into(),
-                ));
-            }
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                return Err(IdentityError::Invalid("unknown hospital or vendor".into()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        Ok(User {
-            id,
-            username: new.username,
-            display_name: new.display_name,
-            role: new.role,
-            hospital_id: new.hospital_id,
-            vendor_id: new.vendor_id,
-            national_id: new.national_id,
-            health_id: new.health_id,
-            specialty: new.specialty,
-            title: new.title,
-        })
-    }
-
-    /// The user with this subject.
-    pub async fn user(&self, id: &str) -> Result<Option<User>, IdentityError> {
-        let row = user_query!("WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        row.as_ref().map(User::from_row).transpose()
-    }
-
-    /// The user with this login name.
-    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, IdentityError> {
-        let row = user_query!("WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        row.as_ref().map(User::from_row).transpose()
-    }
-
-    /// A practitioner by subject (what the WIT `practitioner` look-up reads).
-    pub async fn practitioner(&self, id: &str) -> Result<Option<User>, IdentityError> {
-        Ok(self
-            .user(id)
-            .await?
-            .filter(|u| u.role == Role::Practitioner))
-    }
-
-    /// Check a username and password, from `from` (the client's address,
-    /// when known). Throttled per account and per address: while either
-    /// is held, refused without hashing.
-    pub async fn authenticate(
-        &self,
-        username: &str,
-        password: &str,
-        from: Option<std::net::IpAddr>,
-    ) -> Result<User, IdentityError> {
-        let keys = login_keys(format!("user:{}", username.to_lowercase()), from);
-        self.throttled(&keys)?;
-        let row = user_query!("WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        let password = password.to_owned();
-        let ok = match &row {
-            None => {
-                // Spend the same work, so timing does not reveal usernames.
-                let iterations = self.iterations;
-                let _ = self
-                    .hasher
-                    .run(move || people::hash_password(&password, iterations))
-                    .await?;
-                false
-            }
-            Some(row) => {
-                let hash: String = row.try_get("password_hash")?;
-                self.hasher
-                    .run(move || people::verify_password(&password, &hash))
-                    .await?
-            }
-        };
-        match row {
-            Some(row) if ok => {
-                self.throttle.succeeded(&keys[0]);
-                User::from_row(&row)
-            }
-            _ => {
-                self.login_failed(&keys, from).await;
-                Err(IdentityError::InvalidCredentials)
-            }
-        }
-    }
-
-    /// The address a request came from: the peer, or, when the peer is a
-    /// trusted proxy, the nearest address before it in `X-Forwarded-For`.
-    pub fn client_address(
-        &self,
-        peer: Option<std::net::IpAddr>,
-        forwarded_for: Option<&str>,
-    ) -> Option<std::net::IpAddr> {
-        let mut addr = peer?;
-        if let Some(chain) = forwarded_for {
-            for hop in chain.rsplit(',') {
-                if !self.trusted_proxies.contains(&addr) {
-                    break;
-                }
-                match hop.trim().parse() {
-                    Ok(ip) => addr = ip,
-                    Err(_) => break,
-                }
-            }
-        }
-        Some(addr)
-    }
-
-    /// Refuse while any of `keys` is held by a back-off.
-    fn throttled(&self, keys: &[throttle::Key]) -> Result<(), IdentityError> {
-        match self.throttle.wait(keys) {
-            None => Ok(()),
-            Some(wait) => Err(IdentityError::Throttled {
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            }),
-        }
-    }
-
-    /// Count a failed login; audit each back-off it starts.
-    async fn login_failed(&self, keys: &[throttle::Key], from: Option<std::net::IpAddr>) {
-        for b in self.throttle.failed(keys) {
-            let event = crate::audit::AuditEvent {
-                actor: "anonymous".into(),
-                action: "identity.login_throttled".into(),
-                target: b.key.target(),
-                hospital_id: None,
-                details: json!({
-                    "failures": b.failures,
-                    "retry_after_secs": b.delay.as_secs(),
-                    "from": from.map(|ip| ip.to_string()),
-                }),
-            };
-            // Folded and bounded: many addresses cannot flood the trail.
-            if let Err(e) = self.audit.append_refusal(event).await {
-                tracing::error!(error = %e, "cannot audit a login back-off");
-            }
-            tracing::warn!(target = %b.key.target(), failures = b.failures, "login back-off");
-        }
-    }
-
-    /// Hash a new password or secret on a hashing worker.
-    async fn hash(&self, secret: &str) -> Result<String, IdentityError> {
-        let (secret, iterations) = (secret.to_owned(), self.iterations);
-        self.hasher
-            .run(move || people::hash_password(&secret, iterations))
-            .await?
-    }
-
-    /// Register a vendor (organisation).
-    pub async fn create_vendor(&self, id: &str, name: &str) -> Result<(), IdentityError> {
-        crate::directory::validate_id(id).map_err(|e| IdentityError::Invalid(e.to_string()))?;
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO vendors (id, name, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(now_secs())
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Register (or update) a public browser client: code flow with PKCE.
-    pub async fn register_public_client(
-        &self,
-        id: &str,
-        name: &str,
-        redirect_uris: &[&str],
-    ) -> Result<(), IdentityError> {
-        self.upsert_client(id, name, "public", None, redirect_uris, None)
-            .await
-    }
-
-    /// Register (or update) a confidential service client acting for
-    /// `hospital_id` (client credentials). The secret is stored hashed.
-    pub async fn register_service_client(
-        &self,
-        id: &str,
-        name: &str,
-        hospital_id: &str,
-        secret: &str,
-    ) -> Result<(), IdentityError> {
-        if secret.len() < 16 {
-            return Err(IdentityError::Invalid(
-                "client secrets are at least 16 bytes".into(),
-            ));
-        }
-        let hash = self.hash(secret).await?;
-        self.upsert_client(id, name, "confidential", Some(hash), &[], Some(hospital_id))
-            .await
-    }
-
-    async fn upsert_client(
-        &self,
-        id: &str,
-        name: &str,
-        kind: &str,
-        secret_hash: Option<String>,
-        redirect_uris: &[&str],
-        hospital_id: Option<&str>,
-    ) -> Result<(), IdentityError> {
-        crate::directory::validate_id(id).map_err(|e| IdentityError::Invalid(e.to_string()))?;
-        if redirect_uris
-            .iter()
-            .any(|u| u.contains('\n') || u.is_empty())
-        {
-            return Err(IdentityError::Invalid("invalid redirect URI".into()));
-        }
-        let mut tx = self.db.begin_write().await?;
-        let result = sqlx::query(
-            "INSERT INTO identity_clients (id, name, kind, secret_hash, redirect_uris, hospital_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-             kind = excluded.kind, secret_hash = excluded.secret_hash, redirect_uris = excluded.redirect_uris, \
-             hospital_id = excluded.hospital_id",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(kind)
-        .bind(secret_hash)
-        .bind(redirect_uris.join("\n"))
-        .bind(hospital_id)
-        .bind(now_secs())
-        .execute(&mut *tx.tx)
-        .await;
-        match result {
-            Ok(_) => tx.commit().await?,
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                return Err(IdentityError::Invalid("unknown hospital".into()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    }
-
-    /// A registered client.
-    pub async fn client(&self, id: &str) -> Result<Option<Client>, IdentityError> {
-        let row = sqlx::query(
-            "SELECT id, name, kind, secret_hash, redirect_uris, hospital_id FROM identity_clients WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        row.as_ref().map(Client::from_row).transpose()
-    }
-
-    /// A confidential client, if `secret` is its secret; throttled like
-    /// [`Self::authenticate`].
-    pub async fn authenticate_client(
-        &self,
-        id: &str,
-        secret: &str,
-        from: Option<std::net::IpAddr>,
-    ) -> Result<Client, IdentityError> {
-        let keys = login_keys(format!("client:{id}"), from);
-        self.throttled(&keys)?;
-        let client = self.client(id).await?;
-        let stored = client
-            .as_ref()
-            .filter(|c| c.confidential)
-            .and_then(|c| c.secret_hash.clone());
-        let ok = match stored {
-            Some(hash) => {
-                let secret = secret.to_owned();
-                self.hasher
-                    .run(move || people::verify_password(&secret, &hash))
-                    .await?
-            }
-            None => false,
-        };
-        match client {
-            Some(c) if ok => {
-                self.throttle.succeeded(&keys[0]);
-                Ok(c)
-            }
-            _ => {
-                self.login_failed(&keys, from).await;
-                Err(IdentityError::InvalidCredentials)
-            }
-        }
-    }
-
-    /// The principal of a service client: a service of its hospital.
-    pub fn service_principal(&self, client: &Client) -> Principal {
-        Principal {
-            subject: format!("client:{}", client.id),
-            name: client.name.clone(),
-            roles: vec![Role::Service],
-            hospital_id: client.hospital_id.clone(),
-            vendor_id: None,
-            national_id: None,
-            health_id: None,
-            issuer: self.issuer.clone(),
-            client_id: Some(client.id.clone()),
-        }
-    }
-
-    // ----- authorization codes and refresh tokens -----
-
-    /// Store a single-use code for `user_id`, bound to the request.
-    pub async fn create_code(
-        &self,
-        user_id: &str,
-        req: &CodeRequest,
-    ) -> Result<String, IdentityError> {
-        let code = people::random_token()?;
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO identity_codes (code_hash, client_id, redirect_uri, user_id, code_challenge, scope, nonce, expires_at, used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
-        )
-        .bind(sha256_hex(&code))
-        .bind(&req.client_id)
-        .bind(&req.redirect_uri)
-        .bind(user_id)
-        .bind(&req.code_challenge)
-        .bind(&req.scope)
-        .bind(&req.nonce)
-        .bind(now_secs() + CODE_TTL_SECS)
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.commit().await?;
-        Ok(code)
-    }
-
-    /// Redeem a code (once): checks client, redirect URI, expiry and the
-    /// PKCE verifier, then issues tokens.
-    pub async fn redeem_code(
-        &self,
-        code: &str,
-        client_id: &str,
-        redirect_uri: &str,
-        code_verifier: &str,
-    ) -> Result<TokenResponse, IdentityError> {
-        let bad = |m: &str| IdentityError::Invalid(m.to_owned());
-        let t = now_secs();
-        let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(
-            "UPDATE identity_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL \
-             RETURNING client_id, redirect_uri, user_id, code_challenge, scope, nonce, expires_at",
-        )
-        .bind(t)
-        .bind(sha256_hex(code))
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        tx.commit().await?;
-        let row = row.ok_or_else(|| bad("unknown or already used code"))?;
-        let expires: i64 = row.try_get("expires_at")?;
-        let bound_client: String = row.try_get("client_id")?;
-        let bound_redirect: String = row.try_get("redirect_uri")?;
-        let challenge: String = row.try_get("code_challenge")?;
-        if expires < t {
-            return Err(bad("the code has expired"));
-        }
-        if bound_client != client_id || bound_redirect != redirect_uri {
-            return Err(bad("the code was issued to another client or redirect URI"));
-        }
-        if !pkce_matches(code_verifier, &challenge) {
-            return Err(bad("code_verifier does not match the code challenge"));
-        }
-        let user_id: String = row.try_get("user_id")?;
-        let scope: String = row.try_get("scope")?;
-        let nonce: Option<String> = row.try_get("nonce")?;
-        let user = self
-            .user(&user_id)
-            .await?
-            .ok_or_else(|| bad("the user no longer exists"))?;
-        let family = uuid::Uuid::now_v7().to_string();
-        self.tokens_for_user(&user, client_id, &scope, nonce.as_deref(), &family)
-            .await
-    }
-
-    async fn tokens_for_user(
-        &self,
-        user: &User,
-        client_id: &str,
-        scope: &str,
-        nonce: Option<&str>,
-        family: &str,
-    ) -> Result<TokenResponse, IdentityError> {
-        let principal = user.principal(&self.issuer);
-        let access_token = self.issue_access_token(&principal, client_id, scope)?;
-        let id_token = if scope.split(' ').any(|s| s == "openid") {
-            let t = now_secs();
-            let mut claims = json!({
-                "iss": self.issuer, "sub": user.id, "aud": client_id, "azp": client_id,
-                "iat": t, "exp": t + self.access_ttl, "auth_time": t,
-                "name": user.display_name, "preferred_username": user.username,
-            });
-            if let Some(n) = nonce {
-                claims["nonce"] = json!(n);
-            }
-            Some(self.sign(&claims, Some("JWT"))?)
-        } else {
-            None
-        };
-        let refresh = people::random_token()?;
-        let t = now_secs();
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO identity_refresh_tokens (token_hash, family_id, user_id, client_id, scope, expires_at, created_at, used_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)",
-        )
-        .bind(sha256_hex(&refresh))
-        .bind(family)
-        .bind(&user.id)
-        .bind(client_id)
-        .bind(scope)
-        .bind(t + self.refresh_ttl)
-        .bind(t)
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.commit().await?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer".into(),
-            expires_in: self.access_ttl,
-            refresh_token: Some(refresh),
-            id_token,
-            scope: scope.to_owned(),
-        })
-    }
-
-    /// Tokens for a service client (client credentials; no refresh token).
-    pub fn tokens_for_client(
-        &self,
-        client: &Client,
-        scope: &str,
-    ) -> Result<TokenResponse, IdentityError> {
-        let access_token =
-            self.issue_access_token(&self.service_principal(client), &client.id, scope)?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer".into(),
-            expires_in: self.access_ttl,
-            refresh_token: None,
-            id_token: None,
-            scope: scope.to_owned(),
-        })
-    }
-
-    /// Exchange a refresh token for new tokens; the old one is spent. A
-    /// spent token presented again revokes its whole family (theft).
-    pub async fn refresh(
-        &self,
-        token: &str,
-        client_id: &str,
-    ) -> Result<TokenResponse, IdentityError> {
-        let bad = |m: &str| IdentityError::Invalid(m.to_owned());
-        let t = now_secs();
-        let hash = sha256_hex(token);
-        let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(
-            "UPDATE identity_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL \
-             AND revoked_at IS NULL AND expires_at > $1 AND client_id = $3 RETURNING family_id, user_id, scope",
-        )
-        .bind(t)
-        .bind(&hash)
-        .bind(client_id)
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        let Some(row) = row else {
-            // Reuse of a spent token: revoke the family.
-            sqlx::query(
-                "UPDATE identity_refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
-                 (SELECT family_id FROM identity_refresh_tokens WHERE token_hash = $2 AND used_at IS NOT NULL)",
-            )
-            .bind(t)
-            .bind(&hash)
-            .execute(&mut *tx.tx)
-            .await?;
-            tx.commit().await?;
-            return Err(bad("unknown, spent, revoked or expired refresh token"));
-        };
-        tx.commit().await?;
-        let family: String = row.try_get("family_id")?;
-        let user_id: String = row.try_get("user_id")?;
-        let scope: String = row.try_get("scope")?;
-        let user = self
-            .user(&user_id)
-            .await?
-            .ok_or_else(|| bad("the user no longer exists"))?;
-        self.tokens_for_user(&user, client_id, &scope, None, &family)
-            .await
-    }
-
-    /// Revoke the session a refresh token belongs to (logout). True when
-    /// the token was known.
-    pub async fn revoke_refresh(&self, token: &str) -> Result<bool, IdentityError> {
-        let mut tx = self.db.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE identity_refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
-             (SELECT family_id FROM identity_refresh_tokens WHERE token_hash = $2)",
-        )
-        .bind(now_secs())
-        .bind(sha256_hex(token))
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     // ----- demo -----
 
     /// Seed the demo vendor, accounts and clients (idempotent). The demo
@@ -1011,15 +471,6 @@ fn decode(
         })
 }
 
-/// The throttling keys of a login: the account (clipped, so a huge name
-/// costs no memory) and the address when known.
-fn login_keys(account: String, from: Option<std::net::IpAddr>) -> Vec<throttle::Key> {
-    let account = account.chars().take(160).collect();
-    std::iter::once(throttle::Key::Account(account))
-        .chain(from.map(throttle::Key::address))
-        .collect()
-}
-
 /// Whether a JWT `typ` names an access token (RFC 9068 §2.1: `at+jwt`,
 /// media type prefix optional, case-insensitive).
 fn is_access_token_typ(typ: Option<&str>) -> bool {
@@ -1029,22 +480,6 @@ fn is_access_token_typ(typ: Option<&str>) -> bool {
     })
 }
 
-/// PKCE S256: BASE64URL(SHA-256(verifier)) == challenge.
-fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    use base64::Engine;
-    let valid = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    if !valid {
-        return false;
-    }
-    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
-    aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes())
-        .is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1052,11 +487,11 @@ mod tests {
     #[test]
     fn pkce_s256() {
         // RFC 7636 appendix B.
-        assert!(pkce_matches(
+        assert!(codes::pkce_matches(
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
-        assert!(!pkce_matches(
+        assert!(!codes::pkce_matches(
             "short",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
