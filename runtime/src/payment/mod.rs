@@ -11,22 +11,26 @@
 //! - refund of R: merchant, fee and hospital share give back their parts of
 //!   R, `gateway:{gw}` +R
 
+mod expiry;
 pub mod gateway;
 mod ipn;
 pub mod ledger;
+mod outbox;
 mod reconciliation;
+mod terms;
+pub use outbox::SettlementEvent;
 pub use reconciliation::{Reconciliation, ReconciliationLine, ReconciliationTotals};
+pub use terms::{ActivationSettings, PaymentTerms, TermsSource};
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Database, WriteTx};
-use gateway::{GatewayKind, IpnAnswer, SandboxTickets, VnpayTerminal};
+use gateway::{GatewayKind, IpnAnswer, SandboxTickets};
 use ledger::{LedgerError, LedgerPosting};
 
 /// The largest intent the platform accepts, in đồng; an activation may set
@@ -158,102 +162,6 @@ impl PaymentIntent {
     }
 }
 
-/// A hospital activation's payment settings (`payment` in its config, the
-/// hash secret in its secrets).
-#[derive(Debug, Clone, Deserialize, Default)]
-pub struct PaymentTerms {
-    #[serde(default)]
-    pub gateway: GatewayKind,
-    /// The platform's fee, in basis points of each payment.
-    #[serde(default)]
-    pub platform_fee_bps: i64,
-    /// The hospital's share of a vendor's sale, in basis points.
-    #[serde(default)]
-    pub hospital_share_bps: i64,
-    /// Largest intent, in đồng (at most [`PLATFORM_MAX_AMOUNT`]).
-    pub max_amount: Option<i64>,
-    pub vnpay: Option<VnpayTerminal>,
-    /// From the sealed secrets: `vnpay_hash_secret`.
-    #[serde(skip)]
-    pub hash_secret: Option<String>,
-}
-
-impl PaymentTerms {
-    /// Terms from an activation's config and opened secrets.
-    pub fn from_activation(config: &Value, secrets: &Value) -> Result<Self, PaymentError> {
-        let mut terms: Self = match config.get("payment") {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| PaymentError::Config(format!("`payment` configuration: {e}")))?,
-            None => Self::default(),
-        };
-        terms.hash_secret = secrets
-            .get("vnpay_hash_secret")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        terms.check()?;
-        Ok(terms)
-    }
-
-    fn check(&self) -> Result<(), PaymentError> {
-        let bps_ok = |b: i64| (0..=10_000).contains(&b);
-        if !bps_ok(self.platform_fee_bps)
-            || !bps_ok(self.hospital_share_bps)
-            || self.platform_fee_bps + self.hospital_share_bps > 10_000
-        {
-            return Err(PaymentError::Config(
-                "fee and hospital share must be 0 to 10000 basis points and together at most 10000"
-                    .into(),
-            ));
-        }
-        if self.gateway == GatewayKind::Vnpay
-            && (self.vnpay.is_none() || self.hash_secret.as_deref().is_none_or(str::is_empty))
-        {
-            return Err(PaymentError::Config(
-                "the vnpay gateway needs `payment.vnpay` and the secret `vnpay_hash_secret`".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The largest amount an intent may have.
-    pub fn max_amount(&self) -> i64 {
-        self.max_amount
-            .unwrap_or(PLATFORM_MAX_AMOUNT)
-            .clamp(1, PLATFORM_MAX_AMOUNT)
-    }
-}
-
-/// The configuration and opened secrets of a module's activation at a
-/// hospital (`None`: not activated there). Governance keeps them; payment
-/// reads them through this trait so it names no layer above it.
-pub trait ActivationSettings: Send + Sync {
-    fn activation_settings<'a>(
-        &'a self,
-        hospital: &'a str,
-        plugin: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Option<(Value, Value)>, String>>;
-}
-
-/// Where payment terms come from.
-#[derive(Clone)]
-pub enum TermsSource {
-    /// Each hospital activation's config and secrets; unactivated
-    /// (development) plugins get the sandbox with no fee.
-    Activations(Arc<dyn ActivationSettings>),
-    /// The same terms everywhere (tests).
-    Fixed(Arc<PaymentTerms>),
-}
-
-/// A settlement event waiting in the outbox.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SettlementEvent {
-    pub event_id: String,
-    pub kind: String,
-    pub intent_id: String,
-    pub payload: String,
-    pub attempts: i64,
-}
-
 /// The payment service of one node.
 pub struct Payments {
     db: Database,
@@ -376,28 +284,6 @@ impl Payments {
     /// The database (for reports and checks).
     pub fn database(&self) -> &Database {
         &self.db
-    }
-
-    /// The payment terms of `plugin` at `hospital`. From governance, the
-    /// sandbox is refused unless this node offers it (fail closed).
-    pub async fn terms(&self, hospital: &str, plugin: &str) -> Result<PaymentTerms, PaymentError> {
-        match &self.terms {
-            TermsSource::Fixed(t) => Ok((**t).clone()),
-            TermsSource::Activations(g) => {
-                let terms = match g
-                    .activation_settings(hospital, plugin)
-                    .await
-                    .map_err(PaymentError::Config)?
-                {
-                    Some((config, secrets)) => PaymentTerms::from_activation(&config, &secrets)?,
-                    None => PaymentTerms::default(),
-                };
-                if terms.gateway == GatewayKind::Sandbox && self.sandbox.is_none() {
-                    return Err(PaymentError::Config(NO_GATEWAY.into()));
-                }
-                Ok(terms)
-            }
-        }
     }
 
     /// Create an intent, or return the one created before under the same
@@ -749,45 +635,6 @@ impl Payments {
         Ok(row.intent)
     }
 
-    /// Sweep expired pending intents every `every` while the service lives.
-    pub fn spawn_expiry(
-        self: &Arc<Self>,
-        every: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(p) = weak.upgrade() else { break };
-                if let Err(e) = p.expire_due().await {
-                    tracing::warn!(error = %e, "expiring pending payments failed");
-                }
-            }
-        })
-    }
-
-    /// Cancel every pending intent past its deadline; returns how many.
-    pub async fn expire_due(&self) -> Result<usize, PaymentError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM payment_intents WHERE state = 'pending' AND expires_at < $1 LIMIT 100",
-        )
-        .bind(now_millis())
-        .fetch_all(&self.db.pool)
-        .await?;
-        let mut n = 0;
-        for id in ids {
-            // A racing IPN may have settled it meanwhile: that is fine.
-            if self
-                .abandon("system:payment-expiry", &id, IntentState::Cancelled)
-                .await
-                .is_ok()
-            {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
     /// Refund `amount` of a settled intent; the same idempotency key
     /// returns the first refund's result. Racing refunds are serialized by
     /// the guarded update, so together they never exceed the capture.
@@ -911,110 +758,6 @@ impl Payments {
         )
         .await?;
         Ok(())
-    }
-
-    /// Write a settlement event in the caller's transaction (the outbox).
-    async fn queue_event(
-        tx: &mut WriteTx,
-        intent: &PaymentIntent,
-        kind: &str,
-        extra: Value,
-        now: i64,
-    ) -> Result<(), PaymentError> {
-        let event_id = uuid::Uuid::now_v7().to_string();
-        let mut payload = json!({ "event_id": event_id, "kind": kind, "intent": intent });
-        if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), extra) {
-            p.extend(extra);
-        }
-        sqlx::query(
-            "INSERT INTO payment_outbox (event_id, hospital_id, plugin_id, intent_id, kind, payload, created_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(&event_id)
-        .bind(&intent.hospital_id)
-        .bind(&intent.plugin_id)
-        .bind(&intent.id)
-        .bind(kind)
-        .bind(payload.to_string())
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Settlement events of `plugin` at `hospital` not yet acknowledged,
-    /// oldest first. Each hand-out counts as an attempt; an event comes
-    /// back until acknowledged (at-least-once; the event id lets the
-    /// plugin make it exactly-once).
-    pub async fn pending_events(
-        &self,
-        hospital: &str,
-        plugin: &str,
-        limit: u32,
-    ) -> Result<Vec<SettlementEvent>, PaymentError> {
-        let rows = sqlx::query(
-            "SELECT event_id, kind, intent_id, payload, attempts FROM payment_outbox \
-             WHERE hospital_id = $1 AND plugin_id = $2 AND delivered_at IS NULL ORDER BY id LIMIT $3",
-        )
-        .bind(hospital)
-        .bind(plugin)
-        .bind(i64::from(limit.clamp(1, 100)))
-        .fetch_all(&self.db.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let event_id: String = r.try_get("event_id")?;
-            sqlx::query(
-                "UPDATE payment_outbox SET attempts = attempts + 1, next_attempt_at = $1 WHERE event_id = $2",
-            )
-            .bind(now_millis())
-            .bind(&event_id)
-            .execute(&self.db.pool)
-            .await?;
-            out.push(SettlementEvent {
-                event_id,
-                kind: r.try_get("kind")?,
-                intent_id: r.try_get("intent_id")?,
-                payload: r.try_get("payload")?,
-                attempts: r.try_get::<i64, _>("attempts")?.saturating_add(1),
-            });
-        }
-        Ok(out)
-    }
-
-    /// Mark an event delivered; true the first time, false when it already
-    /// was (redelivery is harmless).
-    pub async fn acknowledge(
-        &self,
-        hospital: &str,
-        plugin: &str,
-        event_id: &str,
-    ) -> Result<bool, PaymentError> {
-        let changed = sqlx::query(
-            "UPDATE payment_outbox SET delivered_at = $1 \
-             WHERE event_id = $2 AND hospital_id = $3 AND plugin_id = $4 AND delivered_at IS NULL",
-        )
-        .bind(now_millis())
-        .bind(event_id)
-        .bind(hospital)
-        .bind(plugin)
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            let exists: Option<String> = sqlx::query_scalar(
-                "SELECT event_id FROM payment_outbox WHERE event_id = $1 AND hospital_id = $2 AND plugin_id = $3",
-            )
-            .bind(event_id)
-            .bind(hospital)
-            .bind(plugin)
-            .fetch_optional(&self.db.pool)
-            .await?;
-            if exists.is_none() {
-                return Err(PaymentError::NotFound(event_id.to_owned()));
-            }
-        }
-        Ok(changed == 1)
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::hmac;
 
+use super::gateway::VnpayTerminal;
 use super::*;
 
 const SECRET: &str = "VTH-TEST-HASH-SECRET-0123456789";
