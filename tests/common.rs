@@ -39,11 +39,24 @@ pub async fn send(
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
+    send_as(server, method, path, Some(token), body, headers).await
+}
+
+/// [`send`] for a caller who may be anonymous (`None`: no bearer token).
+/// A body that is not JSON comes back as a JSON string.
+pub async fn send_as(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let url = format!("{}{path}", server.base);
-    let mut req = server
-        .client
-        .request(method.parse().expect("method"), url)
-        .bearer_auth(token);
+    let mut req = server.client.request(method.parse().expect("method"), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -71,17 +71,7 @@ async fn send(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let url = format!("{}{path}", server.base);
-    let mut req = server
-        .client
-        .request(method.parse().expect("method"), url)
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("sent");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    vtelehealth_tests::common::send(server, method, path, token, body, &[]).await
 }
 
 async fn publish(server: &TestServer, token: &str, bundle: &Bundle) -> (u16, Value) {

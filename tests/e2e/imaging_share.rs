@@ -37,21 +37,7 @@ async fn send(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = server.client.request(
-        method.parse().expect("method"),
-        format!("{}{path}", server.base),
-    );
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.expect("sent");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    vtelehealth_tests::common::send_as(server, method, path, token, body, &[]).await
 }
 
 /// Store a resource through `/fhir/R4`; its id.
