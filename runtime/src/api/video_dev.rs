@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::ApiError;
 use crate::Runtime;
-use crate::video::sfu::{MAX_SIGNAL_MESSAGE, MediaRelay, serve_media};
+use crate::video::sfu::{MAX_SIGNAL_SOCKET_MESSAGE, MediaRelay, serve_media};
 use crate::video::{JoinGrant, ParticipantRole};
 
 #[derive(Deserialize)]
@@ -60,6 +60,7 @@ async fn join(
         expires_at: i64::MAX,
     };
     Ok(ws
-        .max_message_size(MAX_SIGNAL_MESSAGE)
+        .max_message_size(MAX_SIGNAL_SOCKET_MESSAGE)
+        .max_frame_size(MAX_SIGNAL_SOCKET_MESSAGE)
         .on_upgrade(move |socket| async move { serve_media(&relay, socket, grant).await }))
 }

@@ -21,10 +21,11 @@ use tokio::time::Instant;
 
 use super::ApiError;
 use crate::Runtime;
+use crate::directory::HospitalDirectory;
 use crate::video::media::MediaSession;
 use crate::video::rooms::{Invitation, RoomEvent, RoomStatus, VideoService};
 use crate::video::signal::{
-    self, ClientMessage, ErrorCode, Incoming, PresentParticipant, ServerMessage,
+    self, ClientMessage, ErrorCode, Incoming, PresentParticipant, RosterEntry, ServerMessage,
 };
 use crate::video::{JoinGrant, ParticipantRole};
 
@@ -59,9 +60,11 @@ async fn join(
     let ws =
         ws.map_err(|e| ApiError::BadRequest(format!("a WebSocket upgrade is required: {e}")))?;
     let video = rt.video.clone();
+    let hospitals = rt.hospitals.clone();
     Ok(ws
-        .max_message_size(signal::MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(video, socket, grant, invitation)))
+        .max_message_size(signal::MAX_SOCKET_MESSAGE_BYTES)
+        .max_frame_size(signal::MAX_SOCKET_MESSAGE_BYTES)
+        .on_upgrade(move |socket| session(video, hospitals, socket, grant, invitation)))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -93,18 +96,30 @@ async fn send_error(
 /// Send who is present now; with `only_if_changed`, only when it differs
 /// from the last list sent (`last`).
 async fn send_participants(
-    video: &VideoService,
+    ctx: &Ctx<'_>,
     sink: &mut Sink,
     room: &str,
     last: &mut Option<Vec<PresentParticipant>>,
     only_if_changed: bool,
 ) -> bool {
-    match video.present(room).await {
+    match ctx.video.present(room).await {
         Ok(participants) => {
             if only_if_changed && last.as_ref() == Some(&participants) {
                 return true;
             }
             *last = Some(participants.clone());
+            // Pages show hospitals by name, never by id.
+            let participants = participants
+                .into_iter()
+                .map(|p| RosterEntry {
+                    hospital_name: p
+                        .hospital
+                        .as_deref()
+                        .and_then(|h| ctx.hospitals.get(h))
+                        .map(|h| h.name),
+                    participant: p,
+                })
+                .collect();
             send(
                 sink,
                 &ServerMessage::Participants {
@@ -127,8 +142,20 @@ async fn send_participants(
     }
 }
 
+/// What a session reads besides its socket.
+struct Ctx<'a> {
+    video: &'a VideoService,
+    hospitals: &'a HospitalDirectory,
+}
+
 /// One participant's signalling session.
-async fn session(video: Arc<VideoService>, socket: WebSocket, grant: JoinGrant, inv: Invitation) {
+async fn session(
+    video: Arc<VideoService>,
+    hospitals: Arc<HospitalDirectory>,
+    socket: WebSocket,
+    grant: JoinGrant,
+    inv: Invitation,
+) {
     let room = grant.room_id.clone();
     // Subscribe before recording the connection, so no admission is missed.
     let events = video.subscribe(&room);
@@ -149,8 +176,12 @@ async fn session(video: Arc<VideoService>, socket: WebSocket, grant: JoinGrant, 
     };
     tracing::info!(%room, participant = %grant.participant_id, admitted, "joined the room's signalling");
     let mut media = Media::default();
+    let ctx = Ctx {
+        video: &video,
+        hospitals: &hospitals,
+    };
     let reason = run(
-        &video,
+        &ctx,
         &grant,
         &mut sink,
         stream,
@@ -201,7 +232,7 @@ impl Media {
 /// The session loop; returns why it ended.
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    video: &VideoService,
+    ctx: &Ctx<'_>,
     grant: &JoinGrant,
     sink: &mut Sink,
     mut stream: futures::stream::SplitStream<WebSocket>,
@@ -210,6 +241,7 @@ async fn run(
     participation: &str,
     media: &mut Media,
 ) -> &'static str {
+    let video = ctx.video;
     let room = grant.room_id.as_str();
     let me = grant.participant_id.as_str();
     let announce = |admitted: bool| {
@@ -233,7 +265,7 @@ async fn run(
         return "disconnected";
     }
     if admitted {
-        if !send_participants(video, sink, room, &mut last_list, false).await {
+        if !send_participants(ctx, sink, room, &mut last_list, false).await {
             return "disconnected";
         }
         media.start(video, grant);
@@ -269,6 +301,12 @@ async fn run(
                     }
                     Ok(Incoming::Control(ClientMessage::Admit { participant_id })) => {
                         admit(video, grant, &participant_id).await
+                    }
+                    Ok(Incoming::Control(ClientMessage::Remove { .. })) if !admitted => {
+                        Some((ErrorCode::OutOfOrder, "you are still in the waiting room".into()))
+                    }
+                    Ok(Incoming::Control(ClientMessage::Remove { participant_id })) => {
+                        remove(video, grant, &participant_id).await
                     }
                     Ok(Incoming::Media(_)) if !admitted => Some((
                         ErrorCode::OutOfOrder,
@@ -313,13 +351,13 @@ async fn run(
                             tracing::error!(error = %e, "recording an admission");
                         }
                         if !send(sink, &announce(true)).await
-                            || !send_participants(video, sink, room, &mut last_list, false).await
+                            || !send_participants(ctx, sink, room, &mut last_list, false).await
                         {
                             return "disconnected";
                         }
                         media.start(video, grant);
                     }
-                    RoomEvent::Changed if admitted && !send_participants(video, sink, room, &mut last_list, false).await => {
+                    RoomEvent::Changed if admitted && !send_participants(ctx, sink, room, &mut last_list, false).await => {
                         return "disconnected";
                     }
                     _ => {}
@@ -358,7 +396,7 @@ async fn run(
                     }
                     media.start(video, grant);
                 }
-                if admitted && !send_participants(video, sink, room, &mut last_list, true).await {
+                if admitted && !send_participants(ctx, sink, room, &mut last_list, true).await {
                     return "disconnected";
                 }
             }
@@ -371,6 +409,37 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// A chair removes someone over the socket (not themselves: a chair leaves).
+async fn remove(video: &VideoService, grant: &JoinGrant, who: &str) -> Option<(ErrorCode, String)> {
+    if grant.role != ParticipantRole::Chair {
+        return Some((
+            ErrorCode::Forbidden,
+            "only a chair removes participants".into(),
+        ));
+    }
+    if who == grant.participant_id {
+        return Some((
+            ErrorCode::BadMessage,
+            "a chair leaves rather than removing themselves".into(),
+        ));
+    }
+    let room = match video.room(&grant.room_id).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "reading a room to remove a participant");
+            return Some((ErrorCode::Internal, "cannot remove now; retry".into()));
+        }
+    };
+    match video.remove(&room, who, &grant.subject).await {
+        Ok(_) => None,
+        Err(crate::video::rooms::VideoError::ParticipantNotFound(_)) => Some((
+            ErrorCode::BadMessage,
+            format!("no participant {who} in this room"),
+        )),
+        Err(e) => Some((ErrorCode::BadMessage, e.to_string())),
     }
 }
 

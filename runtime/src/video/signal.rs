@@ -8,11 +8,25 @@ use serde::{Deserialize, Serialize};
 
 use super::ParticipantRole;
 
-/// Largest client message the control plane reads (an SDP fits).
+/// Largest client message the control plane reads (an SDP fits); a larger
+/// one is answered with a non-fatal `bad-message`.
 pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
 
-/// Message types that belong to the media plane.
-pub const MEDIA_TYPES: [&str; 3] = ["offer", "answer", "candidate"];
+/// The WebSocket's own limit, above [`MAX_MESSAGE_BYTES`] so that a message
+/// a little too large reaches the check and gets its `bad-message` answer
+/// instead of a dropped connection. Beyond this the connection closes.
+pub const MAX_SOCKET_MESSAGE_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
+
+/// Message types that belong to the media plane (`leave` is the control
+/// plane's: it ends the whole session).
+pub const MEDIA_TYPES: [&str; 6] = [
+    "offer",
+    "answer",
+    "candidate",
+    "media-state",
+    "mute",
+    "chat",
+];
 
 /// A control message from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +49,7 @@ pub enum ServerMessage {
     /// Who is connected now, sent to admitted participants on every change.
     Participants {
         room: String,
-        participants: Vec<PresentParticipant>,
+        participants: Vec<RosterEntry>,
     },
     /// The room was ended; the server closes the socket after this.
     RoomEnded { room: String },
@@ -59,6 +73,17 @@ pub struct PresentParticipant {
     pub joined_at: String,
 }
 
+/// A connected participant with their hospital's name, for pages that show
+/// people by name, never by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterEntry {
+    #[serde(flatten)]
+    pub participant: PresentParticipant,
+    /// From the hospital directory; `None` without a hospital or when the
+    /// directory does not know it.
+    pub hospital_name: Option<String>,
+}
+
 /// Whether a connected participant is still in the waiting room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -75,6 +100,9 @@ pub enum ClientMessage {
     Leave,
     /// Chair only: let a waiting participant in.
     Admit { participant_id: String },
+    /// Chair only: remove a participant (as `POST …/remove`); their
+    /// invitation ends and their sockets close with a `removed` error.
+    Remove { participant_id: String },
     /// Keep-alive; answered by nothing, it only proves the client is there.
     Ping,
 }

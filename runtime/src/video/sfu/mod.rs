@@ -1,6 +1,8 @@
 //! The embedded selective forwarding unit: each participant uploads one
-//! audio+video stream over WebRTC and the relay forwards it, unchanged, to
-//! every other participant of the room. Observers only receive.
+//! audio+video stream over WebRTC (chairs and presenters also a shared
+//! screen) and the relay forwards it, unchanged, to every other participant
+//! of the room. Observers only receive. The relay also carries the room's
+//! small real-time state: mute and camera states, chairs' mute requests, chat.
 //!
 //! Signalling is JSON over a WebSocket ([`serve_media`], messages in
 //! [`signal`], described in docs/video-media.md). Media goes over one UDP
@@ -23,8 +25,13 @@ use self::relay::{Command, Relay};
 use self::signal::{ClientMessage, ErrorCode, MAX_SDP_BYTES, ServerMessage};
 use super::JoinGrant;
 
-/// Largest signalling message accepted (an SDP plus JSON framing).
+/// Largest signalling message accepted (an SDP plus JSON framing); a larger
+/// one gets a non-fatal `bad-message`.
 pub const MAX_SIGNAL_MESSAGE: usize = MAX_SDP_BYTES + 1024;
+
+/// The WebSocket's own limit: above [`MAX_SIGNAL_MESSAGE`], or the socket
+/// would drop an oversized message before the check could answer it.
+pub const MAX_SIGNAL_SOCKET_MESSAGE: usize = 4 * MAX_SIGNAL_MESSAGE;
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +142,25 @@ impl MediaSession {
             // End of candidates: nothing to do for an ICE-lite relay.
             ClientMessage::Candidate { .. } => return Ok(true),
             ClientMessage::Leave => return Ok(false),
+            ClientMessage::MediaState {
+                audio_muted,
+                video_muted,
+                sharing_screen,
+                receive_video,
+            } => Command::MediaState {
+                id,
+                state: relay::MediaState {
+                    audio_muted,
+                    video_muted,
+                    sharing_screen,
+                    receive_video,
+                },
+            },
+            ClientMessage::Mute { participant_id } => Command::Mute {
+                id,
+                target: participant_id,
+            },
+            ClientMessage::Chat { text } => Command::Chat { id, text },
         };
         self.commands.send(cmd).map_err(|_| RelayGone)?;
         Ok(true)
@@ -188,7 +214,11 @@ pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant
                     _ => continue,
                 };
                 if text.len() > MAX_SIGNAL_MESSAGE {
-                    reply_error(ErrorCode::BadMessage, "message too large".into(), false);
+                    reply_error(
+                        ErrorCode::BadMessage,
+                        format!("message over {MAX_SIGNAL_MESSAGE} bytes"),
+                        false,
+                    );
                     continue;
                 }
                 let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {

@@ -15,7 +15,10 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::signal::{ErrorCode, MediaParticipant, ServerMessage, sdp_sends_media};
+use super::signal::{
+    ErrorCode, MAX_CHAT_CHARS, MediaParticipant, ServerMessage, candidates_in_every_media,
+    may_share_screen, sdp_sends_media, sdp_syntax_problem,
+};
 use crate::video::JoinGrant;
 
 /// One participant's connection, numbered by the relay.
@@ -44,9 +47,41 @@ pub enum Command {
     Leave {
         id: ClientId,
     },
+    MediaState {
+        id: ClientId,
+        state: MediaState,
+    },
+    Mute {
+        id: ClientId,
+        target: String,
+    },
+    Chat {
+        id: ClientId,
+        text: String,
+    },
     EndRoom {
         room: String,
     },
+}
+
+/// What a participant says it sends and wants (`media-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaState {
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    pub sharing_screen: bool,
+    pub receive_video: bool,
+}
+
+impl Default for MediaState {
+    fn default() -> Self {
+        Self {
+            audio_muted: false,
+            video_muted: false,
+            sharing_screen: false,
+            receive_video: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +99,8 @@ struct TrackOut {
     origin: ClientId,
     origin_mid: Mid,
     kind: MediaKind,
+    /// The publisher's second video: its shared screen, in a stream of its own.
+    screen: bool,
     state: OutState,
 }
 
@@ -81,6 +118,8 @@ impl TrackOut {
 struct TrackIn {
     mid: Mid,
     kind: MediaKind,
+    /// The second video m-line of a publisher's offer, kept for screen sharing.
+    screen: bool,
     last_keyframe_request: Option<Instant>,
 }
 
@@ -100,7 +139,52 @@ struct Client {
     next_timeout: Instant,
     /// Its connection was dropped after a panic in the WebRTC stack.
     failed: bool,
+    /// An ICE connectivity check from the client has succeeded.
+    ice_connected: bool,
+    /// Why its connection was dropped: said to the client and logged.
+    lost: Option<Lost>,
+    /// As its last `media-state` said.
+    state: MediaState,
+    /// When its recent chat lines were sent, for the rate limit.
+    chat_times: VecDeque<Instant>,
 }
+
+/// Why a participant's media connection ended.
+#[derive(Debug)]
+struct Lost {
+    /// For the client: no internals.
+    reason: &'static str,
+    /// For the log: the WebRTC stack's own error, if any.
+    detail: Option<String>,
+}
+
+impl Lost {
+    fn new(reason: &'static str) -> Self {
+        Self {
+            reason,
+            detail: None,
+        }
+    }
+
+    fn because(reason: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self {
+            reason,
+            detail: Some(detail.to_string()),
+        }
+    }
+}
+
+/// Record the first reason a connection is dropped and disconnect it.
+fn drop_connection(rtc: &mut Rtc, lost: &mut Option<Lost>, why: Lost) {
+    if lost.is_none() {
+        *lost = Some(why);
+    }
+    rtc.disconnect();
+}
+
+/// Chat lines a participant may send per [`CHAT_WINDOW`].
+const CHAT_BURST: usize = 10;
+const CHAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// More candidates than any real browser trickles; the rest are ignored so a
 /// client cannot grow the ICE agent without bound.
@@ -109,6 +193,10 @@ const MAX_REMOTE_CANDIDATES: usize = 64;
 impl Client {
     fn stream_id(&self) -> String {
         format!("p{}", self.id)
+    }
+
+    fn screen_stream_id(&self) -> String {
+        format!("p{}s", self.id)
     }
 
     fn send(&self, msg: ServerMessage) {
@@ -135,6 +223,7 @@ enum Propagated {
         origin: ClientId,
         mid: Mid,
         kind: MediaKind,
+        screen: bool,
     },
     Media(ClientId, Box<MediaData>),
     KeyframeRequest {
@@ -190,8 +279,11 @@ impl Relay {
                 if let Some(rtc) = client.rtc.as_mut().filter(|r| r.is_alive())
                     && let Err(e) = rtc.handle_input(Input::Timeout(now))
                 {
-                    tracing::info!(participant = %client.grant.participant_id, error = %e, "media connection failed");
-                    rtc.disconnect();
+                    drop_connection(
+                        rtc,
+                        &mut client.lost,
+                        Lost::because("the WebRTC stack failed", e),
+                    );
                 }
             }
         }
@@ -221,12 +313,13 @@ impl Relay {
         if let Some(rtc) = client.rtc.as_mut() {
             match contained(|| rtc.handle_input(input)) {
                 Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    tracing::info!(participant = %client.grant.participant_id, error = %e, "bad media input; disconnecting");
-                    rtc.disconnect();
-                }
+                Some(Err(e)) => drop_connection(
+                    rtc,
+                    &mut client.lost,
+                    Lost::because("a media packet from the client was refused", e),
+                ),
                 None => {
-                    tracing::warn!(participant = %client.grant.participant_id, "media input panicked the WebRTC stack; disconnecting");
+                    client.lost = Some(Lost::new("a media packet crashed the WebRTC stack"));
                     client.rtc = None;
                     client.failed = true;
                 }
@@ -255,6 +348,7 @@ impl Relay {
                                 origin: c.id,
                                 origin_mid: t.mid,
                                 kind: t.kind,
+                                screen: t.screen,
                                 state: OutState::ToOpen,
                             })
                         })
@@ -274,6 +368,10 @@ impl Relay {
                     dirty: true,
                     next_timeout: Instant::now(),
                     failed: false,
+                    ice_connected: false,
+                    lost: None,
+                    state: MediaState::default(),
+                    chat_times: VecDeque::new(),
                 });
                 if let Some(room) = self.client(id).map(|c| c.grant.room_id.clone()) {
                     self.announce(&room);
@@ -302,6 +400,9 @@ impl Relay {
                 }
             }
             Command::Leave { id } => self.remove(id),
+            Command::MediaState { id, state } => self.media_state(id, state),
+            Command::Mute { id, target } => self.mute(id, &target),
+            Command::Chat { id, text } => self.chat(id, &text),
             Command::EndRoom { room } => {
                 let ids: Vec<ClientId> = self
                     .clients
@@ -345,12 +446,16 @@ impl Relay {
         }
         let offer = match contained(|| SdpOffer::from_sdp_string(sdp)) {
             Some(Ok(o)) => o,
-            None => {
-                client.error(ErrorCode::BadSdp, "offer does not parse");
-                return;
-            }
-            Some(Err(e)) => {
-                client.error(ErrorCode::BadSdp, format!("offer does not parse: {e}"));
+            parse_error => {
+                // The parser's own message prints positions as addresses.
+                if let Some(Err(e)) = parse_error {
+                    tracing::debug!(participant = %client.grant.participant_id, error = %e, "offer does not parse");
+                }
+                let problem = sdp_syntax_problem(sdp);
+                client.error(
+                    ErrorCode::BadSdp,
+                    format!("offer does not parse: {problem}"),
+                );
                 return;
             }
         };
@@ -371,10 +476,13 @@ impl Relay {
             Some(Ok(answer)) => {
                 client.rtc = Some(rtc);
                 client.send(ServerMessage::Answer {
-                    sdp: answer.to_sdp_string(),
+                    sdp: candidates_in_every_media(&answer.to_sdp_string()),
                 });
             }
-            Some(Err(e)) => client.error(ErrorCode::BadSdp, format!("offer rejected: {e}")),
+            Some(Err(e)) => {
+                tracing::debug!(participant = %client.grant.participant_id, error = %e, "offer rejected");
+                client.error(ErrorCode::BadSdp, format!("offer rejected: {}", plain(&e)));
+            }
             None => client.error(ErrorCode::BadSdp, "offer rejected"),
         }
     }
@@ -392,15 +500,21 @@ impl Relay {
             parse_error => {
                 // Keep the offer pending: the client may send a good answer.
                 client.pending = Some(pending);
-                let why = parse_error.and_then(Result::err).map(|e| format!(": {e}"));
-                let message = format!("answer does not parse{}", why.unwrap_or_default());
-                client.error(ErrorCode::BadSdp, message);
+                if let Some(Err(e)) = parse_error {
+                    tracing::debug!(participant = %client.grant.participant_id, error = %e, "answer does not parse");
+                }
+                let problem = sdp_syntax_problem(sdp);
+                client.error(
+                    ErrorCode::BadSdp,
+                    format!("answer does not parse: {problem}"),
+                );
                 return;
             }
         };
         let accepted = contained(|| rtc.sdp_api().accept_answer(pending, answer));
         if accepted.is_none() {
             // The stack panicked midway: its state is unknown, drop the connection.
+            client.lost = Some(Lost::new("an answer crashed the WebRTC stack"));
             client.rtc = None;
             client.failed = true;
             return;
@@ -414,7 +528,8 @@ impl Relay {
                     _ => {}
                 }
             }
-            client.error(ErrorCode::BadSdp, format!("answer rejected: {e}"));
+            tracing::debug!(participant = %client.grant.participant_id, error = %e, "answer rejected");
+            client.error(ErrorCode::BadSdp, format!("answer rejected: {}", plain(&e)));
             return;
         }
         let mut opened = Vec::new();
@@ -436,6 +551,122 @@ impl Relay {
                 origin_mid,
                 kind: KeyframeRequestKind::Pli,
             });
+        }
+    }
+
+    fn media_state(&mut self, id: ClientId, state: MediaState) {
+        let Some(client) = self.client(id) else {
+            return;
+        };
+        let sends = state.sharing_screen || state.audio_muted || state.video_muted;
+        if sends && !client.grant.can_publish {
+            client.error(ErrorCode::Forbidden, "this participant does not publish");
+            return;
+        }
+        if state.sharing_screen && !may_share_screen(client.grant.role) {
+            client.error(ErrorCode::Forbidden, "chairs and presenters share screens");
+            return;
+        }
+        let started_sharing = state.sharing_screen && !client.state.sharing_screen;
+        // Video comes back after audio only: each camera needs a keyframe.
+        let resumed: Vec<(ClientId, Mid)> = if state.receive_video && !client.state.receive_video {
+            client
+                .tracks_out
+                .iter()
+                .filter(|t| t.kind == MediaKind::Video && !t.screen && t.open_mid().is_some())
+                .map(|t| (t.origin, t.origin_mid))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        client.state = state;
+        let screen_mid = client.tracks_in.iter().find(|t| t.screen).map(|t| t.mid);
+        let room = client.grant.room_id.clone();
+        for (origin, origin_mid) in resumed {
+            self.queue.push_back(Propagated::KeyframeRequest {
+                origin,
+                origin_mid,
+                kind: KeyframeRequestKind::Pli,
+            });
+        }
+        // Viewers of the screen need a keyframe to start from.
+        if let (true, Some(origin_mid)) = (started_sharing, screen_mid) {
+            self.queue.push_back(Propagated::KeyframeRequest {
+                origin: id,
+                origin_mid,
+                kind: KeyframeRequestKind::Pli,
+            });
+        }
+        self.announce(&room);
+    }
+
+    /// A chair asks `target` to turn the microphone off; the target's page
+    /// does it (the person may turn it on again, as in any meeting).
+    fn mute(&mut self, id: ClientId, target: &str) {
+        let Some(chair) = self.clients.iter().find(|c| c.id == id) else {
+            return;
+        };
+        if chair.grant.role != crate::video::ParticipantRole::Chair {
+            chair.error(ErrorCode::Forbidden, "only a chair mutes participants");
+            return;
+        }
+        let by = chair.grant.display_name.clone();
+        let room = &chair.grant.room_id;
+        match self
+            .clients
+            .iter()
+            .find(|c| &c.grant.room_id == room && c.grant.participant_id == target)
+        {
+            Some(t) => t.send(ServerMessage::MuteRequested { by }),
+            None => chair.error(
+                ErrorCode::BadMessage,
+                "no such participant in this room's media session",
+            ),
+        }
+    }
+
+    /// Pass a chat line to everyone in the sender's room.
+    fn chat(&mut self, id: ClientId, text: &str) {
+        let Some(client) = self.client(id) else {
+            return;
+        };
+        if !client.grant.can_publish {
+            client.error(ErrorCode::Forbidden, "observers follow without chatting");
+            return;
+        }
+        let text = text.trim();
+        if text.is_empty()
+            || text.chars().count() > MAX_CHAT_CHARS
+            || text.chars().any(|c| c.is_control() && c != '\n')
+        {
+            client.error(
+                ErrorCode::BadMessage,
+                format!("a chat line is 1 to {MAX_CHAT_CHARS} characters, no control characters"),
+            );
+            return;
+        }
+        let now = Instant::now();
+        while client
+            .chat_times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CHAT_WINDOW)
+        {
+            client.chat_times.pop_front();
+        }
+        if client.chat_times.len() >= CHAT_BURST {
+            client.error(ErrorCode::BadMessage, "too many chat lines; wait a moment");
+            return;
+        }
+        client.chat_times.push_back(now);
+        let line = ServerMessage::Chat {
+            participant_id: client.grant.participant_id.clone(),
+            name: client.grant.display_name.clone(),
+            text: text.to_owned(),
+            at: crate::time::now_millis(),
+        };
+        let room = client.grant.room_id.clone();
+        for c in self.clients.iter().filter(|c| c.grant.room_id == room) {
+            c.send(line.clone());
         }
     }
 
@@ -477,7 +708,11 @@ impl Relay {
                 display_name: c.grant.display_name.clone(),
                 role: c.grant.role,
                 can_publish: c.grant.can_publish,
-                stream_id: (!c.tracks_in.is_empty()).then(|| c.stream_id()),
+                stream_id: c.tracks_in.iter().any(|t| !t.screen).then(|| c.stream_id()),
+                screen_stream_id: (c.state.sharing_screen && c.tracks_in.iter().any(|t| t.screen))
+                    .then(|| c.screen_stream_id()),
+                audio_muted: c.state.audio_muted,
+                video_muted: c.state.video_muted,
             })
             .collect();
         for c in self.clients.iter().filter(|c| c.grant.room_id == room) {
@@ -526,9 +761,21 @@ impl Relay {
             .collect();
         for &id in &dead {
             if let Some(c) = self.client(id) {
+                let lost = c
+                    .lost
+                    .take()
+                    .unwrap_or_else(|| Lost::new("the WebRTC connection closed"));
+                tracing::warn!(
+                    room = %c.grant.room_id,
+                    participant = %c.grant.participant_id,
+                    reason = lost.reason,
+                    detail = lost.detail.as_deref().unwrap_or(""),
+                    ice_connected = c.ice_connected,
+                    "media connection lost"
+                );
                 c.send(ServerMessage::Error {
                     code: ErrorCode::Unavailable,
-                    message: "the media connection was lost".into(),
+                    message: format!("the media connection was lost: {}", lost.reason),
                     fatal: true,
                 });
             }
@@ -552,8 +799,11 @@ impl Relay {
             let output = match rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
-                    tracing::info!(participant = %client.grant.participant_id, error = %e, "media connection failed");
-                    rtc.disconnect();
+                    drop_connection(
+                        rtc,
+                        &mut client.lost,
+                        Lost::because("the WebRTC stack failed", e),
+                    );
                     break Instant::now();
                 }
             };
@@ -564,26 +814,46 @@ impl Relay {
                     let _ = socket.try_send_to(&t.contents, t.destination);
                 }
                 Output::Event(e) => match e {
+                    Event::IceConnectionStateChange(
+                        IceConnectionState::Connected | IceConnectionState::Completed,
+                    ) => client.ice_connected = true,
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        rtc.disconnect();
+                        let why = if client.ice_connected {
+                            "ICE connectivity checks from the client stopped (network change or loss)"
+                        } else {
+                            // The usual cause: the client never used the
+                            // relay's candidate, or UDP to it is blocked.
+                            "no ICE connectivity check from the client reached the relay's candidate"
+                        };
+                        drop_connection(rtc, &mut client.lost, Lost::new(why));
                     }
                     Event::MediaAdded(m) => {
                         let publishes =
                             matches!(m.direction, Direction::RecvOnly | Direction::SendRecv);
-                        // One audio and one video track per publisher; observers none.
-                        if publishes
-                            && client.grant.can_publish
-                            && !client.tracks_in.iter().any(|t| t.kind == m.kind)
-                        {
+                        // One audio and two video tracks per publisher (the
+                        // camera, then the screen it may share); observers none.
+                        let same_kind =
+                            client.tracks_in.iter().filter(|t| t.kind == m.kind).count();
+                        let room_for = match m.kind {
+                            MediaKind::Audio => same_kind == 0,
+                            MediaKind::Video => {
+                                same_kind == 0
+                                    || (same_kind == 1 && may_share_screen(client.grant.role))
+                            }
+                        };
+                        if publishes && client.grant.can_publish && room_for {
+                            let screen = m.kind == MediaKind::Video && same_kind == 1;
                             client.tracks_in.push(TrackIn {
                                 mid: m.mid,
                                 kind: m.kind,
+                                screen,
                                 last_keyframe_request: None,
                             });
                             self.queue.push_back(Propagated::TrackOpen {
                                 origin: client.id,
                                 mid: m.mid,
                                 kind: m.kind,
+                                screen,
                             });
                             announce = true;
                         }
@@ -634,7 +904,12 @@ impl Relay {
 
     fn propagate(&mut self, p: Propagated) {
         match p {
-            Propagated::TrackOpen { origin, mid, kind } => {
+            Propagated::TrackOpen {
+                origin,
+                mid,
+                kind,
+                screen,
+            } => {
                 let Some(room) = self
                     .clients
                     .iter()
@@ -650,6 +925,7 @@ impl Relay {
                             origin,
                             origin_mid: mid,
                             kind,
+                            screen,
                             state: OutState::ToOpen,
                         });
                     }
@@ -660,12 +936,17 @@ impl Relay {
                     if c.id == origin {
                         continue;
                     }
-                    let Some(mid) = c
+                    let Some(track) = c
                         .tracks_out
                         .iter()
                         .find(|t| t.origin == origin && t.origin_mid == data.mid)
-                        .and_then(TrackOut::open_mid)
                     else {
+                        continue;
+                    };
+                    // Audio only: no camera video (a shared screen still comes).
+                    let skip =
+                        track.kind == MediaKind::Video && !track.screen && !c.state.receive_video;
+                    let Some(mid) = track.open_mid().filter(|_| !skip) else {
                         continue;
                     };
                     let Some(rtc) = c.rtc.as_mut() else { continue };
@@ -679,8 +960,11 @@ impl Relay {
                     if let Err(e) =
                         writer.write(pt, data.network_time, data.time, data.data.clone())
                     {
-                        tracing::info!(participant = %c.grant.participant_id, error = %e, "forwarding failed; disconnecting");
-                        rtc.disconnect();
+                        drop_connection(
+                            rtc,
+                            &mut c.lost,
+                            Lost::because("forwarding media failed", e),
+                        );
                     }
                 }
             }
@@ -697,6 +981,17 @@ impl Relay {
                 }
             }
         }
+    }
+}
+
+/// A WebRTC stack error for the client: its message, unless it carries a
+/// memory address (some of str0m's parser errors do).
+fn plain(e: &str0m::RtcError) -> String {
+    let text = e.to_string();
+    if text.contains("0x") {
+        "the SDP is not consistent with the session".into()
+    } else {
+        text
     }
 }
 
@@ -735,13 +1030,13 @@ fn negotiate_if_needed(client: &mut Client) {
     for t in &mut client.tracks_out {
         match t.state {
             OutState::ToOpen => {
-                let mid = change.add_media(
-                    t.kind,
-                    Direction::SendOnly,
-                    Some(format!("p{}", t.origin)),
-                    None,
-                    None,
-                );
+                // The screen is a stream of its own, so pages tell it apart.
+                let stream = if t.screen {
+                    format!("p{}s", t.origin)
+                } else {
+                    format!("p{}", t.origin)
+                };
+                let mid = change.add_media(t.kind, Direction::SendOnly, Some(stream), None, None);
                 t.state = OutState::Negotiating(mid);
             }
             OutState::ToStop(mid) => {
@@ -759,6 +1054,6 @@ fn negotiate_if_needed(client: &mut Client) {
     };
     client.pending = Some(pending);
     client.send(ServerMessage::Offer {
-        sdp: offer.to_sdp_string(),
+        sdp: candidates_in_every_media(&offer.to_sdp_string()),
     });
 }
