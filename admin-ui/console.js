@@ -355,7 +355,7 @@ function showConsole() {
   if (!tabs.includes(currentTab)) currentTab = tabs[0];
   $('tabs').replaceChildren(...tabs.map((name) => el('button', {
     type: 'button', id: `tab-${name}`, 'aria-current': name === currentTab ? 'page' : false,
-    onclick: async () => { clearMessages(); await openTab(name); $('main').focus(); },
+    onclick: async () => { clearMessages(); openedPage = null; await openTab(name); $('main').focus(); },
   }, t(`tab.${name}`))));
   setUnread(unread);
   openTab(currentTab, true);
@@ -408,13 +408,14 @@ async function viewQueue() {
 }
 
 async function viewVersion(id) {
-  const [v, changes] = await Promise.all([
+  const [v, changes, declared] = await Promise.all([
     api('GET', `/api/v1/plugin-versions/${encodeURIComponent(id)}`),
     api('GET', `/api/v1/plugin-versions/${encodeURIComponent(id)}/changes`),
+    api('GET', `/api/v1/plugin-versions/${encodeURIComponent(id)}/pages`),
   ]);
   const back = el('button', { type: 'button', class: 'secondary', onclick: () => openTab(currentTab, true) }, t('back'));
   const desc = v.description ? v.description[lang] || v.description.vi : '';
-  const head = card(`${v.plugin} ${v.version}`,
+  const head = card(`${declared.name ? byLang(declared.name) : v.plugin} ${v.version}`,
     el('p', {}, statePill(v.state), ` ${t('col.vendor')}: ${v.vendor} · ${v.kind || ''}`),
     el('p', { text: desc }),
     v.network ? el('p', { class: 'hint', text: t('detail.network') }) : null);
@@ -428,6 +429,11 @@ async function viewVersion(id) {
     ? table([t('col.path'), t('col.methods'), t('col.roles')], v.routes.map((r) => [
       el('code', { text: r.path }), r.methods.join(', '), r.roles.length ? r.roles.join(', ') : t('routes.anyone')]), { id: 'routes-table' })
     : el('p', { text: t('detail.noroutes') }));
+  // The pages the consoles will list, and to whom.
+  const pages = card(t('detail.pages'), declared.pages.length
+    ? table([t('col.title_vi'), t('col.title_en'), t('col.path'), t('col.shown_to')], declared.pages.map((p) => [
+      p.title.vi, p.title.en, el('code', { text: p.path }), p.roles.map((r) => t(`role.${r}`)).join(', ')]), { id: 'pages-table' })
+    : el('p', { text: t('detail.nopages') }));
   let changeBody;
   if (!changes.previous) {
     changeBody = [el('p', { text: t('detail.first') })];
@@ -452,7 +458,7 @@ async function viewVersion(id) {
     ? el('ul', { class: 'plain', id: 'decisions' }, v.decisions.map((d) => el('li', {},
       el('strong', { text: t(`decision.${d.decision}`) }), ` · ${d.reviewer_name || d.reviewer} · ${when(d.decided_at)}`, d.reason ? ` — ${d.reason}` : '')))
     : el('p', { text: t('detail.nodecisions') }));
-  const out = [back, head, caps, routes, checks, card(t('detail.changes'), el('div', { id: 'changes' }, changeBody)), decisions];
+  const out = [back, head, caps, routes, pages, checks, card(t('detail.changes'), el('div', { id: 'changes' }, changeBody)), decisions];
   if (has('reviewer')) out.push(...reviewActions(v));
   out.push(card(t('detail.manifest'), el('pre', { text: v.manifest || '' })));
   return out;
@@ -509,6 +515,22 @@ function detailsList(details) {
     return el('li', {}, el('span', { class: 'hint', text: `${k}: ` }), text);
   }));
 }
+
+// A configuration value in words: a list item by its name, nested settings as `key: value`.
+function readable(v) {
+  if (v === null || v === undefined) return '';
+  if (Array.isArray(v)) return v.map(readable).join('; ');
+  if (typeof v === 'object') {
+    const parts = Object.entries(v).filter(([k]) => k !== 'name' && k !== 'id').map(([k, x]) => `${k}: ${readable(x)}`);
+    if (!v.name) return parts.join(', ');
+    return parts.length ? `${v.name} (${parts.join(', ')})` : v.name;
+  }
+  return String(v);
+}
+
+// A module's configuration as `key: value` lines.
+const configList = (config) => el('ul', { class: 'plain details' }, Object.entries(config).map(([k, v]) =>
+  el('li', {}, el('span', { class: 'hint', text: `${k}: ` }), readable(v))));
 
 let auditFilter = { action: '', actor: '', hospital: '', target: '', limit: '100' };
 
@@ -650,24 +672,34 @@ function activationForm(v, active) {
 
 async function viewModules() {
   const h = encodeURIComponent(me.hospital_id);
-  const [{ activations }, { usage }] = await Promise.all([
+  const [{ activations }, { usage }, { modules }] = await Promise.all([
     api('GET', `/api/v1/hospitals/${h}/activations`),
     api('GET', `/api/v1/hospitals/${h}/plugin-usage`),
+    api('GET', '/api/v1/me/plugin-pages'),
   ]);
   if (!activations.length) return card(t('tab.modules'), el('p', { text: t('modules.empty') }));
+  // The pages modules declare for hospital admins, as a menu.
+  const frameSlot = el('div', { id: 'frame-slot' });
+  const withPages = modules.filter((m) => m.pages.length);
+  const pagesCard = card(t('pages.admin'), withPages.length
+    ? el('div', { class: 'grid', id: 'modules-menu' }, withPages.map((m) => el('section', { class: 'card', 'data-plugin': m.plugin },
+      el('h3', { text: byLang(m.name) }), pageMenu(m, me.hospital_id, frameSlot))))
+    : el('p', { text: t('pages.admin_none') }));
+  await reopenPage(withPages, me.hospital_id, frameSlot);
+  const nameOf = (id) => byLang(modules.find((m) => m.plugin === id)?.name) || id;
   const rows = activations.map((a) => {
     const u = usage.find((x) => x.plugin === a.plugin_id) || { calls: 0, errors: 0 };
-    const remove = a.mandatory ? '' : actionButton(`${t('modules.deactivate')} ${a.plugin_id}`, async () => {
+    const remove = a.mandatory ? '' : actionButton(`${t('modules.deactivate')} ${nameOf(a.plugin_id)}`, async () => {
       await api('DELETE', `/api/v1/hospitals/${h}/activations/${encodeURIComponent(a.plugin_id)}`);
       await show(viewModules);
-      say(t('modules.deactivated', { plugin: a.plugin_id }), 'ok');
+      say(t('modules.deactivated', { plugin: nameOf(a.plugin_id) }), 'ok');
     }, { class: 'danger', 'data-deactivate': a.plugin_id });
-    return [a.plugin_id, a.version, stateText(a.state) || a.state, a.mandatory ? t('yes') : t('no'),
-      Object.keys(a.config || {}).length ? detailsList(a.config) : t('modules.defaults'),
+    return [nameOf(a.plugin_id), a.version, stateText(a.state) || a.state, a.mandatory ? t('yes') : t('no'),
+      Object.keys(a.config || {}).length ? configList(a.config) : t('modules.defaults'),
       String(u.calls), String(u.errors), remove];
   });
-  return card(t('tab.modules'), el('p', { class: 'hint', text: t('modules.usage_hint') }),
-    table([t('col.plugin'), t('col.version'), t('col.state'), t('col.mandatory'), t('col.config'), t('col.calls'), t('col.errors'), t('col.actions')], rows, { id: 'modules-table' }));
+  return [pagesCard, frameSlot, card(t('tab.modules'), el('p', { class: 'hint', text: t('modules.usage_hint') }),
+    table([t('col.plugin'), t('col.version'), t('col.state'), t('col.mandatory'), t('col.config'), t('col.calls'), t('col.errors'), t('col.actions')], rows, { id: 'modules-table' }))];
 }
 
 // ----- vendor: key, bundle submission, versions, activations -----
@@ -842,42 +874,85 @@ async function viewPayments() {
 // Open a plugin's page in a sandboxed frame (ADR 0011): a ticket for this
 // person, hospital and plugin; no allow-same-origin, so the page gets an
 // opaque origin and never the console's token.
-async function openFrame(slot, hospital, plugin, path) {
+async function openFrame(slot, hospital, plugin, path, page = null) {
   const r = await api('POST', '/api/v1/console/plugin-frames', { hospital, plugin });
-  const sub = (path || '/').trim().replace(/^\/+/, '');
+  let sub = (path || '/').trim().replace(/^\/+/, '');
+  // A declared page follows the console's language (`lang` in its URL).
+  if (page) sub += `${sub.includes('?') ? '&' : '?'}lang=${lang}`;
+  const heading = page ? t('pages.frame', { module: page.module, page: page.title }) : t('pract.frame', { plugin });
   const frame = el('iframe', {
-    class: 'frame', id: 'plugin-frame', title: t('pract.frame', { plugin }),
+    class: 'frame', id: 'plugin-frame', title: heading,
     sandbox: 'allow-scripts allow-forms allow-popups', referrerpolicy: 'no-referrer',
-    src: r.url + sub, 'data-plugin': plugin,
+    src: r.url + sub, 'data-plugin': plugin, 'data-page': page ? path : null,
   });
-  slot.replaceChildren(el('h2', { text: t('pract.frame', { plugin }) }), frame);
-  say(t('pract.opened', { plugin }), 'ok');
+  slot.replaceChildren(el('h2', { text: heading }), frame);
+  say(page ? t('pages.opened', { module: page.module, page: page.title }) : t('pract.opened', { plugin }), 'ok');
   frame.focus();
+}
+
+// ----- plugin pages: each active module's declared pages, as a menu -----
+
+// The page last opened from a menu, reopened when the view is redrawn
+// (e.g. in the other language); forgotten when another tab is chosen.
+let openedPage = null;
+
+const byLang = (d) => (d ? d[lang] || d.vi || '' : '');
+
+// The menu of one module's pages; a click opens the page in `slot`.
+function pageMenu(m, hospital, slot) {
+  const name = byLang(m.name);
+  return el('nav', { 'aria-label': t('pages.menu', { module: name }), class: 'page-menu', 'data-menu': m.plugin },
+    el('ul', { class: 'plain menu' }, m.pages.map((p) => {
+      const title = byLang(p.title);
+      const b = actionButton(title, async () => {
+        openedPage = { plugin: m.plugin, path: p.path };
+        for (const other of document.querySelectorAll('button[data-page]')) other.removeAttribute('aria-current');
+        b.setAttribute('aria-current', 'page');
+        await openFrame(slot, hospital, m.plugin, p.path, { module: name, title });
+      }, {
+        class: 'secondary', 'data-page': `${m.plugin}${p.path}`,
+        'aria-current': openedPage?.plugin === m.plugin && openedPage?.path === p.path ? 'page' : null,
+      });
+      return el('li', {}, b);
+    })));
+}
+
+// Reopen the page last opened from a menu, when this view lists it.
+async function reopenPage(modules, hospital, slot) {
+  const o = openedPage;
+  const m = o && modules.find((x) => x.plugin === o.plugin);
+  const p = m && m.pages.find((x) => x.path === o.path);
+  if (!p) return;
+  await openFrame(slot, hospital, m.plugin, p.path, { module: byLang(m.name), title: byLang(p.title) });
 }
 
 // ----- practitioner: the hospital's modules, a plugin's pages in a sandbox -----
 
 async function viewWorkspace() {
   const h = me.hospital_id;
-  const [{ activations }, { versions }] = await Promise.all([
-    api('GET', `/api/v1/hospitals/${encodeURIComponent(h)}/activations`),
-    api('GET', '/api/v1/plugin-versions'),
-  ]);
-  const active = activations.filter((a) => a.state === 'active');
-  if (!active.length) return card(t('tab.workspace'), el('p', { text: t('pract.empty') }));
+  const { modules } = await api('GET', '/api/v1/me/plugin-pages');
+  if (!modules.length) return card(t('tab.workspace'), el('p', { text: t('pract.empty') }));
   const frameSlot = el('div', { id: 'frame-slot' });
-  const cards = active.map((a) => {
-    const v = versions.find((x) => x.id === a.version_id);
-    const path = el('input', { id: `path-${a.plugin_id}`, type: 'text', value: '/', spellcheck: 'false' });
-    const open = actionButton(`${t('pract.open')} ${a.plugin_id}`, async () => {
-      await openFrame(frameSlot, h, a.plugin_id, path.value);
-    }, { 'data-open': a.plugin_id });
-    return el('section', { class: 'card', 'data-plugin': a.plugin_id },
-      el('h2', { text: `${a.plugin_id} ${a.version}` }),
-      el('p', { text: v?.description ? v.description[lang] || v.description.vi : '' }),
-      field(t('pract.path'), path), el('div', { class: 'row' }, open));
+  const cards = modules.map((m) => {
+    const head = [el('h2', { text: byLang(m.name) }), el('p', { class: 'hint', text: byLang(m.description) })];
+    if (m.pages.length) {
+      return el('section', { class: 'card', 'data-plugin': m.plugin }, head, pageMenu(m, h, frameSlot));
+    }
+    if (m.declares_pages) {
+      return el('section', { class: 'card', 'data-plugin': m.plugin }, head, el('p', { class: 'hint', text: t('pages.none') }));
+    }
+    // A module that declares no page yet (an older manifest): one of its
+    // paths can still be opened.
+    const path = el('input', { id: `path-${m.plugin}`, type: 'text', value: '/', spellcheck: 'false' });
+    const open = actionButton(`${t('pract.open')} ${byLang(m.name)}`, async () => {
+      openedPage = null;
+      await openFrame(frameSlot, h, m.plugin, path.value);
+    }, { 'data-open': m.plugin, class: 'secondary' });
+    return el('section', { class: 'card', 'data-plugin': m.plugin }, head,
+      el('p', { class: 'hint', text: t('pages.legacy') }), field(t('pract.path'), path), el('div', { class: 'row' }, open));
   });
-  return [el('div', { class: 'grid' }, cards), frameSlot];
+  await reopenPage(modules, h, frameSlot);
+  return [el('div', { class: 'grid', id: 'modules-menu' }, cards), frameSlot];
 }
 
 // ----- notifications: listed, and pushed as they happen -----

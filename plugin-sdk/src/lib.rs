@@ -57,6 +57,13 @@
 //! actually calls, and the host links only the interfaces granted in the plugin's manifest,
 //! so list exactly the ones you use.
 //!
+//! ## Pages
+//! [`web`] serves a plugin's own pages (HTML, CSS and JavaScript embedded with
+//! `include_str!`) and its JSON routes side by side ([`web::Router`], [`web::Asset`]), with
+//! a small script for the page ([`web::PAGE_SCRIPT`]) that calls the plugin's own routes
+//! under the console frame's credential. The manifest's `[[pages]]` lists them in the
+//! consoles' menus.
+//!
 //! Each call runs in a fresh instance: nothing in linear memory (statics included)
 //! survives between calls. Keep state in [`kv`].
 
@@ -93,6 +100,7 @@ pub mod payment;
 pub mod random;
 pub mod records;
 pub mod video;
+pub mod web;
 
 pub use error::Error;
 pub use http::{Request, Response};

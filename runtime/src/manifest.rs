@@ -207,6 +207,34 @@ pub enum RouteMatch<'a> {
     NotDeclared,
 }
 
+/// A page of the plugin's own, shown in the consoles' menus: an HTML
+/// document the plugin serves at `path` (a declared `GET` route), listed
+/// by its title to the people with one of `roles`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page {
+    /// A concrete path below the plugin's mount point, e.g. `/ui/counter.html`.
+    pub path: String,
+    /// The menu entry, in Vietnamese and English.
+    pub title: Description,
+    /// Who sees the page in their console's menu: `practitioner`,
+    /// `hospital-admin` or `citizen`.
+    pub roles: Vec<String>,
+}
+
+/// The roles a page may name: the people whose consoles show plugin pages.
+pub const PAGE_ROLES: &[&str] = &["practitioner", "hospital-admin", "citizen"];
+/// Most pages one manifest may declare.
+pub const MAX_PAGES: usize = 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    path: String,
+    title: Option<Description>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
 /// The plugin's configuration: a JSON Schema for a hospital's configuration
 /// document and the defaults a national rollout activates it with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -235,6 +263,13 @@ pub struct Manifest {
     /// its own hospital's (a 1-N workflow such as a consultation); shown
     /// to reviewers, and the plugin must check who may do what.
     pub network: bool,
+    /// The module's name in the consoles, when it declares one (otherwise
+    /// its id is shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Description>,
+    /// The plugin's own pages, listed in the consoles' menus.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<Page>,
 }
 
 /// The manifest as written, before its fields are checked.
@@ -256,6 +291,10 @@ struct RawManifest {
     config: Option<RawConfig>,
     #[serde(default)]
     network: bool,
+    #[serde(default)]
+    name: Option<Description>,
+    #[serde(default)]
+    pages: Vec<RawPage>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +360,15 @@ impl Manifest {
         for route in &raw.routes {
             check_route(route)?;
         }
+        if let Some(name) = &raw.name
+            && (name.vi.trim().is_empty() || name.en.trim().is_empty())
+        {
+            return Err(field(
+                "name",
+                "the module's name needs both `vi` and `en`, not empty",
+            ));
+        }
+        let pages = check_pages(raw.pages, &raw.routes)?;
         let config = match raw.config {
             None => ConfigSpec::default(),
             Some(c) => ConfigSpec {
@@ -339,6 +387,8 @@ impl Manifest {
             routes: raw.routes,
             network: raw.network,
             config,
+            name: raw.name,
+            pages,
         })
     }
 
@@ -574,6 +624,121 @@ fn check_route(route: &Route) -> Result<(), ManifestError> {
         ));
     }
     Ok(())
+}
+
+/// Check the declared pages: each has a title in both languages, a
+/// concrete path that a declared `GET` route serves to the page's roles,
+/// and roles whose consoles show pages.
+fn check_pages(raw: Vec<RawPage>, routes: &[Route]) -> Result<Vec<Page>, ManifestError> {
+    if raw.len() > MAX_PAGES {
+        return Err(field(
+            "pages",
+            format!("{} pages declared; at most {MAX_PAGES}", raw.len()),
+        ));
+    }
+    let mut pages: Vec<Page> = Vec::with_capacity(raw.len());
+    for page in raw {
+        let path = page.path;
+        let plain = path.starts_with('/')
+            && (1..=200).contains(&path.len())
+            && path.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~')
+            })
+            && !path_segments(&path).iter().any(|s| *s == "." || *s == "..");
+        if !plain {
+            return Err(field(
+                "pages.path",
+                format!(
+                    "`{path}`: a page's path starts with '/' and has only a-z, A-Z, 0-9, '/', '-', '_', '.' and '~' \
+                     (no parameter, query, '..' or spaces; at most 200 characters)"
+                ),
+            ));
+        }
+        let title = page.title.ok_or_else(|| {
+            field(
+                "pages.title",
+                format!("page `{path}` has no title: add `title = {{ vi = \"…\", en = \"…\" }}`"),
+            )
+        })?;
+        if title.vi.trim().is_empty() || title.en.trim().is_empty() {
+            return Err(field(
+                "pages.title",
+                format!("page `{path}`: the title needs both `vi` and `en`, not empty"),
+            ));
+        }
+        if page.roles.is_empty() {
+            return Err(field(
+                "pages.roles",
+                format!(
+                    "page `{path}` lists no role; name who sees it: {}",
+                    PAGE_ROLES.join(", ")
+                ),
+            ));
+        }
+        let known: Vec<&str> = crate::identity::Role::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        if let Some(r) = page.roles.iter().find(|r| !known.contains(&r.as_str())) {
+            return Err(field(
+                "pages.roles",
+                format!(
+                    "`{r}` on page `{path}` is not a role; pages are shown to {}",
+                    PAGE_ROLES.join(", ")
+                ),
+            ));
+        }
+        if let Some(r) = page
+            .roles
+            .iter()
+            .find(|r| !PAGE_ROLES.contains(&r.as_str()))
+        {
+            return Err(field(
+                "pages.roles",
+                format!(
+                    "`{r}` on page `{path}`: pages are shown to {} only",
+                    PAGE_ROLES.join(", ")
+                ),
+            ));
+        }
+        let segments = path_segments(&path);
+        let Some(route) = routes
+            .iter()
+            .find(|r| r.matches(&segments) && r.methods.iter().any(|m| m == "GET"))
+        else {
+            return Err(field(
+                "pages.path",
+                format!(
+                    "page `{path}` is served by no declared GET route: add a `[[routes]]` whose path matches it \
+                     (e.g. `/ui/{{file}}`) with methods = [\"GET\"]"
+                ),
+            ));
+        };
+        if !route.roles.is_empty()
+            && let Some(r) = page.roles.iter().find(|r| !route.roles.contains(r))
+        {
+            return Err(field(
+                "pages.roles",
+                format!(
+                    "page `{path}` is listed to `{r}`, but its route `{}` serves {} only",
+                    route.path,
+                    route.roles.join(", ")
+                ),
+            ));
+        }
+        if pages.iter().any(|p| p.path == path) {
+            return Err(field(
+                "pages.path",
+                format!("page `{path}` is declared twice"),
+            ));
+        }
+        pages.push(Page {
+            path,
+            title,
+            roles: page.roles,
+        });
+    }
+    Ok(pages)
 }
 
 fn to_json(value: toml::Value) -> Result<Value, ManifestError> {
@@ -861,6 +1026,165 @@ methods = ["GET"]
             .expect_err(path)
             .to_string();
             assert!(err.contains(expected), "{path}: {err}");
+        }
+    }
+
+    const PAGE_ROUTES: &str = r#"
+[[routes]]
+path = "/ui/{file}"
+methods = ["GET"]
+roles = ["practitioner", "hospital-admin"]
+
+[[routes]]
+path = "/visits"
+methods = ["GET", "POST"]
+"#;
+
+    #[test]
+    fn pages_parse_with_titles_paths_and_roles() {
+        let m = parse(
+            "",
+            &format!(
+                r#"{PAGE_ROUTES}
+[name]
+vi = "Đếm lượt khám"
+en = "Visit counter"
+
+[[pages]]
+path = "/ui/counter.html"
+roles = ["practitioner", "hospital-admin"]
+title = {{ vi = "Bộ đếm", en = "Counter" }}
+
+[[pages]]
+path = "/visits"
+roles = ["citizen"]
+[pages.title]
+vi = "Lượt khám"
+en = "Visits"
+"#
+            ),
+        )
+        .expect("valid");
+        assert_eq!(m.pages.len(), 2);
+        assert_eq!(m.pages[0].path, "/ui/counter.html");
+        assert_eq!(m.pages[0].title.vi, "Bộ đếm");
+        assert_eq!(m.pages[0].roles, ["practitioner", "hospital-admin"]);
+        assert_eq!(m.pages[1].title.en, "Visits");
+        assert_eq!(
+            m.name.as_ref().map(|n| n.en.as_str()),
+            Some("Visit counter")
+        );
+        // Shown in the review's JSON; absent when none are declared.
+        let json = serde_json::to_value(&m).expect("json");
+        assert_eq!(json["pages"][0]["title"]["vi"], "Bộ đếm");
+        let plain = parse("", "").expect("valid");
+        assert!(plain.pages.is_empty() && plain.name.is_none());
+        assert!(
+            serde_json::to_value(&plain)
+                .expect("json")
+                .get("pages")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_pages_are_refused_with_a_clear_message() {
+        let page = |body: &str| format!("{PAGE_ROUTES}\n[[pages]]\n{body}\n");
+        let title = r#"title = { vi = "Trang", en = "Page" }"#;
+        let cases = [
+            (
+                page(
+                    r#"path = "/ui/a.html"
+roles = ["practitioner"]"#,
+                ),
+                "pages.title: page `/ui/a.html` has no title",
+            ),
+            (
+                page(
+                    "path = \"/ui/a.html\"\nroles = [\"practitioner\"]\ntitle = { vi = \"Trang\", en = \" \" }",
+                ),
+                "needs both `vi` and `en`",
+            ),
+            (
+                page(&format!(
+                    "path = \"ui/a.html\"\nroles = [\"practitioner\"]\n{title}"
+                )),
+                "pages.path: `ui/a.html`",
+            ),
+            (
+                page(&format!(
+                    "path = \"/ui/{{file}}\"\nroles = [\"practitioner\"]\n{title}"
+                )),
+                "no parameter",
+            ),
+            (
+                page(&format!(
+                    "path = \"/ui/../x\"\nroles = [\"practitioner\"]\n{title}"
+                )),
+                "no parameter, query, '..'",
+            ),
+            (
+                page(&format!(
+                    "path = \"/ui/a.html?x=1\"\nroles = [\"practitioner\"]\n{title}"
+                )),
+                "pages.path",
+            ),
+            (
+                page(&format!(
+                    "path = \"/ui/a.html\"\nroles = [\"doctor\"]\n{title}"
+                )),
+                "pages.roles: `doctor` on page `/ui/a.html` is not a role",
+            ),
+            (
+                page(&format!(
+                    "path = \"/ui/a.html\"\nroles = [\"service\"]\n{title}"
+                )),
+                "pages are shown to practitioner, hospital-admin, citizen only",
+            ),
+            (
+                page(&format!("path = \"/ui/a.html\"\nroles = []\n{title}")),
+                "lists no role",
+            ),
+            (
+                page(&format!(
+                    "path = \"/ui/a.html\"\nroles = [\"citizen\"]\n{title}"
+                )),
+                "its route `/ui/{file}` serves practitioner, hospital-admin only",
+            ),
+            (
+                page(&format!(
+                    "path = \"/nowhere\"\nroles = [\"practitioner\"]\n{title}"
+                )),
+                "served by no declared GET route",
+            ),
+            (
+                format!(
+                    "{}\n[[pages]]\npath = \"/visits\"\nroles = [\"citizen\"]\n{title}\n",
+                    page(&format!(
+                        "path = \"/visits\"\nroles = [\"citizen\"]\n{title}"
+                    ))
+                ),
+                "declared twice",
+            ),
+            (
+                page(&format!(
+                    "path = \"/ui/a.html\"\nroles = [\"practitioner\"]\n{title}\ncolour = \"red\""
+                )),
+                "unknown field",
+            ),
+            (
+                format!(
+                    "[name]\nvi = \"Tên\"\nen = \"\"\n{}",
+                    page(&format!(
+                        "path = \"/visits\"\nroles = [\"citizen\"]\n{title}"
+                    ))
+                ),
+                "name: the module's name",
+            ),
+        ];
+        for (tail, expected) in cases {
+            let err = parse("", &tail).expect_err(&tail).to_string();
+            assert!(err.contains(expected), "{tail}\n=> {err}");
         }
     }
 

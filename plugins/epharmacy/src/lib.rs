@@ -13,6 +13,8 @@
 //! | `GET /pharmacy/orders` | service | the hospital's paid orders |
 //! | `POST /pharmacy/orders/{id}/status` `{"status"}` | service | `dispensed`, `out-for-delivery`, `delivered`, in that order |
 //! | `POST /settle` | anyone signed in | apply the settlement events now |
+//! | `GET /queue` | the hospital's practitioners and admins | the paid orders, without who ordered them |
+//! | `GET /ui/orders.html` (and its files under `/ui/`) | the hospital's practitioners and admins | the order queue page |
 //!
 //! Orders live in kv (one store per hospital) under `order/{citizen subject}/{order id}`, so
 //! a citizen's listing and reads only ever touch their own keys. Every read of an order
@@ -22,7 +24,16 @@ use serde::{Deserialize, Serialize};
 use vtelehealth_plugin_sdk::payment::{self, IntentState, Merchant};
 use vtelehealth_plugin_sdk::records::{self, Purpose};
 use vtelehealth_plugin_sdk::serde_json::{self, Value};
+use vtelehealth_plugin_sdk::web::{Asset, PAGE_SCRIPT, PAGE_STYLE, Router};
 use vtelehealth_plugin_sdk::{Error, Plugin, Request, Response, export_plugin, identity, json, kv};
+
+/// The order queue page and its files, served under `/ui/`.
+const ASSETS: &[Asset] = &[
+    Asset::html("/ui/orders.html", include_str!("../ui/orders.html")),
+    Asset::js("/ui/orders.js", include_str!("../ui/orders.js")),
+    Asset::js("/ui/vth.js", PAGE_SCRIPT),
+    Asset::css("/ui/vth.css", PAGE_STYLE),
+];
 
 struct Epharmacy;
 
@@ -106,6 +117,60 @@ fn pharmacy_service() -> Result<String, Error> {
             "pharmacy partners (service clients of this hospital) only",
         )),
     }
+}
+
+/// The signed-in practitioner or admin of this hospital, or 403.
+fn hospital_staff() -> Result<(), Error> {
+    let ctx = identity::current();
+    match ctx.principal {
+        Some(p)
+            if (p.has_role("practitioner") || p.has_role("hospital-admin"))
+                && p.hospital.as_ref().is_some_and(|h| h.id == ctx.hospital.id) =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::forbidden(
+            "the hospital's practitioners and admins only",
+        )),
+    }
+}
+
+/// The hospital's orders once paid (not awaiting payment, not failed).
+fn paid_orders() -> Result<Vec<Order>, Error> {
+    settle()?;
+    let mut orders = Vec::new();
+    for key in kv::list_keys("index/")? {
+        let Some(at) = kv::get_json::<String>(&key)? else {
+            continue;
+        };
+        if let Some(o) = kv::get_json::<Order>(&at)?
+            && o.status != AWAITING
+            && o.status != PAYMENT_FAILED
+        {
+            orders.push(o);
+        }
+    }
+    Ok(orders)
+}
+
+/// `GET /queue`: the paid orders for the hospital's staff, without the citizen's subject.
+fn queue() -> Result<Response, Error> {
+    hospital_staff()?;
+    let orders: Vec<Value> = paid_orders()?
+        .into_iter()
+        .map(|o| {
+            json!({
+                "id": o.id,
+                "medication": o.medication.get("text").cloned()
+                    .or_else(|| o.medication.pointer("/coding/0/display").cloned())
+                    .unwrap_or(Value::Null),
+                "quantity": o.quantity, "unit_price": o.unit_price, "amount": o.amount,
+                "pharmacy": o.pharmacy_name, "status": o.status, "refunded": o.refunded,
+                "history": o.history,
+            })
+        })
+        .collect();
+    Ok(Response::ok_json(&json!({ "orders": orders })))
 }
 
 fn medication_code(mr: &Value) -> Option<String> {
@@ -413,20 +478,7 @@ impl Plugin for Epharmacy {
             ("POST", ["orders", id, "cancel"]) => cancel(&citizen()?, id),
             ("GET", ["pharmacy", "orders"]) => {
                 pharmacy_service()?;
-                settle()?;
-                let mut orders = Vec::new();
-                for key in kv::list_keys("index/")? {
-                    let Some(at) = kv::get_json::<String>(&key)? else {
-                        continue;
-                    };
-                    if let Some(o) = kv::get_json::<Order>(&at)?
-                        && o.status != AWAITING
-                        && o.status != PAYMENT_FAILED
-                    {
-                        orders.push(o);
-                    }
-                }
-                Ok(Response::ok_json(&json!({ "orders": orders })))
+                Ok(Response::ok_json(&json!({ "orders": paid_orders()? })))
             }
             ("POST", ["pharmacy", "orders", id, "status"]) => advance(id, &req),
             ("POST", ["settle"]) => {
@@ -435,11 +487,11 @@ impl Plugin for Epharmacy {
                 }
                 Ok(Response::ok_json(&json!({ "handled": settle()? })))
             }
-            _ => Err(Error::not_found(format!(
-                "no route {} {}",
-                req.method(),
-                req.path()
-            ))),
+            // The staff's queue and the page's files.
+            _ => Router::new()
+                .assets(ASSETS)
+                .get("/queue", |_, _| queue())
+                .handle(&req),
         }
     }
 

@@ -2,12 +2,133 @@
 //! `POST /messages`; they are stored as FHIR records in one transaction and answered with an
 //! HL7 ACK. `POST /translate` shows the Bundle a message would be stored as, storing nothing.
 //! The parsing and mapping live in the `hl7v2` crate; this crate is the HTTP and host glue.
+//!
+//! Every message received is written to a message log in kv (type, control id, ACK code,
+//! number of resources, the issue: no patient data), the last [`LOG_KEEP`] kept;
+//! `GET /log` reads it for the hospital's admins, and two pages under `/ui/` show it and
+//! try `POST /translate` on a message.
 
 use hl7v2::{AckCode, AckTarget, ErrorCode, Issue, MappingContext, Received};
 use vtelehealth_plugin_sdk::records::{self, Purpose};
+use vtelehealth_plugin_sdk::serde::{Deserialize, Serialize};
+use vtelehealth_plugin_sdk::web::{Asset, PAGE_SCRIPT, PAGE_STYLE, Router};
 use vtelehealth_plugin_sdk::{
-    Error, Plugin, Request, Response, clock, export_plugin, identity, json, log,
+    Error, Plugin, Request, Response, clock, export_plugin, identity, json, kv, log,
 };
+
+/// The pages (message log, translation tester) and their files, served under `/ui/`.
+const ASSETS: &[Asset] = &[
+    Asset::html("/ui/log.html", include_str!("../ui/log.html")),
+    Asset::js("/ui/log.js", include_str!("../ui/log.js")),
+    Asset::html("/ui/translate.html", include_str!("../ui/translate.html")),
+    Asset::js("/ui/translate.js", include_str!("../ui/translate.js")),
+    Asset::js("/ui/vth.js", PAGE_SCRIPT),
+    Asset::css("/ui/vth.css", PAGE_STYLE),
+];
+
+/// How many log entries are kept (older ones are deleted as new ones come).
+const LOG_KEEP: u64 = 500;
+const LOG_SEQ: &str = "log/seq";
+const LOG_PREFIX: &str = "log/entry/";
+
+/// One received message in the log: what it was and how it was answered, no patient data.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(crate = "vtelehealth_plugin_sdk::serde")]
+struct LogEntry {
+    seq: u64,
+    at_millis: u64,
+    /// MSH-9 `code^event`, e.g. `ADT^A01` (empty when MSH could not be read).
+    message_type: String,
+    /// MSH-10.
+    control_id: String,
+    /// MSA-1: AA, AE or AR.
+    ack_code: String,
+    /// Resources stored (0 unless AA).
+    resources: usize,
+    /// Why it was not accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issue: Option<String>,
+}
+
+fn log_key(seq: u64) -> String {
+    // Newest first in byte order.
+    format!("{LOG_PREFIX}{:020}", u64::MAX - seq)
+}
+
+/// Append to the message log; a failure is logged, never turned into a different ACK.
+fn record(
+    message_type: String,
+    control_id: String,
+    ack_code: &str,
+    resources: usize,
+    issue: Option<String>,
+) {
+    let cut = |s: String, n: usize| s.chars().take(n).collect::<String>();
+    let result = (|| -> Result<(), Error> {
+        let seq = kv::increment(LOG_SEQ, 1)?.max(0) as u64;
+        let entry = LogEntry {
+            seq,
+            at_millis: clock::now_millis(),
+            message_type: cut(message_type, 32),
+            control_id: cut(control_id, 64),
+            ack_code: ack_code.to_owned(),
+            resources,
+            issue: issue.map(|i| cut(i, 500)),
+        };
+        kv::set_json(&log_key(seq), &entry)?;
+        if seq > LOG_KEEP {
+            kv::delete(&log_key(seq - LOG_KEEP))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        log::warn(&format!("the message log was not written: {}", e.message()));
+    }
+}
+
+/// MSH-9 (code^event) and MSH-10 of a message that could not be parsed, best effort.
+fn msh_fields(body: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(body);
+    let Some(msh) = text
+        .split(['\r', '\n'])
+        .map(|l| l.trim_start_matches(['\u{b}', '\u{feff}']))
+        .find(|l| l.starts_with("MSH"))
+    else {
+        return (String::new(), String::new());
+    };
+    let Some(sep) = msh.chars().nth(3) else {
+        return (String::new(), String::new());
+    };
+    let fields: Vec<&str> = msh.split(sep).collect();
+    let kind = fields
+        .get(8)
+        .map(|f| f.split('^').take(2).collect::<Vec<_>>().join("^"))
+        .unwrap_or_default();
+    (
+        kind,
+        fields.get(9).map(|f| (*f).to_owned()).unwrap_or_default(),
+    )
+}
+
+/// `GET /log?limit=N`: the newest entries of the message log (default 50, at most 200).
+fn message_log(req: &Request) -> Result<Response, Response> {
+    authorize(&["hospital-admin"])?;
+    let limit = match req.query_param("limit") {
+        None => 50,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| Error::bad_request("limit must be 1 to 200").into_response())?,
+    };
+    let mut entries = Vec::new();
+    for key in kv::list_keys_page(LOG_PREFIX, None, limit).map_err(Error::into_response)? {
+        if let Some(entry) = kv::get_json::<LogEntry>(&key).map_err(Error::into_response)? {
+            entries.push(entry);
+        }
+    }
+    Ok(Response::ok_json(&json!({ "entries": entries })))
+}
 
 /// The content type of ACKs.
 const ER7: &str = "x-application/hl7-v2+er7; charset=utf-8";
@@ -28,7 +149,12 @@ impl Plugin for HisHl7v2 {
             ("POST", ["messages"]) => Ok(messages(&req).unwrap_or_else(|refusal| refusal)),
             ("POST", ["translate"]) => Ok(translate(&req).unwrap_or_else(|refusal| refusal)),
             (_, ["messages" | "translate"]) => Err(Error::method_not_allowed("use POST")),
-            _ => Err(Error::not_found(format!("no route {}", req.path()))),
+            _ => Router::new()
+                .assets(ASSETS)
+                .get("/log", |req, _| {
+                    Ok(message_log(req).unwrap_or_else(|refusal| refusal))
+                })
+                .handle(&req),
         }
     }
 }
@@ -45,6 +171,14 @@ fn messages(req: &Request) -> Result<Response, Response> {
         Received::Mapped { message, bundle } => (message, bundle),
         Received::Refused { issue, ack } => {
             log::info(&format!("HL7 message refused: {issue}"));
+            let (kind, control) = msh_fields(&req.body);
+            record(
+                kind,
+                control,
+                issue.ack_code.as_str(),
+                0,
+                Some(issue.text.clone()),
+            );
             return Ok(ack_response(ack));
         }
     };
@@ -66,6 +200,13 @@ fn messages(req: &Request) -> Result<Response, Response> {
             .map(|i| format!(": {}", i.text))
             .unwrap_or_default()
     ));
+    record(
+        format!("{}^{}", message.message_code(), message.trigger_event()),
+        message.control_id().into_owned(),
+        code.as_str(),
+        if issue.is_none() { entries } else { 0 },
+        issue.as_ref().map(|i| i.text.clone()),
+    );
     Ok(ack_response(hl7v2::ack(&target, issue.as_ref(), &now)))
 }
 

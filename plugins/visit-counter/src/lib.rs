@@ -6,11 +6,23 @@
 //! - `GET /visits/history?limit=N` returns the most recent visits, newest first (default 20,
 //!   at most 100).
 //!
+//! - `GET /ui/counter.html` is its page (the count, a button that records a visit, the recent
+//!   visits), with its script and style under `/ui/`, all embedded in the component.
+//!
 //! The kv store belongs to one (hospital, plugin) pair, so every hospital has its own count.
 use serde::{Deserialize, Serialize};
+use vtelehealth_plugin_sdk::web::{Asset, PAGE_SCRIPT, PAGE_STYLE, Router};
 use vtelehealth_plugin_sdk::{
     Error, Plugin, Request, Response, clock, export_plugin, identity, json, kv, log,
 };
+
+/// The page and its files, served under `/ui/` (the manifest's route `/ui/{file}`).
+const ASSETS: &[Asset] = &[
+    Asset::html("/ui/counter.html", include_str!("../ui/counter.html")),
+    Asset::js("/ui/counter.js", include_str!("../ui/counter.js")),
+    Asset::js("/ui/vth.js", PAGE_SCRIPT),
+    Asset::css("/ui/vth.css", PAGE_STYLE),
+];
 
 const COUNT_KEY: &str = "visits/count";
 const HISTORY_PREFIX: &str = "visits/history/";
@@ -29,22 +41,15 @@ struct VisitCounter;
 
 impl Plugin for VisitCounter {
     fn handle(req: Request) -> Result<Response, Error> {
-        match (req.method(), req.segments().as_slice()) {
-            ("POST", ["visits"]) => record_visit(),
-            ("GET", ["visits"]) => {
+        Router::new()
+            .assets(ASSETS)
+            .post("/visits", |_, _| record_visit())
+            .get("/visits", |_, _| {
                 let hospital = identity::current().hospital.id;
                 Ok(Response::ok_json(&counter(&hospital, total()?)))
-            }
-            ("GET", ["visits", "history"]) => history(&req),
-            (_, ["visits"]) | (_, ["visits", "history"]) => Err(Error::method_not_allowed(
-                format!("{} is not allowed on {}", req.method(), req.path()),
-            )),
-            _ => Err(Error::not_found(format!(
-                "no route for {} {}",
-                req.method(),
-                req.path()
-            ))),
-        }
+            })
+            .get("/visits/history", |req, _| history(req))
+            .handle(&req)
     }
 }
 

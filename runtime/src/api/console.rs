@@ -67,6 +67,8 @@ pub fn routes() -> Router<Arc<Runtime>> {
         .route("/api/v1/vendor/activations", get(vendor_activations))
         .route("/api/v1/me/payments", get(my_payments))
         .route("/api/v1/network", get(network))
+        .route("/api/v1/me/plugin-pages", get(my_plugin_pages))
+        .route("/api/v1/plugin-versions/{id}/pages", get(version_pages))
 }
 
 async fn page() -> impl IntoResponse {
@@ -374,8 +376,10 @@ async fn changes(
     let mut changed = Vec::new();
     for key in [
         "kind",
+        "name",
         "description",
         "routes",
+        "pages",
         "events",
         "config",
         "network",
@@ -392,6 +396,80 @@ async fn changes(
         "capabilities_removed": removed,
         "manifest_changes": changed,
         "component_changed": prev.component_digest != v.component_digest,
+    })))
+}
+
+/// The pages a version declares, with its module name: for the review
+/// view, to whoever may read the version.
+async fn version_pages(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let v = rt.governance.version(&id).await?;
+    if !can_read(&p, &v) {
+        return Err(ApiError::NotFound(format!("no plugin version `{id}`")));
+    }
+    let manifest = Manifest::parse_structure(&v.manifest).ok();
+    Ok(Json(json!({
+        "name": manifest.as_ref().and_then(|m| m.name.as_ref()),
+        "pages": manifest.as_ref().map(|m| m.pages.as_slice()).unwrap_or_default(),
+    })))
+}
+
+/// The modules active at the caller's hospital, by name, each with the
+/// pages the caller's roles may see (possibly none): for practitioners
+/// and hospital admins; anyone else has none.
+async fn my_plugin_pages(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let staff = p.has_role(Role::Practitioner) || p.has_role(Role::HospitalAdmin);
+    let Some(hospital) = p.hospital_id.clone().filter(|_| staff) else {
+        return Ok(Json(json!({ "hospital": null, "modules": [] })));
+    };
+    let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+    let mut modules = Vec::new();
+    for a in rt
+        .governance
+        .registry
+        .activations(Some(&hospital), None)
+        .await?
+    {
+        if a.state != "active" {
+            continue;
+        }
+        let Ok(crate::governance::service::Resolution::Runnable(plugin)) =
+            rt.governance.resolve(&hospital, &a.plugin_id).await
+        else {
+            continue;
+        };
+        let m = &plugin.manifest;
+        let pages: Vec<_> = m
+            .pages
+            .iter()
+            .filter(|page| page.roles.iter().any(|r| roles.contains(&r.as_str())))
+            .map(|page| json!({ "path": page.path, "title": page.title }))
+            .collect();
+        // A manifest without a name: the module's id in both languages.
+        let name = m
+            .name
+            .clone()
+            .unwrap_or_else(|| crate::manifest::Description {
+                vi: m.id.clone(),
+                en: m.id.clone(),
+            });
+        modules.push(json!({
+            "plugin": m.id, "version": m.version, "name": name,
+            "description": m.description, "pages": pages,
+            // Pages for other roles only: nothing to open, no path to type.
+            "declares_pages": !m.pages.is_empty(),
+        }));
+    }
+    Ok(Json(json!({
+        "hospital": hospital,
+        "hospital_name": rt.hospitals.get(&hospital).map(|h| h.name),
+        "modules": modules,
     })))
 }
 
