@@ -229,6 +229,8 @@ impl Runtime {
         bus.start(&[video::rooms::NOTIFY_CHANNEL, notify::CHANNEL])
             .await;
         let notifications = Arc::new(notify::Notifications::new(db.clone(), bus.clone()));
+        // Pages are re-sent and escalated when nobody calls the plugin.
+        notifications.spawn_page_sweeper(notify::PAGE_SWEEP_EVERY);
         let video = Arc::new(VideoService::new(db.clone(), video_signer, video_backend));
         video.start_cluster_events(bus.clone());
         Ok(Arc::new(Self {

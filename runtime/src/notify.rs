@@ -2,6 +2,8 @@
 //! Stored first (nothing is lost when nobody is connected), then announced
 //! on the cluster bus so every node's open streams push them at once.
 //! Recipients read their own at `/api/v1/me/notifications` (`api/notify.rs`).
+//! Pages (`notify.page`) are notifications the host re-sends and escalates
+//! on its own clock until the plugin resolves them: plugins have no timers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,12 +237,34 @@ impl Notifications {
                 unique.len()
             )));
         }
+        let mut tx = self.db.begin_write().await?;
+        self.insert(&mut tx, hospital, plugin, sender, &unique, message, &data)
+            .await?;
+        tx.commit().await?;
+        for r in &unique {
+            self.bus.publish(CHANNEL, (*r).to_owned());
+        }
+        Ok(unique.len() as u32)
+    }
+
+    /// Store `message` (its `data` parsed) for each of `recipients` in `tx`;
+    /// the caller commits, then announces.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert(
+        &self,
+        tx: &mut crate::db::WriteTx,
+        hospital: &str,
+        plugin: &str,
+        sender: &str,
+        recipients: &[&str],
+        message: &NewMessage,
+        data: &Value,
+    ) -> Result<(), NotifyError> {
         let link = message
             .link
             .as_ref()
             .map(|l| format!("/hospitals/{hospital}/plugins/{plugin}{l}"));
         let now = now_millis();
-        let mut tx = self.db.begin_write().await?;
         // Sends commit in `seq` order, so a stream that moved past a seq
         // never misses an earlier one committing later (PostgreSQL hands
         // out BIGSERIAL values before commit; SQLite has one writer).
@@ -249,7 +273,7 @@ impl Notifications {
                 .execute(&mut *tx.tx)
                 .await?;
         }
-        for r in &unique {
+        for r in recipients {
             sqlx::query(
                 "INSERT INTO notifications (recipient, hospital_id, plugin_id, sender, topic, title, data, link, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -266,11 +290,7 @@ impl Notifications {
             .execute(&mut *tx.tx)
             .await?;
         }
-        tx.commit().await?;
-        for r in &unique {
-            self.bus.publish(CHANNEL, (*r).to_owned());
-        }
-        Ok(unique.len() as u32)
+        Ok(())
     }
 
     /// `recipient`'s notifications after `after` (a `seq`), oldest first.
@@ -359,6 +379,369 @@ impl Notifications {
     }
 }
 
+// ----- pages: re-sent and escalated by the host until resolved -----
+
+/// Most stages of one page.
+pub const MAX_PAGE_STAGES: usize = 5;
+/// Most sends of one page, the first included; then it stays open, silent.
+pub const MAX_PAGE_SENDS: i64 = 20;
+const MAX_PAGE_KEY_BYTES: usize = 200;
+/// How often each node looks for pages due (the runtime's sweeper).
+pub const PAGE_SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Most pages one sweep handles; the rest wait for the next one.
+const SWEEP_BATCH: i64 = 100;
+
+/// One stage of a page.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct PageStage {
+    pub recipients: Vec<String>,
+    /// Milliseconds after the page started; the first stage is paged at once.
+    pub after_ms: i64,
+}
+
+/// What a plugin pages.
+#[derive(Debug, Clone)]
+pub struct NewPage {
+    pub key: String,
+    pub message: NewMessage,
+    pub stages: Vec<PageStage>,
+    /// 0: never re-sent.
+    pub resend_ms: i64,
+}
+
+impl NewPage {
+    /// Check the key, stages and message; the parsed `data`.
+    pub fn validate(&self) -> Result<Value, NotifyError> {
+        let bad = |m: String| Err(NotifyError::Invalid(m));
+        if self.key.is_empty()
+            || self.key.len() > MAX_PAGE_KEY_BYTES
+            || self.key.chars().any(char::is_control)
+        {
+            return bad(format!(
+                "page key: 1 to {MAX_PAGE_KEY_BYTES} bytes without control characters"
+            ));
+        }
+        if self.stages.is_empty() || self.stages.len() > MAX_PAGE_STAGES {
+            return bad(format!("a page has 1 to {MAX_PAGE_STAGES} stages"));
+        }
+        let mut last = 0;
+        for (i, stage) in self.stages.iter().enumerate() {
+            let mut unique: Vec<&str> = stage.recipients.iter().map(String::as_str).collect();
+            unique.sort_unstable();
+            unique.dedup();
+            if unique.is_empty() || unique.len() > MAX_RECIPIENTS {
+                return bad(format!("stage {i}: 1 to {MAX_RECIPIENTS} recipients"));
+            }
+            if i > 0 && stage.after_ms <= last {
+                return bad(format!(
+                    "stage {i}: its minutes must come after the previous stage's"
+                ));
+            }
+            last = stage.after_ms;
+        }
+        if self.resend_ms < 0 {
+            return bad("resend minutes must not be negative".into());
+        }
+        self.message.validate()
+    }
+}
+
+/// A stored page.
+struct PageRow {
+    hospital: String,
+    plugin: String,
+    key: String,
+    sender: String,
+    message: NewMessage,
+    stages: Vec<PageStage>,
+    resend_ms: i64,
+    started_at: i64,
+    stage: i64,
+    sends: i64,
+    next_at: i64,
+}
+
+/// When the next step of a page is due: the next stage's time or the next
+/// re-send, whichever comes first; `None` when nothing is left.
+fn next_due(
+    stages: &[PageStage],
+    stage: usize,
+    started_at: i64,
+    last_sent: i64,
+    resend_ms: i64,
+    sends: i64,
+) -> Option<i64> {
+    let escalation = stages.get(stage + 1).map(|s| started_at + s.after_ms);
+    let resend = (resend_ms > 0 && sends < MAX_PAGE_SENDS).then_some(last_sent + resend_ms);
+    match (escalation, resend) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The message of one send of a page: the title says whether it is a
+/// reminder or an escalation; `data` (an object) gains `page`.
+fn page_message(
+    message: &NewMessage,
+    key: &str,
+    stage: usize,
+    send: i64,
+    escalated: bool,
+) -> Result<(NewMessage, Value), NotifyError> {
+    let mut data = message.validate()?;
+    let prefix = match (send, escalated) {
+        (1, _) => "",
+        (_, true) => "Chuyển cấp (escalated): ",
+        (_, false) => "Nhắc lại (reminder): ",
+    };
+    let mut title = format!("{prefix}{}", message.title.trim());
+    if title.len() > MAX_TITLE_BYTES {
+        let mut end = MAX_TITLE_BYTES - '…'.len_utf8();
+        while !title.is_char_boundary(end) {
+            end -= 1;
+        }
+        title.truncate(end);
+        title.push('…');
+    }
+    if let Value::Object(map) = &mut data {
+        map.insert(
+            "page".into(),
+            serde_json::json!({ "key": key, "stage": stage, "send": send, "escalated": escalated }),
+        );
+    }
+    Ok((
+        NewMessage {
+            title,
+            ..message.clone()
+        },
+        data,
+    ))
+}
+
+impl Notifications {
+    /// Page the first stage of `page` now and keep it open: later stages
+    /// and re-sends go out from [`Self::sweep_pages`]. Replaces an open
+    /// page with the same key. Returns how many were paged now.
+    pub async fn page(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        sender: &str,
+        page: &NewPage,
+    ) -> Result<u32, NotifyError> {
+        page.validate()?;
+        let now = now_millis();
+        let (message, data) = page_message(&page.message, &page.key, 0, 1, false)?;
+        let mut first: Vec<&str> = page.stages[0]
+            .recipients
+            .iter()
+            .map(String::as_str)
+            .collect();
+        first.sort_unstable();
+        first.dedup();
+        let stages =
+            serde_json::to_string(&page.stages).map_err(|e| NotifyError::Invalid(e.to_string()))?;
+        let next = next_due(&page.stages, 0, now, now, page.resend_ms, 1);
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM notification_pages WHERE hospital_id = $1 AND plugin_id = $2 AND page_key = $3",
+        )
+        .bind(hospital)
+        .bind(plugin)
+        .bind(&page.key)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO notification_pages (hospital_id, plugin_id, page_key, sender, topic, title, data, link, \
+             stages, resend_ms, started_at, stage, sends, next_at, resolved_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 1, $12, NULL)",
+        )
+        .bind(hospital)
+        .bind(plugin)
+        .bind(&page.key)
+        .bind(sender)
+        .bind(&page.message.topic)
+        .bind(page.message.title.trim())
+        .bind(&page.message.data)
+        .bind(page.message.link.as_deref())
+        .bind(stages)
+        .bind(page.resend_ms)
+        .bind(now)
+        .bind(next)
+        .execute(&mut *tx.tx)
+        .await?;
+        self.insert(&mut tx, hospital, plugin, sender, &first, &message, &data)
+            .await?;
+        tx.commit().await?;
+        for r in &first {
+            self.bus.publish(CHANNEL, (*r).to_owned());
+        }
+        Ok(first.len() as u32)
+    }
+
+    /// Stop paging `key`; true when it was open.
+    pub async fn resolve_page(
+        &self,
+        hospital: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<bool, NotifyError> {
+        let mut tx = self.db.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE notification_pages SET resolved_at = $1, next_at = NULL \
+             WHERE hospital_id = $2 AND plugin_id = $3 AND page_key = $4 AND resolved_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(hospital)
+        .bind(plugin)
+        .bind(key)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Send every step of open pages due at `now` (milliseconds since the
+    /// epoch): the next stages whose time has come (escalation), else a
+    /// re-send to everyone paged so far. Each step is claimed by moving the
+    /// page's `next_at` in the transaction that stores its notifications,
+    /// so with several nodes sweeping it goes out once. Returns how many
+    /// notifications were stored. The runtime calls it with the wall clock
+    /// ([`Self::spawn_page_sweeper`]); tests call it with the time they want.
+    pub async fn sweep_pages(&self, now: i64) -> Result<u32, NotifyError> {
+        let rows = sqlx::query(
+            "SELECT hospital_id, plugin_id, page_key, sender, topic, title, data, link, stages, resend_ms, \
+             started_at, stage, sends, next_at FROM notification_pages \
+             WHERE next_at IS NOT NULL AND next_at <= $1 AND resolved_at IS NULL ORDER BY next_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(SWEEP_BATCH)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut sent = 0;
+        for r in rows {
+            let stages: String = r.try_get("stages")?;
+            let page = PageRow {
+                hospital: r.try_get("hospital_id")?,
+                plugin: r.try_get("plugin_id")?,
+                key: r.try_get("page_key")?,
+                sender: r.try_get("sender")?,
+                message: NewMessage {
+                    topic: r.try_get("topic")?,
+                    title: r.try_get("title")?,
+                    data: r.try_get("data")?,
+                    link: r.try_get("link")?,
+                },
+                stages: serde_json::from_str(&stages)
+                    .map_err(|e| NotifyError::Invalid(format!("stored page stages: {e}")))?,
+                resend_ms: r.try_get("resend_ms")?,
+                started_at: r.try_get("started_at")?,
+                stage: r.try_get("stage")?,
+                sends: r.try_get("sends")?,
+                next_at: r.try_get("next_at")?,
+            };
+            match self.page_step(&page, now).await {
+                Ok(n) => sent += n,
+                // One broken page never stops the others.
+                Err(e) => tracing::warn!(hospital = %page.hospital, plugin = %page.plugin,
+                    key = %page.key, error = %e, "a page step failed"),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// One due step of `page` at `now`; how many were notified (0 when
+    /// another node took the step first).
+    async fn page_step(&self, page: &PageRow, now: i64) -> Result<u32, NotifyError> {
+        let current = usize::try_from(page.stage).unwrap_or(0);
+        // Every later stage whose time has come is paged now.
+        let reached = (current + 1..page.stages.len())
+            .rev()
+            .find(|&i| page.started_at + page.stages[i].after_ms <= now);
+        let (stage, recipients): (usize, Vec<&str>) = match reached {
+            Some(to) => (
+                to,
+                page.stages[current + 1..=to]
+                    .iter()
+                    .flat_map(|s| s.recipients.iter().map(String::as_str))
+                    .collect(),
+            ),
+            None if page.resend_ms > 0 && page.sends < MAX_PAGE_SENDS => (
+                current,
+                page.stages[..=current.min(page.stages.len() - 1)]
+                    .iter()
+                    .flat_map(|s| s.recipients.iter().map(String::as_str))
+                    .collect(),
+            ),
+            None => (current, Vec::new()),
+        };
+        let mut recipients = recipients;
+        recipients.sort_unstable();
+        recipients.dedup();
+        let sends = page.sends + i64::from(!recipients.is_empty());
+        let next = next_due(
+            &page.stages,
+            stage,
+            page.started_at,
+            now,
+            page.resend_ms,
+            sends,
+        );
+        let mut tx = self.db.begin_write().await?;
+        let claimed = sqlx::query(
+            "UPDATE notification_pages SET stage = $1, sends = $2, next_at = $3 \
+             WHERE hospital_id = $4 AND plugin_id = $5 AND page_key = $6 AND next_at = $7 AND resolved_at IS NULL",
+        )
+        .bind(stage as i64)
+        .bind(sends)
+        .bind(next)
+        .bind(&page.hospital)
+        .bind(&page.plugin)
+        .bind(&page.key)
+        .bind(page.next_at)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 || recipients.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let (message, data) =
+            page_message(&page.message, &page.key, stage, sends, reached.is_some())?;
+        self.insert(
+            &mut tx,
+            &page.hospital,
+            &page.plugin,
+            &page.sender,
+            &recipients,
+            &message,
+            &data,
+        )
+        .await?;
+        tx.commit().await?;
+        for r in &recipients {
+            self.bus.publish(CHANNEL, (*r).to_owned());
+        }
+        Ok(recipients.len() as u32)
+    }
+
+    /// Sweep the pages due every `every`, with the wall clock, until the
+    /// service is dropped.
+    pub fn spawn_page_sweeper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(n) = weak.upgrade() else { break };
+                if let Err(e) = n.sweep_pages(now_millis()).await {
+                    tracing::warn!(error = %e, "sweeping the pages failed");
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +775,55 @@ mod tests {
             n.open_stream("u-1").is_some(),
             "closed streams are given back"
         );
+    }
+
+    fn stage(who: &[&str], after_min: i64) -> PageStage {
+        PageStage {
+            recipients: who.iter().map(|s| s.to_string()).collect(),
+            after_ms: after_min * 60_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_is_resent_escalated_once_per_step_and_stops_when_resolved() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = Database::connect(&format!("sqlite://{}", dir.path().join("p.db").display()))
+            .await
+            .unwrap();
+        let n = Arc::new(Notifications::new(db.clone(), Arc::new(Bus::new(db))));
+        let page = NewPage {
+            key: "hc-000001".into(),
+            message: msg("teleconsult.page", "Khẩn", r#"{"id":"hc-000001"}"#, None),
+            stages: vec![stage(&["a"], 0), stage(&["b", "c"], 15)],
+            resend_ms: 5 * 60_000,
+        };
+        assert_eq!(n.page("h", "p", "s", &page).await.unwrap(), 1);
+        let t0 = now_millis();
+        let count = |who: &'static str| {
+            let n = n.clone();
+            async move { n.list(who, 0, 100).await.unwrap().len() }
+        };
+        // Two nodes sweeping the same due step send it once.
+        let (x, y) = tokio::join!(
+            n.sweep_pages(t0 + 6 * 60_000),
+            n.sweep_pages(t0 + 6 * 60_000)
+        );
+        assert_eq!(x.unwrap() + y.unwrap(), 1);
+        assert_eq!(count("a").await, 2);
+        let escalated = n.sweep_pages(t0 + 16 * 60_000).await.unwrap();
+        assert_eq!(escalated, 2);
+        let last = n.list("b", 0, 10).await.unwrap();
+        assert!(last[0].title.starts_with("Chuyển cấp"), "{last:?}");
+        assert_eq!(last[0].data["page"]["stage"], 1);
+        assert!(n.resolve_page("h", "p", "hc-000001").await.unwrap());
+        assert!(!n.resolve_page("h", "p", "hc-000001").await.unwrap());
+        assert_eq!(n.sweep_pages(t0 + 600 * 60_000).await.unwrap(), 0);
+        // Stages must come in order, with someone in each.
+        let mut bad = page.clone();
+        bad.stages = vec![stage(&["a"], 0), stage(&["b"], 0)];
+        assert!(bad.validate().is_err());
+        bad.stages = vec![stage(&[], 0)];
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -13,12 +13,12 @@ use vtelehealth_runtime::records::CCCD_SYSTEM;
 use vtelehealth_tests::common::{CITIZEN_ID, patient_with_lab, send};
 
 /// The plugin at the host (upper-level) hospital, where the workflow lives.
-fn at(path: &str) -> String {
+pub(crate) fn at(path: &str) -> String {
     format!("/hospitals/bv-a/plugins/teleconsult{path}")
 }
 
 /// A user: (subject, platform token).
-async fn person(
+pub(crate) async fn person(
     server: &TestServer,
     name: &str,
     role: Role,
@@ -34,11 +34,11 @@ async fn person(
     (user.id, token)
 }
 
-fn message(v: &Value) -> String {
+pub(crate) fn message(v: &Value) -> String {
     v["error"]["message"].as_str().unwrap_or("").to_owned()
 }
 
-fn request_body() -> Value {
+pub(crate) fn request_body() -> Value {
     json!({
         "patient": {
             "reference": "Patient/42",

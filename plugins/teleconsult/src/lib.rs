@@ -6,15 +6,28 @@
 //!
 //! | route | who | what |
 //! | --- | --- | --- |
-//! | `POST /consultations` | practitioner of a lower-tier hospital | request |
+//! | `POST /consultations` | practitioner of a lower-tier hospital | request; pages the host |
 //! | `GET /consultations[?status=]` | host staff: all; others: their own | list |
-//! | `GET /consultations/{id}` | participants, host staff | one |
+//! | `GET /consultations/{id}` | participants, host staff | one (observers: without the patient) |
+//! | `POST /consultations/{id}/attachments` | the requester | more records, imaging, documents |
 //! | `POST /consultations/{id}/accept` | practitioner of the host | accept, schedule, open the room, invite |
-//! | `POST /consultations/{id}/decline` | practitioner of the host | decline |
-//! | `POST /consultations/{id}/conclusion` | the chair | FHIR Communication or DiagnosticReport, room ended |
+//! | `POST /consultations/{id}/decline` | practitioner of the host | decline with a reason |
+//! | `POST /consultations/{id}/conclusion` | the chair | signed conclusion as FHIR, room ended |
+//! | `POST /consultations/{id}/acknowledge` | the requesting hospital's practitioners | conclusion received |
 //! | `GET /consultations/{id}/events[?after=N]` | participants, host staff | the steps so far |
-//! | `PUT /rosters/{id}` | hospital-admin of the host | a 1-4-4-2 mentoring roster |
-//! | `GET /rosters`, `GET /rosters/{id}` | staff of the host | rosters |
+//! | `GET /consultations/{id}/page`, `POST .../page/ack` | paged people | the page's state; "I have it" |
+//! | `POST /consultations/{id}/session` | the chair | open to the network as a teaching session |
+//! | `GET /sessions`, `POST /sessions/{id}/join` | any practitioner of the network | schedule; join as observer |
+//! | `GET /queue[?specialty=]` | host practitioners and admins | incoming requests per specialty |
+//! | `GET /history` | each hospital's practitioners and admins | consultations, timings, participants |
+//! | `GET /specialties`, `GET /practitioners` | any practitioner | what a request picks from |
+//! | `GET /patients?q=` | practitioners of the hospital it is mounted at | own patients |
+//! | `PUT/GET /oncall/{code}`, `GET /oncall` | host admin sets; host staff read | on-call rotas |
+//! | `PUT/GET/DELETE /rosters/{id}`, `GET /rosters` | host admin sets; host staff read | 1-4-4-2 rosters |
+mod directory;
+mod paging;
+mod sessions;
+
 use serde::{Deserialize, Serialize};
 use vtelehealth_plugin_sdk::identity::{self, Principal, Tier};
 use vtelehealth_plugin_sdk::serde_json::{self, Value};
@@ -25,10 +38,10 @@ use vtelehealth_plugin_sdk::{
 
 const SEQ_KEY: &str = "seq/consultation";
 /// Identifier systems the platform matches patients by across hospitals.
-const CCCD_SYSTEM: &str = "https://vneid.gov.vn/cccd";
-const BHYT_SYSTEM: &str = "https://baohiemxahoi.gov.vn/ma-so-bhxh";
-const CONSULTATION_PREFIX: &str = "consultation/";
-const ROSTER_PREFIX: &str = "roster/";
+pub(crate) const CCCD_SYSTEM: &str = "https://vneid.gov.vn/cccd";
+pub(crate) const BHYT_SYSTEM: &str = "https://baohiemxahoi.gov.vn/ma-so-bhxh";
+pub(crate) const CONSULTATION_PREFIX: &str = "consultation/";
+pub(crate) const ROSTER_PREFIX: &str = "roster/";
 const MAX_SUMMARY: usize = 4000;
 const MAX_REFERENCES: usize = 50;
 const MAX_INVITEES: usize = 40;
@@ -49,8 +62,33 @@ struct Identifier {
     value: String,
 }
 
+/// A practitioner by name, as pages show them.
 #[derive(Serialize, Deserialize, Clone)]
-struct Invitee {
+pub(crate) struct Person {
+    pub id: String,
+    pub name: String,
+    pub hospital: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// The chair's signed conclusion.
+#[derive(Serialize, Deserialize, Clone)]
+struct SignedConclusion {
+    assessment: String,
+    #[serde(default)]
+    recommendations: Option<String>,
+    #[serde(default)]
+    follow_up: Option<String>,
+    signed_by: String,
+    signed_by_name: String,
+    #[serde(default)]
+    signed_by_title: Option<String>,
+    signed_at: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct Invitee {
     practitioner: String,
     name: String,
     hospital: String,
@@ -59,7 +97,7 @@ struct Invitee {
 }
 
 #[derive(Serialize, Deserialize, Clone)]
-struct Consultation {
+pub(crate) struct Consultation {
     id: String,
     status: String,
     host_hospital: String,
@@ -94,10 +132,38 @@ struct Consultation {
     /// when the patient is named by citizen ID or social-insurance number.
     #[serde(default)]
     records_consultation: Option<String>,
+    // Names and timings for the pages (requests stored before them read as empty).
+    #[serde(default)]
+    requesting_hospital_name: String,
+    #[serde(default)]
+    host_hospital_name: String,
+    /// Other documents the request points to (`Type/id` or URLs ending in one).
+    #[serde(default)]
+    documents: Vec<String>,
+    #[serde(default)]
+    chair_name: Option<String>,
+    #[serde(default)]
+    accepted_at: Option<u64>,
+    #[serde(default)]
+    declined_at: Option<u64>,
+    #[serde(default)]
+    declined_by_name: Option<String>,
+    #[serde(default)]
+    concluded_at: Option<u64>,
+    #[serde(default)]
+    signed_conclusion: Option<SignedConclusion>,
+    #[serde(default)]
+    acknowledged_at: Option<u64>,
+    #[serde(default)]
+    acknowledged_by_name: Option<String>,
+    #[serde(default)]
+    paging: Option<paging::Paging>,
+    #[serde(default)]
+    session: Option<sessions::Session>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
-struct Roster {
+pub(crate) struct Roster {
     id: String,
     name: String,
     central: String,
@@ -126,23 +192,43 @@ impl Plugin for Teleconsult {
             ("POST", ["consultations"]) => create(&req),
             ("GET", ["consultations"]) => list(&req),
             ("GET", ["consultations", id]) => {
-                let (c, _) = visible(id)?;
-                Ok(Response::ok_json(&c))
+                let (c, p) = visible(id)?;
+                Ok(Response::ok_json(&view(&c, &p)))
             }
+            ("POST", ["consultations", id, "attachments"]) => attach(&req, id),
             ("POST", ["consultations", id, "accept"]) => accept(&req, id),
             ("POST", ["consultations", id, "decline"]) => decline(&req, id),
             ("POST", ["consultations", id, "conclusion"]) => conclude(&req, id),
+            ("POST", ["consultations", id, "acknowledge"]) => acknowledge(id),
             ("GET", ["consultations", id, "events"]) => events(&req, id),
+            ("GET", ["consultations", id, "page"]) => paging::get_page(id),
+            ("POST", ["consultations", id, "page", "ack"]) => paging::ack_page(id),
+            ("POST", ["consultations", id, "session"]) => sessions::open(&req, id),
+            ("GET", ["sessions"]) => sessions::list(&req),
+            ("POST", ["sessions", id, "join"]) => sessions::join(id),
+            ("GET", ["queue"]) => paging::queue(&req),
+            ("GET", ["history"]) => history(&req),
+            ("GET", ["specialties"]) => paging::specialties(),
+            ("GET", ["practitioners"]) => directory::practitioners(&req),
+            ("GET", ["patients"]) => directory::patients(&req),
+            ("GET", ["oncall"]) => paging::list_rotas(),
+            ("GET", ["oncall", code]) => paging::get_rota(code),
+            ("PUT", ["oncall", code]) => paging::set_rota(&req, code),
             ("GET", ["rosters"]) => list_rosters(),
             ("GET", ["rosters", id]) => {
                 host_staff()?;
                 let r: Roster = kv::get_json(&roster_key(id)?)?.ok_or_else(|| {
                     Error::not_found(format!("Không có kíp 1-4-4-2 `{id}` (no roster `{id}`)"))
                 })?;
-                Ok(Response::ok_json(&r))
+                Ok(Response::ok_json(&roster_view(&r)))
             }
             ("PUT", ["rosters", id]) => set_roster(&req, id),
-            (_, ["consultations", ..]) | (_, ["rosters", ..]) => {
+            ("DELETE", ["rosters", id]) => delete_roster(id),
+            (_, ["consultations", ..])
+            | (_, ["rosters", ..])
+            | (_, ["oncall", ..])
+            | (_, ["sessions", ..])
+            | (_, ["queue" | "history" | "specialties" | "practitioners" | "patients"]) => {
                 Err(Error::method_not_allowed(format!(
                     "{} không được phép trên {} ({} is not allowed)",
                     req.method(),
@@ -225,9 +311,113 @@ fn rank(t: Tier) -> u8 {
     }
 }
 
+/// Most urgent first.
+fn urgency_rank(u: &str) -> u8 {
+    match u {
+        "emergency" => 0,
+        "urgent" => 1,
+        _ => 2,
+    }
+}
+
+/// A practitioner of the host hospital by id, with their name; else what is wrong.
+fn practitioner_of_host(id: &str) -> Result<Person, String> {
+    let host = identity::current().hospital.id;
+    match identity::practitioner(id) {
+        None => Err(format!("không có bác sĩ `{id}` (no practitioner `{id}`)")),
+        Some(p) if p.hospital_id != host => Err(format!(
+            "`{id}` ({}) thuộc {}, không phải {host} (not a practitioner of {host})",
+            p.name, p.hospital_id
+        )),
+        Some(p) => Ok(Person {
+            id: p.id,
+            name: p.name,
+            hospital: p.hospital_id,
+            title: p.title,
+        }),
+    }
+}
+
+/// Text without long digit runs: a citizen ID (12 digits) or insurance number (10) typed
+/// into a summary or title never reaches an observer.
+fn scrub(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 9 {
+            out.push_str("[đã ẩn]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            run.push(ch);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// Cut `s` to at most `max` bytes at a character boundary, with an ellipsis.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+}
+
+/// Whether `p` sees the patient: the host's staff, the requester and the invitees who take
+/// part (not observers). Everyone else who may open the consultation is an observer.
+fn sees_patient(c: &Consultation, p: &Principal) -> bool {
+    is_host_staff(p)
+        || c.requester == p.subject
+        || c.invitees
+            .iter()
+            .any(|i| i.practitioner == p.subject && i.role != "observer")
+}
+
+/// The consultation as `p` may see it: observers get no patient, no records, no conclusion
+/// and no national identifiers, whatever the requester typed.
+fn view(c: &Consultation, p: &Principal) -> Value {
+    if sees_patient(c, p) {
+        return with_join_hints(c);
+    }
+    json!({
+        "id": c.id,
+        "status": c.status,
+        "patient_hidden": true,
+        "host_hospital": c.host_hospital,
+        "host_hospital_name": c.host_hospital_name,
+        "requesting_hospital": c.requesting_hospital,
+        "requesting_hospital_name": c.requesting_hospital_name,
+        "requester_name": c.requester_name,
+        "summary": scrub(&c.summary),
+        "urgency": c.urgency,
+        "specialty": c.specialty,
+        "created_at": c.created_at,
+        "scheduled_at": c.scheduled_at,
+        "chair_name": c.chair_name,
+        "room_id": c.room_id,
+        "session": c.session.as_ref().map(|s| json!({ "title": scrub(&s.title), "starts_at": s.starts_at })),
+        "invitees": c.invitees.iter().map(|i| json!({
+            "name": i.name, "hospital": i.hospital, "role": i.role,
+            "practitioner": i.practitioner,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 // ---- input ----
 
-fn body(req: &Request) -> Result<Value, Error> {
+pub(crate) fn body(req: &Request) -> Result<Value, Error> {
     if req.body.is_empty() {
         return Ok(json!({}));
     }
@@ -395,60 +585,42 @@ fn event(
 /// `notify`. The event is already stored and listed, so a failure here is only logged.
 fn push(id: &str, kind: &str, seq: i64, actor: &Principal, vi: &str, en: &str) {
     let Ok(c) = load(id) else { return };
-    // Who may open the consultation (`visible`) gets a link to it.
-    let mut linked: Vec<String> = vec![c.requester.clone()];
-    linked.extend(c.chair.iter().cloned());
-    linked.extend(c.invitees.iter().map(|i| i.practitioner.clone()));
-    // The roster's consultants hear of a request they may be asked to join; those of other
-    // hospitals than the host cannot open it yet, so theirs has no link.
-    let mut unlinked: Vec<String> = Vec::new();
-    if kind == "requested" {
-        for p in &c.proposed_consultants {
-            if let Some(who) = p["practitioner"].as_str() {
-                if p["hospital"].as_str() == Some(c.host_hospital.as_str()) {
-                    linked.push(who.to_owned());
-                } else {
-                    unlinked.push(who.to_owned());
-                }
-            }
-        }
+    // Who may open the consultation (`visible`) gets a link to it. The on-call doctors and
+    // the roster's consultants hear of a request by its page (`paging`), which the host
+    // re-sends and escalates; an observer joining is news for the chair only.
+    let mut people: Vec<String> = c.chair.iter().cloned().collect();
+    if kind != "observer-joined" {
+        people.push(c.requester.clone());
+        people.extend(c.invitees.iter().map(|i| i.practitioner.clone()));
     }
-    let tidy = |v: &mut Vec<String>| {
-        v.retain(|s| s != &actor.subject);
-        v.sort();
-        v.dedup();
-    };
-    tidy(&mut linked);
-    unlinked.retain(|s| !linked.contains(s));
-    tidy(&mut unlinked);
-    // One line of at most 300 bytes, cut at a character boundary.
-    let mut title = format!("Hội chẩn {id}: {}", vi.replace(['\n', '\r'], " "));
-    if title.len() > 300 {
-        let mut end = 297;
-        while !title.is_char_boundary(end) {
-            end -= 1;
-        }
-        title.truncate(end);
-        title.push('…');
-    }
-    let data = json!({ "consultation": id, "type": kind, "seq": seq, "en": en });
+    people.retain(|s| s != &actor.subject);
+    people.sort();
+    people.dedup();
+    // One line of at most 300 bytes; observers get these too, so no digit runs.
+    let mut title = format!("Hội chẩn {id}: {}", scrub(&vi.replace(['\n', '\r'], " ")));
+    cut(&mut title, 300);
+    let data = json!({ "consultation": id, "type": kind, "seq": seq, "en": scrub(en) });
     let link = format!("/consultations/{id}");
-    for (people, link) in [(&linked, Some(link.as_str())), (&unlinked, None)] {
-        // The capability takes at most 100 recipients a call.
-        for batch in people.chunks(100) {
-            if let Err(e) = notify::send(batch, &format!("teleconsult.{kind}"), &title, &data, link)
-            {
-                log::warn!(
-                    "consultation {id}: notifying the participants failed: {}",
-                    e.message()
-                );
-            }
+    // The capability takes at most 100 recipients a call.
+    for batch in people.chunks(100) {
+        if let Err(e) = notify::send(
+            batch,
+            &format!("teleconsult.{kind}"),
+            &title,
+            &data,
+            Some(&link),
+        ) {
+            log::warn!(
+                "consultation {id}: notifying the participants failed: {}",
+                e.message()
+            );
         }
     }
 }
 
 fn events(req: &Request, id: &str) -> Result<Response, Error> {
-    visible(id)?;
+    let (c, p) = visible(id)?;
+    let observer = !sees_patient(&c, &p);
     let after = match req.query_param("after") {
         None => 0,
         Some(t) => t.parse::<u64>().map_err(|_| {
@@ -461,7 +633,15 @@ fn events(req: &Request, id: &str) -> Result<Response, Error> {
     let start = (after > 0).then(|| format!("{prefix}{after:08}"));
     let mut out = Vec::new();
     for key in kv::list_keys_page(&prefix, start.as_deref(), 1000)? {
-        if let Some(e) = kv::get_json::<Value>(&key)? {
+        if let Some(mut e) = kv::get_json::<Value>(&key)? {
+            if observer {
+                // Texts a person typed (reasons, titles) lose digit runs; data goes.
+                for k in ["vi", "en"] {
+                    let t = scrub(e[k].as_str().unwrap_or(""));
+                    e[k] = json!(t);
+                }
+                e["data"] = json!({});
+            }
             out.push(e);
         }
     }
@@ -529,9 +709,23 @@ fn create(req: &Request) -> Result<Response, Error> {
             "`urgency` phải là routine, urgent hoặc emergency, không phải `{urgency}` (urgency must be routine, urgent or emergency)"
         )));
     }
-    let specialty = b["specialty"].as_str().map(str::to_owned);
+    let specialty = match b.get("specialty").filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= 200)
+                .ok_or_else(|| {
+                    Error::bad_request(
+                        "`specialty`: tên hoặc mã chuyên khoa, tối đa 200 byte (a specialty's name or code)",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
     let records_refs = references(&b, "records")?;
     let imaging = references(&b, "imaging")?;
+    let documents = references(&b, "documents")?;
     let proposed = propose(&requesting, host.tier)?;
     let records_consultation = request_records_access(&patient, &summary)?;
     // A records consultation never outlives a request that was not stored.
@@ -567,7 +761,23 @@ fn create(req: &Request) -> Result<Response, Error> {
         conclusion: None,
         conclusion_reference: None,
         records_consultation: records_consultation.clone(),
+        requesting_hospital_name: req_hospital.name.clone(),
+        host_hospital_name: host.name.clone(),
+        documents,
+        chair_name: None,
+        accepted_at: None,
+        declined_at: None,
+        declined_by_name: None,
+        concluded_at: None,
+        signed_conclusion: None,
+        acknowledged_at: None,
+        acknowledged_by_name: None,
+        paging: None,
+        session: None,
     };
+    // Who is paged, planned before storing so the stored request says so.
+    let mut c = c;
+    c.paging = Some(paging::plan(&c).map_err(abandon)?);
     let stored = consultation_key(&id)
         .and_then(|key| {
             let bytes = serde_json::to_vec(&c).map_err(|e| Error::internal(e.to_string()))?;
@@ -594,8 +804,12 @@ fn create(req: &Request) -> Result<Response, Error> {
         ),
         json!({ "urgency": urgency }),
     )?;
+    if let Some(pg) = &c.paging {
+        paging::page(&c, pg);
+    }
     log::info!("consultation {id} requested by {requesting}");
-    Ok(Response::json(201, &c))
+    let c = load(&id).unwrap_or(c);
+    Ok(Response::json(201, &with_join_hints(&c)))
 }
 
 /// Ask the platform for a consultation record about the patient, so the upper hospital may
@@ -688,7 +902,7 @@ fn list(req: &Request) -> Result<Response, Error> {
             continue;
         };
         if (staff || involved(&c, &p)) && status.as_deref().is_none_or(|s| s == c.status) {
-            out.push(c);
+            out.push(view(&c, &p));
         }
     }
     Ok(Response::ok_json(&json!({ "consultations": out })))
@@ -760,14 +974,16 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
         })?;
         people.push((pr, role));
     }
+    // Room for observers who join a network session later (the platform's most).
     let max_participants = b["max_participants"]
         .as_u64()
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-        .unwrap_or((people.len() as u32 + 1).clamp(2, 50));
+        .unwrap_or(50);
     // Claim the consultation first so a second accept (or a decline) loses.
     transition(id, "requested", |c| {
         c.status = "accepting".into();
         c.chair = Some(p.subject.clone());
+        c.chair_name = Some(p.name.clone());
         c.scheduled_at = Some(scheduled_at);
         Ok(())
     })?;
@@ -790,6 +1006,7 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
             let _ = transition(id, "accepting", |c| {
                 c.status = "requested".into();
                 c.chair = None;
+                c.chair_name = None;
                 c.scheduled_at = None;
                 Ok(())
             });
@@ -800,8 +1017,12 @@ fn accept(req: &Request, id: &str) -> Result<Response, Error> {
         c.status = "accepted".into();
         c.room_id = Some(room_id.clone());
         c.invitees = invitees.clone();
+        c.accepted_at = Some(clock::now_millis());
         Ok(())
     })?;
+    // Answered: the host stops paging.
+    paging::answered(id, &p);
+    let c = load(id).unwrap_or(c);
     let names: Vec<String> = invitees
         .iter()
         .map(|i| format!("{} ({}, {})", i.name, i.hospital, i.role))
@@ -900,8 +1121,12 @@ fn decline(req: &Request, id: &str) -> Result<Response, Error> {
     let c = transition(id, "requested", |c| {
         c.status = "declined".into();
         c.decline_reason = Some(reason.clone());
+        c.declined_at = Some(clock::now_millis());
+        c.declined_by_name = Some(p.name.clone());
         Ok(())
     })?;
+    paging::answered(id, &p);
+    let c = load(id).unwrap_or(c);
     event(
         id,
         "declined",
@@ -923,7 +1148,8 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
         ));
     }
     let b = body(req)?;
-    let conclusion = required_text(&b, "conclusion", MAX_SUMMARY)?;
+    let signed = signed_conclusion(&b, &p)?;
+    let conclusion = signed.text();
     let kind = b["resource_type"]
         .as_str()
         .unwrap_or("Communication")
@@ -933,7 +1159,7 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
         c.status = "concluding".into();
         Ok(())
     })?;
-    let written = write_conclusion(&c, &kind, &conclusion, &b);
+    let written = write_conclusion(&c, &kind, &signed, &b);
     let reference = match written {
         Ok(r) => r,
         Err(e) => {
@@ -956,8 +1182,12 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
         c.status = "concluded".into();
         c.conclusion = Some(conclusion.clone());
         c.conclusion_reference = Some(reference.clone());
+        c.signed_conclusion = Some(signed.clone());
+        c.concluded_at = Some(signed.signed_at);
         Ok(())
     })?;
+    // A page still running (e.g. accepted through another path) stops too.
+    paging::resolve(id);
     // The consultation is over: the patient's records stop flowing.
     close_records_access(&c, records::ConsultationStep::End);
     event(
@@ -965,11 +1195,11 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
         "concluded",
         &p,
         format!(
-            "{} ghi kết luận hội chẩn ({reference}); phòng đã đóng",
+            "{} ký kết luận hội chẩn ({reference}); phòng đã đóng; bệnh viện yêu cầu xin xác nhận đã nhận",
             p.name
         ),
         format!(
-            "{} recorded the conclusion ({reference}); the room is closed",
+            "{} signed the conclusion ({reference}); the room is closed; the requesting hospital is asked to acknowledge it",
             p.name
         ),
         json!({ "reference": reference }),
@@ -980,9 +1210,11 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
 fn write_conclusion(
     c: &Consultation,
     kind: &str,
-    conclusion: &str,
+    signed: &SignedConclusion,
     b: &Value,
 ) -> Result<String, Error> {
+    let conclusion = signed.text();
+    let signature = signed.signature();
     let identifier = json!([{ "system": "urn:vtelehealth:teleconsult", "value": c.id }]);
     let now = iso8601(clock::now_millis());
     let patient_ids: Vec<String> = c
@@ -1009,7 +1241,7 @@ fn write_conclusion(
             "category": [{ "text": "Kết luận hội chẩn (teleconsultation conclusion)" }],
             "sent": now,
             "payload": [{ "contentString": conclusion }],
-            "note": [{ "text": about }],
+            "note": [{ "text": about }, { "text": signature }],
         }),
         "DiagnosticReport" => json!({
             "resourceType": "DiagnosticReport",
@@ -1018,7 +1250,7 @@ fn write_conclusion(
             "category": [{ "text": "Hội chẩn (teleconsultation)" }],
             "code": { "text": b["code_text"].as_str().unwrap_or("Kết luận hội chẩn") },
             "issued": now,
-            "conclusion": format!("{conclusion}\n{about}"),
+            "conclusion": format!("{conclusion}\n{about}\n{signature}"),
         }),
         other => {
             return Err(Error::bad_request(format!(
@@ -1039,6 +1271,62 @@ fn write_conclusion(
     let stored = records::create(&resource, records::Purpose::Treatment)?;
     let rid = stored["id"].as_str().unwrap_or("").to_owned();
     Ok(format!("{kind}/{rid}"))
+}
+
+/// The structured conclusion of the body (`assessment`, `recommendations`, `follow_up`; a
+/// lone `conclusion` is the assessment), signed by `p` now.
+fn signed_conclusion(b: &Value, p: &Principal) -> Result<SignedConclusion, Error> {
+    let optional = |key: &str| -> Result<Option<String>, Error> {
+        match b.get(key).filter(|v| !v.is_null()) {
+            None => Ok(None),
+            Some(_) => required_text(b, key, MAX_SUMMARY).map(Some),
+        }
+    };
+    let assessment = match optional("assessment")? {
+        Some(a) => a,
+        None => required_text(b, "conclusion", MAX_SUMMARY).map_err(|_| {
+            Error::bad_request(
+                "Thiếu `assessment` (đánh giá) hoặc `conclusion` (`assessment` or `conclusion` is required)",
+            )
+        })?,
+    };
+    Ok(SignedConclusion {
+        assessment,
+        recommendations: optional("recommendations")?,
+        follow_up: optional("follow_up")?,
+        signed_by: p.subject.clone(),
+        signed_by_name: p.name.clone(),
+        signed_by_title: identity::practitioner(&p.subject).and_then(|x| x.title),
+        signed_at: clock::now_millis(),
+    })
+}
+
+impl SignedConclusion {
+    /// The conclusion as one text: the assessment, then each part that was given.
+    fn text(&self) -> String {
+        let mut t = self.assessment.clone();
+        if let Some(r) = &self.recommendations {
+            t.push_str(&format!("\nKhuyến nghị (recommendations): {r}"));
+        }
+        if let Some(f) = &self.follow_up {
+            t.push_str(&format!("\nTheo dõi (follow-up): {f}"));
+        }
+        t
+    }
+
+    /// Who signed, and when.
+    fn signature(&self) -> String {
+        format!(
+            "Ký bởi (signed by) {}{} [{}] lúc (at) {}",
+            self.signed_by_title
+                .as_ref()
+                .map(|t| format!("{t} "))
+                .unwrap_or_default(),
+            self.signed_by_name,
+            self.signed_by,
+            iso8601(self.signed_at)
+        )
+    }
 }
 
 /// RFC 3339 in UTC from milliseconds since the epoch.
@@ -1151,6 +1439,223 @@ fn set_roster(req: &Request, id: &str) -> Result<Response, Error> {
     }
     kv::set_json(&key, &roster)?;
     Ok(Response::ok_json(&roster))
+}
+
+fn roster_view(r: &Roster) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    let named = |id: &String| match identity::practitioner(id) {
+        Some(p) => {
+            let h = identity::hospital(&p.hospital_id);
+            json!({
+                "id": p.id, "name": p.name, "title": p.title, "specialty": p.specialty,
+                "hospital": p.hospital_id,
+                "hospital_name": h.as_ref().map(|h| h.name.clone()),
+                "tier": h.map(|h| h.tier.as_str()),
+            })
+        }
+        None => json!({ "id": id, "name": null }),
+    };
+    v["members"] = json!({
+        "central": named(&r.central),
+        "provincial": r.provincial.iter().map(named).collect::<Vec<_>>(),
+        "district": r.district.iter().map(named).collect::<Vec<_>>(),
+        "commune": r.commune.iter().map(named).collect::<Vec<_>>(),
+    });
+    v
+}
+
+fn delete_roster(id: &str) -> Result<Response, Error> {
+    let p = host_staff()?;
+    if !p.has_role("hospital-admin") {
+        return Err(Error::forbidden(
+            "Chỉ quản trị bệnh viện mới xoá kíp 1-4-4-2 (hospital-admin only)",
+        ));
+    }
+    if !kv::delete(&roster_key(id)?)? {
+        return Err(Error::not_found(format!(
+            "Không có kíp 1-4-4-2 `{id}` (no roster `{id}`)"
+        )));
+    }
+    Ok(Response::ok_json(&json!({ "deleted": id })))
+}
+
+// ---- after the conclusion; attachments; history ----
+
+/// `POST /consultations/{id}/acknowledge`: the requester (or a practitioner of the
+/// requesting hospital) confirms the conclusion arrived.
+fn acknowledge(id: &str) -> Result<Response, Error> {
+    let (p, hospital) = practitioner()?;
+    let c = load(id)?;
+    if c.requester != p.subject && c.requesting_hospital != hospital {
+        return Err(Error::not_found(format!(
+            "Không có yêu cầu hội chẩn `{id}` (no consultation `{id}`)"
+        )));
+    }
+    let at = clock::now_millis();
+    let c = kv::update_json(&consultation_key(id)?, |current: Option<Consultation>| {
+        let mut c = current.ok_or_else(|| Error::not_found(id.to_owned()))?;
+        if c.status != "concluded" {
+            return Err(Error::conflict(format!(
+                "Hội chẩn `{id}` đang ở trạng thái `{}`, chưa có kết luận để xác nhận (the consultation is {}, not concluded)",
+                c.status, c.status
+            )));
+        }
+        if c.acknowledged_at.is_some() {
+            return Err(Error::conflict(format!(
+                "Kết luận đã được {} xác nhận (already acknowledged)",
+                c.acknowledged_by_name.clone().unwrap_or_default()
+            )));
+        }
+        c.acknowledged_at = Some(at);
+        c.acknowledged_by_name = Some(p.name.clone());
+        Ok(c)
+    })?;
+    event(
+        id,
+        "acknowledged",
+        &p,
+        format!("{} ({}) xác nhận đã nhận kết luận", p.name, hospital),
+        format!("{} ({}) acknowledged the conclusion", p.name, hospital),
+        json!({}),
+    )?;
+    Ok(Response::ok_json(&with_join_hints(&c)))
+}
+
+/// `POST /consultations/{id}/attachments` `{records, imaging, documents}`: the requester adds
+/// references (lab reports, imaging studies, documents) before the conclusion.
+fn attach(req: &Request, id: &str) -> Result<Response, Error> {
+    let p = caller()?;
+    let c = load(id)?;
+    if c.requester != p.subject {
+        return Err(if involved(&c, &p) {
+            Error::forbidden(
+                "Chỉ người gửi yêu cầu mới đính kèm hồ sơ (only the requester attaches records)",
+            )
+        } else {
+            Error::not_found(format!(
+                "Không có yêu cầu hội chẩn `{id}` (no consultation `{id}`)"
+            ))
+        });
+    }
+    let b = body(req)?;
+    let (records_refs, imaging, documents) = (
+        references(&b, "records")?,
+        references(&b, "imaging")?,
+        references(&b, "documents")?,
+    );
+    if records_refs.is_empty() && imaging.is_empty() && documents.is_empty() {
+        return Err(Error::bad_request(
+            "Cần ít nhất một tham chiếu trong `records`, `imaging` hoặc `documents` (nothing to attach)",
+        ));
+    }
+    let merge = |into: &mut Vec<String>, add: &[String], key: &str| -> Result<(), Error> {
+        for r in add {
+            if !into.contains(r) {
+                into.push(r.clone());
+            }
+        }
+        if into.len() > MAX_REFERENCES {
+            return Err(Error::bad_request(format!(
+                "`{key}`: tối đa {MAX_REFERENCES} (at most {MAX_REFERENCES})"
+            )));
+        }
+        Ok(())
+    };
+    let c = kv::update_json(&consultation_key(id)?, |current: Option<Consultation>| {
+        let mut c = current.ok_or_else(|| Error::not_found(id.to_owned()))?;
+        if !matches!(c.status.as_str(), "requested" | "accepted") {
+            return Err(Error::conflict(format!(
+                "Hội chẩn `{id}` đang ở trạng thái `{}`: không đính kèm thêm được (the consultation is {})",
+                c.status, c.status
+            )));
+        }
+        merge(&mut c.records, &records_refs, "records")?;
+        merge(&mut c.imaging, &imaging, "imaging")?;
+        merge(&mut c.documents, &documents, "documents")?;
+        Ok(c)
+    })?;
+    let n = records_refs.len() + imaging.len() + documents.len();
+    event(
+        id,
+        "attached",
+        &p,
+        format!("{} đính kèm {n} hồ sơ", p.name),
+        format!("{} attached {n} record(s)", p.name),
+        json!({ "records": records_refs, "imaging": imaging, "documents": documents }),
+    )?;
+    Ok(Response::ok_json(&with_join_hints(&c)))
+}
+
+/// `GET /history[?status=]`: the host's staff see every consultation of the host; another
+/// hospital's practitioners and admins those their hospital requested, and any they took
+/// part in. Status, timings and participants by name; never the patient.
+fn history(req: &Request) -> Result<Response, Error> {
+    let p = caller()?;
+    if !(p.has_role("practitioner") || p.has_role("hospital-admin")) {
+        return Err(Error::forbidden(
+            "Chỉ bác sĩ và quản trị bệnh viện (practitioners and hospital admins only)",
+        ));
+    }
+    let mine = p
+        .hospital
+        .as_ref()
+        .map(|h| h.id.clone())
+        .unwrap_or_default();
+    let staff = is_host_staff(&p);
+    let status = req.query_param("status");
+    let mut out: Vec<Consultation> = Vec::new();
+    for key in kv::list_keys(CONSULTATION_PREFIX)? {
+        let Some(c) = kv::get_json::<Consultation>(&key)? else {
+            continue;
+        };
+        let ours = staff || c.requesting_hospital == mine || involved(&c, &p);
+        if ours && status.as_deref().is_none_or(|s| s == c.status) {
+            out.push(c);
+        }
+    }
+    out.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+    let entries: Vec<Value> = out
+        .iter()
+        .map(|c| {
+            let participants: Vec<Value> = c
+                .invitees
+                .iter()
+                .map(|i| {
+                    json!({
+                        "name": i.name, "role": i.role, "hospital": i.hospital,
+                        "hospital_name": identity::hospital(&i.hospital).map(|h| h.name),
+                    })
+                })
+                .collect();
+            json!({
+                "id": c.id,
+                "status": c.status,
+                "urgency": c.urgency,
+                "specialty": c.specialty,
+                "host_hospital": c.host_hospital,
+                "host_hospital_name": c.host_hospital_name,
+                "requesting_hospital": c.requesting_hospital,
+                "requesting_hospital_name": c.requesting_hospital_name,
+                "requester_name": c.requester_name,
+                "chair_name": c.chair_name,
+                "participants": participants,
+                "decline_reason": c.decline_reason,
+                "timings": {
+                    "requested_at": c.created_at,
+                    "accepted_at": c.accepted_at,
+                    "declined_at": c.declined_at,
+                    "scheduled_at": c.scheduled_at,
+                    "session_starts_at": c.session.as_ref().map(|s| s.starts_at),
+                    "concluded_at": c.concluded_at,
+                    "acknowledged_at": c.acknowledged_at,
+                    "minutes_to_accept": c.accepted_at.map(|a| a.saturating_sub(c.created_at) / 60_000),
+                },
+                "signed_by_name": c.signed_conclusion.as_ref().map(|s| s.signed_by_name.clone()),
+                "acknowledged_by_name": c.acknowledged_by_name,
+            })
+        })
+        .collect();
+    Ok(Response::ok_json(&json!({ "consultations": entries })))
 }
 
 export_plugin!(Teleconsult);
