@@ -92,3 +92,10 @@ pub fn request_consultation(
 pub fn move_consultation(id: &str, step: ConsultationStep) -> Result<Consultation, Error> {
     Ok(raw::move_consultation(id, step)?)
 }
+
+/// Deliver a consultation's conclusion (a DiagnosticReport or Communication, without `id`)
+/// to the requesting hospital's record of the patient, while the consultation is active;
+/// the stored resource as that hospital keeps it. The host hospital's practitioner calls it.
+pub fn deliver_conclusion(id: &str, resource: &Value) -> Result<Value, Error> {
+    parse(raw::deliver_conclusion(id, &resource.to_string())?)
+}

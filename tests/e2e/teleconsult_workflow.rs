@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use vtelehealth_runtime::capabilities::identity::{Hospital, Tier};
+use vtelehealth_runtime::audit::AuditFilter;
 use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::identity::Role;
 use vtelehealth_tests::common::{CITIZEN_ID, HEALTH_ID, patient_with_lab, send};
@@ -995,4 +996,98 @@ async fn the_demo_pages_bach_mais_on_call_cardiologists_for_an_urgent_request() 
             .await
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn the_conclusion_reaches_the_requesting_hospitals_record_of_the_patient() {
+    let (server, _dir) = network().await;
+    let h = host_with_rota(&server).await;
+    // The district hospital keeps its own record of the patient (same citizen ID).
+    let (patient, _) = patient_with_lab(&server, &h.requester.1).await;
+    let id = urgent_request(&server, &h.requester.1).await;
+    let (s, a) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/accept")),
+        &h.on_call.1,
+        Some(json!({ "scheduled_at": 1_795_000_000_000u64 })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    let (s, done) = send(
+        &server,
+        "POST",
+        &at(&format!("/consultations/{id}/conclusion")),
+        &h.on_call.1,
+        Some(json!({
+            "assessment": "Nhồi máu cơ tim cấp thành dưới",
+            "recommendations": "Chuyển tuyến can thiệp mạch vành trong 2 giờ",
+            "follow_up": "Tái khám tim mạch sau 1 tháng"
+        })),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{done}");
+    assert!(done["delivery_error"].is_null(), "{done}");
+    let delivered = done["delivered_reference"]
+        .as_str()
+        .expect("delivered to the requesting hospital");
+    assert!(delivered.starts_with("Communication/"), "{done}");
+    // The requesting doctor reads it in their own hospital's record of the patient.
+    let (s, copy) = send(
+        &server,
+        "GET",
+        &format!("/fhir/R4/{delivered}"),
+        &h.requester.1,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{copy}");
+    assert_eq!(
+        copy["subject"]["reference"],
+        format!("Patient/{patient}"),
+        "{copy}"
+    );
+    let text = copy.to_string();
+    assert!(text.contains("Chuyển tuyến can thiệp"), "{copy}");
+    assert!(text.contains("BS. bs-truc"), "signed: {copy}");
+    let (s, found) = send(
+        &server,
+        "GET",
+        &format!("/fhir/R4/Communication?subject=Patient/{patient}"),
+        &h.requester.1,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{found}");
+    assert_eq!(found["total"], 1, "{found}");
+    // The consultation is over, so the upper hospital no longer reads the district's records.
+    let (s, r) = send(
+        &server,
+        "GET",
+        &format!("/fhir/R4/{delivered}"),
+        &h.on_call.1,
+        None,
+        &[],
+    )
+    .await;
+    assert!(s == 403 || s == 404, "{s}: {r}");
+    // The delivery is in the district hospital's audit trail, naming the consultant.
+    let entries = server
+        .runtime
+        .governance
+        .audit
+        .list(&AuditFilter {
+            action_prefix: Some("consultation.conclusion_delivered".into()),
+            hospital_id: Some("bv-b".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].details["resource"], delivered, "{entries:?}");
+    assert_eq!(entries[0].details["host_hospital"], "bv-a", "{entries:?}");
 }

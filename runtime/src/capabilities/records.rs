@@ -466,6 +466,37 @@ impl CallState {
     }
 }
 
+impl CallState {
+    async fn deliver_conclusion_impl(&self, id: String, body: String) -> Result<String, WitError> {
+        let (_, own) = self.consultation_caller()?;
+        let here = self.ctx.hospital.id.as_str();
+        let grant = self.grant();
+        let (rt, resource) = parse_json(&body)?;
+        // The plugin's scopes must let it write this kind of record at all.
+        let d = self.decide(&grant, rt, &[Interaction::Create], Purpose::Treatment)?;
+        if !d.admits(&Value::Object(resource.clone())) {
+            return Err(denied(format!(
+                "the {rt} is outside the plugin's data scopes ({})",
+                scope_list(&d.scopes)
+            )));
+        }
+        let store = crate::records::access::AccessStore::new(self.records.db.clone());
+        let c = store.consultation(&id).await?;
+        if c.host_hospital != here && c.requesting_hospital != here {
+            return Err(WitError::NotFound(format!("consultation {id}")));
+        }
+        // The host's consultant concludes, through the host's plugin.
+        if c.host_hospital != here || own != here {
+            return Err(denied(format!(
+                "the conclusion of consultation {id} is delivered by a practitioner of the host hospital `{}` through its plugin",
+                c.host_hospital
+            )));
+        }
+        let stored = store.deliver_conclusion(&c, &d.actor, rt, resource).await?;
+        Ok(stored.resource.to_string())
+    }
+}
+
 impl Host for CallState {
     #[instrument(level = "debug", skip_all, fields(plugin = %self.ctx.plugin_id))]
     async fn create(
@@ -536,5 +567,14 @@ impl Host for CallState {
         step: wit::ConsultationStep,
     ) -> wasmtime::Result<Result<wit::Consultation, WitError>> {
         Ok(self.move_consultation_impl(id, step).await)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(plugin = %self.ctx.plugin_id, consultation = %id))]
+    async fn deliver_conclusion(
+        &mut self,
+        id: String,
+        body: String,
+    ) -> wasmtime::Result<Result<String, WitError>> {
+        Ok(self.deliver_conclusion_impl(id, body).await)
     }
 }

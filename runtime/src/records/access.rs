@@ -816,3 +816,133 @@ impl AccessStore {
             .await
     }
 }
+
+/// The id of the Patient `hospital` keeps under one of `keys`' identifiers
+/// (the citizen ID first), if it has one.
+pub async fn patient_at(
+    db: &Database,
+    hospital: &str,
+    keys: &PatientKeys,
+) -> Result<Option<String>, RecordError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT r.id FROM fhir_search_index i \
+         JOIN fhir_resources r ON r.resource_type = i.resource_type AND r.id = i.id \
+         WHERE i.resource_type = 'Patient' AND i.kind = 'identifier' AND r.hospital_id = $1 \
+         AND ((i.system = $2 AND i.value = $3) OR (i.system = $4 AND i.value = $5)) \
+         ORDER BY CASE WHEN i.system = $2 THEN 0 ELSE 1 END, r.id LIMIT 1",
+    )
+    .bind(hospital)
+    .bind(CCCD_SYSTEM)
+    .bind(keys.national_id.as_deref())
+    .bind(BHYT_SYSTEM)
+    .bind(keys.health_id.as_deref())
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(id)
+}
+
+/// The kinds of resource a consultant's conclusion may be delivered as.
+pub const CONCLUSION_TYPES: [crate::records::ResourceType; 2] = [
+    crate::records::ResourceType::DiagnosticReport,
+    crate::records::ResourceType::Communication,
+];
+
+impl AccessStore {
+    /// Deliver the conclusion of consultation `c`, written by `by` (a
+    /// practitioner of the host hospital), into the requesting hospital's
+    /// records: about that hospital's own Patient record of the
+    /// consultation's patient, in one transaction with the audit entry and
+    /// the citizen's access log. Only while the consultation is active,
+    /// so it happens before the records stop flowing.
+    pub async fn deliver_conclusion(
+        &self,
+        c: &Consultation,
+        by: &crate::records::Actor,
+        rt: crate::records::ResourceType,
+        mut resource: serde_json::Map<String, Value>,
+    ) -> Result<crate::records::Stored, RecordError> {
+        if by.hospital_id != c.host_hospital {
+            return Err(RecordError::Forbidden(format!(
+                "only a practitioner of the host hospital `{}` delivers the conclusion of consultation {}",
+                c.host_hospital, c.id
+            )));
+        }
+        if c.status != "active" {
+            return Err(RecordError::Conflict(format!(
+                "consultation {} is {}; a conclusion is delivered while it is active",
+                c.id, c.status
+            )));
+        }
+        if !CONCLUSION_TYPES.contains(&rt) {
+            return Err(RecordError::Invalid {
+                path: "resourceType".into(),
+                message: format!(
+                    "a conclusion is delivered as a DiagnosticReport or a Communication, not a {rt}"
+                ),
+            });
+        }
+        let Some(patient) = patient_at(&self.db, &c.requesting_hospital, &c.patient).await? else {
+            return Err(RecordError::Conflict(format!(
+                "the requesting hospital `{}` keeps no Patient record with the consultation's identifiers",
+                c.requesting_hospital
+            )));
+        };
+        let reference = format!("Patient/{patient}");
+        resource.remove("id");
+        resource.remove("meta");
+        resource.insert("subject".into(), json!({ "reference": reference }));
+        // Stored as the requesting hospital's record, written by the platform
+        // for the consultation: the consultant is named in the audit entry
+        // and in the citizen's access log.
+        let writer = crate::records::Actor {
+            subject: by.subject.clone(),
+            name: by.name.clone(),
+            hospital_id: c.requesting_hospital.clone(),
+            kind: crate::records::ActorKind::System,
+            purpose: Purpose::Treatment,
+            plugin: by.plugin.clone(),
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.db.begin_write().await?;
+        let written =
+            super::store::insert_in(&mut tx, &writer, rt, &id, resource, now_millis()).await?;
+        super::store::resolve(&mut tx, &c.requesting_hospital, &written.refs).await?;
+        let target = format!("{rt}/{id}");
+        crate::audit::AuditLog::append_in(
+            &mut tx,
+            crate::audit::AuditEvent {
+                actor: by.subject.clone(),
+                action: "consultation.conclusion_delivered".into(),
+                target: format!("consultation/{}", c.id),
+                hospital_id: Some(c.requesting_hospital.clone()),
+                details: json!({
+                    "host_hospital": c.host_hospital,
+                    "resource": target,
+                    "plugin": by.plugin,
+                }),
+            },
+        )
+        .await?;
+        log_access(
+            &mut tx,
+            &AccessEntry {
+                keys: c.patient.clone(),
+                reader_subject: by.subject.clone(),
+                reader_name: by.name.clone(),
+                reader_hospital: Some(c.host_hospital.clone()),
+                owner_hospital: c.requesting_hospital.clone(),
+                plugin_id: by.plugin.clone(),
+                interaction: "create".into(),
+                targets: vec![target],
+                purpose: Purpose::Treatment,
+                basis: Basis::Consultation(c.id.clone()),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(written.stored)
+    }
+}
