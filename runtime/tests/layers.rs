@@ -199,3 +199,35 @@ fn the_parser_sees_paths_and_skips_lookalikes() {
     );
     assert_eq!(paths_after("my_crate::db", "crate::"), Vec::<&str>::new());
 }
+
+/// Below the host, nothing speaks HTTP: routes, extractors, WebSockets and
+/// the mapping of errors to status codes belong to `api/`.
+#[test]
+fn no_module_below_the_host_names_axum() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut offenders = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).expect("under src");
+        let top = rel
+            .iter()
+            .next()
+            .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_owned())
+            .unwrap_or_default();
+        if !layer(&top).is_some_and(|l| l < 30) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if paths_after(code, "axum::").len() + usize::from(code.contains("use axum")) > 0 {
+                offenders.push(format!("{}:{}", rel.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "modules below the host name axum: {offenders:?}"
+    );
+}

@@ -5,15 +5,17 @@
 
 use std::sync::Arc;
 
+use axum::extract::ws::Message;
 use axum::extract::{Path, Query, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
+use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 
 use super::ApiError;
 use crate::Runtime;
-use crate::video::sfu::{MAX_SIGNAL_SOCKET_MESSAGE, MediaRelay, serve_media};
+use crate::video::sfu::{Incoming, MAX_SIGNAL_SOCKET_MESSAGE, MediaRelay, serve_media};
 use crate::video::{JoinGrant, ParticipantRole};
 
 #[derive(Deserialize)]
@@ -62,5 +64,17 @@ async fn join(
     Ok(ws
         .max_message_size(MAX_SIGNAL_SOCKET_MESSAGE)
         .max_frame_size(MAX_SIGNAL_SOCKET_MESSAGE)
-        .on_upgrade(move |socket| async move { serve_media(&relay, socket, grant).await }))
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            let sink = sink.with(|text: String| async move {
+                Ok::<_, axum::Error>(Message::Text(text.into()))
+            });
+            let stream = stream.map(|frame| match frame {
+                Ok(Message::Text(t)) => Incoming::Text(t.to_string()),
+                Ok(Message::Binary(_)) => Incoming::Binary,
+                Ok(Message::Close(_)) | Err(_) => Incoming::Close,
+                Ok(_) => Incoming::Other,
+            });
+            serve_media(&relay, stream, Box::pin(sink), grant).await
+        }))
 }

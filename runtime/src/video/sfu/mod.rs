@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -173,10 +172,26 @@ impl Drop for MediaSession {
     }
 }
 
-/// Run one participant's media signalling over `socket` until it leaves or
-/// disconnects. `grant` must already be verified.
-pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant) {
-    let (mut sink, mut stream) = socket.split();
+/// One frame from the client's socket, as the signalling loop needs it; the
+/// web layer adapts its WebSocket to this, so the relay names no HTTP crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Text(String),
+    Binary,
+    /// The client closed the socket, or it failed.
+    Close,
+    /// Pings and pongs: nothing to answer here.
+    Other,
+}
+
+/// Run one participant's media signalling over a socket (`stream` in,
+/// `sink` out: JSON text) until it leaves or disconnects. `grant` must
+/// already be verified.
+pub async fn serve_media<St, Si>(relay: &MediaRelay, mut stream: St, mut sink: Si, grant: JoinGrant)
+where
+    St: futures::Stream<Item = Incoming> + Unpin,
+    Si: futures::Sink<String> + Unpin + Send + 'static,
+{
     let (out, mut out_rx) = mpsc::unbounded_channel::<ServerMessage>();
     let writer = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
@@ -184,7 +199,7 @@ pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant
             let Ok(text) = serde_json::to_string(&msg) else {
                 continue;
             };
-            if sink.send(Message::Text(text.into())).await.is_err() || fatal {
+            if sink.send(text).await.is_err() || fatal {
                 break;
             }
         }
@@ -199,11 +214,11 @@ pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant
     };
     match relay.join(grant, out.clone()) {
         Ok(session) => {
-            while let Some(Ok(msg)) = stream.next().await {
+            while let Some(msg) = stream.next().await {
                 let text = match msg {
-                    Message::Text(t) => t,
-                    Message::Close(_) => break,
-                    Message::Binary(_) => {
+                    Incoming::Text(t) => t,
+                    Incoming::Close => break,
+                    Incoming::Binary => {
                         reply_error(
                             ErrorCode::BadMessage,
                             "send JSON text messages".into(),
@@ -211,7 +226,7 @@ pub async fn serve_media(relay: &MediaRelay, socket: WebSocket, grant: JoinGrant
                         );
                         continue;
                     }
-                    _ => continue,
+                    Incoming::Other => continue,
                 };
                 if text.len() > MAX_SIGNAL_MESSAGE {
                     reply_error(
