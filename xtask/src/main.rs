@@ -185,13 +185,20 @@ fn test(options: &toolchain::Options, args: &[String]) -> Result<()> {
             }),
         },
         Step {
-            name: "native tests of the guest libraries (HL7 v2 parser and its corpus)",
+            name: "native tests of the guest libraries (HL7 v2 parser and its corpus, the plugin SDK)",
             run: Box::new(|| {
                 let mut cmd = Command::new(cargo());
                 // The guest workspace's own target directory keeps its
                 // native build apart from the host's and the Wasm one.
                 cmd.current_dir(root.join("plugins"))
-                    .args(["test", "-p", "hl7v2", "--target-dir"])
+                    .args([
+                        "test",
+                        "-p",
+                        "hl7v2",
+                        "-p",
+                        "vtelehealth-plugin-sdk",
+                        "--target-dir",
+                    ])
                     .arg(root.join("target/guest-native"));
                 run_command(cmd)
             }),
