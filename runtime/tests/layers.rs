@@ -215,7 +215,7 @@ fn no_module_below_the_host_names_axum() {
             .next()
             .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_owned())
             .unwrap_or_default();
-        if !layer(&top).is_some_and(|l| l < 30) {
+        if layer(&top).is_none_or(|l| l >= 30) {
             continue;
         }
         let text = std::fs::read_to_string(&file).expect("read source");
