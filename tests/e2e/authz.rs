@@ -143,6 +143,7 @@ enum Op {
     InviteToRoom,
     RoomToken,
     RoomParticipants,
+    RoomChat,
     AdmitToRoom,
     RemoveFromRoom,
     EndRoom,
@@ -225,6 +226,7 @@ const MATRIX: &[Row] = &[
     row(Op::InviteToRoom,    "POST /api/v1/video/rooms/{room}/invitations",      false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::RoomToken,       "POST /api/v1/video/rooms/{room}/token",            false, [D, D, A, A, D, D, D, D, D, D, D, D, D]),
     row(Op::RoomParticipants, "GET /api/v1/video/rooms/{room}/participants",     false, [D, D, A, A, A, D, D, D, D, D, D, D, D]),
+    row(Op::RoomChat,        "GET /api/v1/video/rooms/{room}/chat",              false, [D, D, A, A, A, D, D, D, D, D, D, D, D]),
     row(Op::AdmitToRoom,     "POST /api/v1/video/rooms/{room}/participants/{participant}/admit", false, [D, D, A, D, D, D, D, D, D, D, D, D, D]),
     row(Op::RemoveFromRoom,  "POST /api/v1/video/rooms/{room}/participants/{participant}/remove", false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
     row(Op::EndRoom,         "POST /api/v1/video/rooms/{room}/end",              false, [D, D, A, D, A, D, D, D, D, D, D, D, D]),
@@ -743,6 +745,10 @@ impl Fixture {
                     format!("/api/v1/video/rooms/{room}/participants"),
                     None,
                 )
+            }
+            Op::RoomChat => {
+                let (room, _) = self.video_room().await;
+                ("GET", format!("/api/v1/video/rooms/{room}/chat"), None)
             }
             Op::AdmitToRoom | Op::RemoveFromRoom => {
                 let (room, participant) = self.video_room().await;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::ApiError;
 use super::Authenticated;
 use crate::Runtime;
+use crate::audit::rfc3339;
 use crate::identity::{PersonRef, Principal, Role};
 use crate::records::access::AccessStore;
 use crate::video::ParticipantRole;
@@ -29,6 +30,7 @@ pub fn routes() -> Router<Arc<Runtime>> {
         .route("/api/v1/video/rooms/{room}/invitations", post(invite))
         .route("/api/v1/video/rooms/{room}/token", post(issue_token))
         .route("/api/v1/video/rooms/{room}/participants", get(participants))
+        .route("/api/v1/video/rooms/{room}/chat", get(chat))
         .route(
             "/api/v1/video/rooms/{room}/participants/{participant}/admit",
             post(admit),
@@ -286,6 +288,36 @@ async fn participants(
     Ok(Json(json!({
         "room": room.to_json(),
         "participants": list.iter().map(|(i, j)| participant_json(i, j)).collect::<Vec<_>>(),
+    })))
+}
+
+/// The room's kept chat: for the same people as its participant list.
+async fn chat(
+    State(rt): State<Arc<Runtime>>,
+    Authenticated(p): Authenticated,
+    Path(room): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let room = rt.video.room(&room).await?;
+    let invited = rt
+        .video
+        .invitation_of(&room.id, &rt.identity.person(&p))
+        .await?
+        .is_some_and(|i| i.removed_at.is_none());
+    if !(invited || is_host_admin(&p, &room)) {
+        return Err(ApiError::Forbidden(
+            "the room's participants and its host hospital's admin read its chat".into(),
+        ));
+    }
+    let lines = rt.video.chat(&room.id).await?;
+    Ok(Json(json!({
+        "room": room.id,
+        "consultation_id": room.consultation_id,
+        "lines": lines.iter().map(|l| json!({
+            "participant_id": l.participant_id,
+            "name": l.name,
+            "text": l.text,
+            "at": rfc3339(l.at),
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -3,9 +3,21 @@
 //! once with [`super::rooms::VideoService::set_media_plane`]; without one,
 //! media messages are answered with an `unavailable` error.
 
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::JoinGrant;
+
+/// One chat line the relay passed on to a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatLine {
+    pub room_id: String,
+    pub participant_id: String,
+    pub name: String,
+    pub text: String,
+    /// When the relay received it, epoch milliseconds.
+    pub at: i64,
+}
 
 /// The media relay, as the signalling endpoint sees it.
 pub trait MediaPlane: Send + Sync {
@@ -18,6 +30,10 @@ pub trait MediaPlane: Send + Sync {
         grant: &JoinGrant,
         out: mpsc::UnboundedSender<serde_json::Value>,
     ) -> Box<dyn MediaSession>;
+
+    /// Hand every chat line passed on from now to `log`, so the room keeps
+    /// its conversation. A relay without chat ignores it.
+    fn keep_chat(&self, _log: mpsc::UnboundedSender<ChatLine>) {}
 }
 
 /// One participant's media session.

@@ -3,6 +3,7 @@
 //! endpoint before anything of the room is sent) and the participation log.
 
 mod admission;
+mod chat;
 mod events;
 mod presence;
 
@@ -20,7 +21,7 @@ use sqlx::Row;
 use tokio::sync::broadcast;
 
 use super::livekit::{LiveKit, LiveKitError};
-use super::media::MediaPlane;
+use super::media::{ChatLine, MediaPlane};
 use super::token::{JoinError, TokenSigner};
 use super::{JoinGrant, ParticipantRole};
 use crate::audit::{AuditError, AuditEvent, AuditLog, rfc3339};
@@ -295,7 +296,22 @@ impl VideoService {
 
     /// Plug in the media relay; `false` when one is already set.
     pub fn set_media_plane(&self, media: Arc<dyn MediaPlane>) -> bool {
-        self.media.set(media).is_ok()
+        if self.media.set(media.clone()).is_err() {
+            return false;
+        }
+        // The room keeps its chat: the relay hands each line over, written
+        // here off the relay's loop.
+        let (log, mut lines) = tokio::sync::mpsc::unbounded_channel::<ChatLine>();
+        media.keep_chat(log);
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            while let Some(line) = lines.recv().await {
+                if let Err(e) = chat::insert(&db, &line).await {
+                    tracing::warn!(room = %line.room_id, error = %e, "a chat line was not kept");
+                }
+            }
+        });
+        true
     }
 
     /// Whether this runtime carries the rooms' media itself.

@@ -104,6 +104,17 @@ impl MediaRelay {
         })
     }
 
+    /// Hand every chat line passed on from now to `log` (the room service
+    /// stores them with the room).
+    pub fn keep_chat(
+        &self,
+        log: mpsc::UnboundedSender<crate::video::media::ChatLine>,
+    ) -> Result<(), RelayGone> {
+        self.commands
+            .send(Command::KeepChat { log })
+            .map_err(|_| RelayGone)
+    }
+
     /// Disconnect everyone in `room` (the room was ended): each gets a fatal
     /// `room-ended` error and their media stops.
     pub fn end_room(&self, room: &str) -> Result<(), RelayGone> {

@@ -19,6 +19,12 @@ fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Value {
 }
 
 impl MediaPlane for MediaRelay {
+    fn keep_chat(&self, log: mpsc::UnboundedSender<media::ChatLine>) {
+        if MediaRelay::keep_chat(self, log).is_err() {
+            tracing::warn!("the media relay has stopped: room chat is not kept");
+        }
+    }
+
     fn join(
         &self,
         grant: &JoinGrant,

@@ -2,7 +2,7 @@
 //! participant's `str0m::Rtc`, demultiplexes datagrams to them and forwards
 //! each publisher's RTP to the other participants of the same room.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use super::signal::{
     may_share_screen, sdp_sends_media, sdp_syntax_problem,
 };
 use crate::video::JoinGrant;
+use crate::video::media::ChatLine;
 
 /// One participant's connection, numbered by the relay.
 pub type ClientId = u64;
@@ -62,7 +63,16 @@ pub enum Command {
     EndRoom {
         room: String,
     },
+    /// Pass every chat line on to `log` as well.
+    KeepChat {
+        log: mpsc::UnboundedSender<ChatLine>,
+    },
 }
+
+/// Chat lines a room replays to whoever joins (its recent conversation).
+const CHAT_REPLAY: usize = 50;
+/// Rooms whose recent chat is held at once; the quietest is dropped first.
+const CHAT_ROOMS: usize = 256;
 
 /// What a participant says it sends and wants (`media-state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +250,10 @@ pub struct Relay {
     crypto: Arc<CryptoProvider>,
     clients: Vec<Client>,
     queue: VecDeque<Propagated>,
+    /// Where chat lines are kept (the room service), once set.
+    chat_log: Option<mpsc::UnboundedSender<ChatLine>>,
+    /// Each room's recent chat, replayed to whoever joins it.
+    recent_chat: HashMap<String, VecDeque<ServerMessage>>,
 }
 
 impl Relay {
@@ -250,6 +264,8 @@ impl Relay {
             crypto,
             clients: Vec::new(),
             queue: VecDeque::new(),
+            chat_log: None,
+            recent_chat: HashMap::new(),
         }
     }
 
@@ -375,6 +391,17 @@ impl Relay {
                 });
                 if let Some(room) = self.client(id).map(|c| c.grant.room_id.clone()) {
                     self.announce(&room);
+                    // A newcomer (or someone reconnecting) reads what was said.
+                    let replay: Vec<ServerMessage> = self
+                        .recent_chat
+                        .get(&room)
+                        .map(|lines| lines.iter().cloned().collect())
+                        .unwrap_or_default();
+                    if let Some(client) = self.client(id) {
+                        for line in replay {
+                            client.send(line);
+                        }
+                    }
                 }
             }
             Command::Offer { id, sdp } => self.handle_offer(id, &sdp),
@@ -403,7 +430,9 @@ impl Relay {
             Command::MediaState { id, state } => self.media_state(id, state),
             Command::Mute { id, target } => self.mute(id, &target),
             Command::Chat { id, text } => self.chat(id, &text),
+            Command::KeepChat { log } => self.chat_log = Some(log),
             Command::EndRoom { room } => {
+                self.recent_chat.remove(&room);
                 let ids: Vec<ClientId> = self
                     .clients
                     .iter()
@@ -658,16 +687,49 @@ impl Relay {
             return;
         }
         client.chat_times.push_back(now);
-        let line = ServerMessage::Chat {
+        let kept = ChatLine {
+            room_id: client.grant.room_id.clone(),
             participant_id: client.grant.participant_id.clone(),
             name: client.grant.display_name.clone(),
             text: text.to_owned(),
             at: crate::time::now_millis(),
         };
-        let room = client.grant.room_id.clone();
+        let line = ServerMessage::Chat {
+            participant_id: kept.participant_id.clone(),
+            name: kept.name.clone(),
+            text: kept.text.clone(),
+            at: kept.at,
+        };
+        let room = kept.room_id.clone();
+        if let Some(log) = &self.chat_log {
+            let _ = log.send(kept);
+        }
         for c in self.clients.iter().filter(|c| c.grant.room_id == room) {
             c.send(line.clone());
         }
+        self.remember_chat(room, line);
+    }
+
+    /// Hold `line` among `room`'s recent chat, within the bounds.
+    fn remember_chat(&mut self, room: String, line: ServerMessage) {
+        if !self.recent_chat.contains_key(&room) && self.recent_chat.len() >= CHAT_ROOMS {
+            let quietest = self
+                .recent_chat
+                .iter()
+                .min_by_key(|(_, lines)| match lines.back() {
+                    Some(ServerMessage::Chat { at, .. }) => *at,
+                    _ => i64::MIN,
+                })
+                .map(|(r, _)| r.clone());
+            if let Some(r) = quietest {
+                self.recent_chat.remove(&r);
+            }
+        }
+        let lines = self.recent_chat.entry(room).or_default();
+        if lines.len() >= CHAT_REPLAY {
+            lines.pop_front();
+        }
+        lines.push_back(line);
     }
 
     /// Drop a participant; others stop receiving its tracks.
