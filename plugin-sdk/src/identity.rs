@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::Error;
 use crate::bindings::vtelehealth::platform::identity as raw;
 
 pub use raw::{CallContext, Hospital, Practitioner, Principal, Tier};
@@ -41,6 +42,42 @@ pub fn hospital(id: &str) -> Option<Hospital> {
 /// people, citizens above all, are never returned.
 pub fn practitioner(id: &str) -> Option<Practitioner> {
     raw::lookup_practitioner(id)
+}
+
+/// The hospitals of the network, of `tier` when given, sorted by id.
+pub fn hospitals(tier: Option<Tier>) -> Vec<Hospital> {
+    raw::list_hospitals(tier)
+}
+
+/// Most practitioners [`search_practitioners`] returns.
+pub const MAX_SEARCH_RESULTS: u32 = 50;
+
+/// Practitioners whose name contains every word of `query` (an empty query: every name) and
+/// whose specialty contains `specialty` when given, without regard to letter case or
+/// Vietnamese tone marks (`"nguyen"` finds `"Nguyễn"`); of `hospital` when given, else of
+/// the whole network; sorted by name, at most `limit` (never more than
+/// [`MAX_SEARCH_RESULTS`]). Never citizens or other people, never a national identifier.
+///
+/// Only a signed-in practitioner or hospital admin of the call's hospital searches (any
+/// hospital, or the network); a practitioner of another hospital calling a network plugin,
+/// only the call's hospital or their own. Anyone else is refused (403).
+///
+/// ```no_run
+/// # fn f() -> Result<(), vtelehealth_plugin_sdk::Error> {
+/// use vtelehealth_plugin_sdk::identity;
+/// let here = identity::current().hospital.id;
+/// let cardiologists = identity::search_practitioners(Some(&here), "nguyen", Some("tim mach"), 20)?;
+/// # let _ = cardiologists; Ok(()) }
+/// ```
+pub fn search_practitioners(
+    hospital: Option<&str>,
+    query: &str,
+    specialty: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Practitioner>, Error> {
+    Ok(raw::search_practitioners(
+        hospital, query, specialty, limit,
+    )?)
 }
 
 /// Whether the caller is authenticated and has `role`: `"citizen"`, `"practitioner"`,

@@ -278,6 +278,7 @@ pub fn new_store(
             kv,
             records,
             national_ids: false,
+            network: false,
         },
         limiter: CallLimiter::new(limits),
         deadline,
@@ -318,6 +319,7 @@ fn plugin_store(
     let call = &mut store.data_mut().call;
     call.records.grant = plugin.records.clone();
     call.national_ids = plugin.national_ids;
+    call.network = plugin.manifest.network;
     store
 }
 

@@ -339,3 +339,416 @@ async fn reviewers_see_the_national_ids_grant_in_plain_words_and_can_withhold_it
     assert_eq!(me["principal"]["national_id"], Value::Null, "{me}");
     assert_eq!(me["principal"]["health_id"], Value::Null, "{me}");
 }
+
+// ---- the practitioner directory's search (issue 14) ----
+
+/// A user of `role` at `hospital` named `name`.
+async fn staff(
+    server: &TestServer,
+    username: &str,
+    name: &str,
+    role: Role,
+    hospital: &str,
+    specialty: Option<&str>,
+) -> User {
+    let mut u = NewUser::new(username, name, role, "password-1");
+    u.hospital_id = Some(hospital.into());
+    u.specialty = specialty.map(Into::into);
+    u.title = (role == Role::Practitioner).then(|| "BS.CKI".into());
+    server.runtime.identity.create_user(u).await.expect("user")
+}
+
+/// The names a `/search` answer lists, in its order.
+fn names(found: &Value) -> Vec<String> {
+    found["practitioners"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no practitioners: {found}"))
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_directory_finds_practitioners_by_name_without_tone_marks_and_by_specialty() {
+    let (server, _p) = server().await;
+    let lan = staff(
+        &server,
+        "bs.lan",
+        "BS. Nguyễn Thị Lan",
+        Role::Practitioner,
+        "bv-a",
+        Some("Tim mạch"),
+    )
+    .await;
+    staff(
+        &server,
+        "bs.hung",
+        "PGS.TS. Nguyễn Văn Hùng",
+        Role::Practitioner,
+        "bv-a",
+        Some("Nội khoa"),
+    )
+    .await;
+    staff(
+        &server,
+        "bs.minh",
+        "BS. Trần Văn Minh",
+        Role::Practitioner,
+        "bv-a",
+        Some("Tim mạch"),
+    )
+    .await;
+    let admin = staff(
+        &server,
+        "qt.a",
+        "Quản trị Nguyễn Văn Quân",
+        Role::HospitalAdmin,
+        "bv-a",
+        None,
+    )
+    .await;
+    staff(
+        &server,
+        "bs.other",
+        "BS. Nguyễn Hữu Đức",
+        Role::Practitioner,
+        "bv-b",
+        Some("Tim mạch"),
+    )
+    .await;
+    // A citizen named alike is never found.
+    let citizen = citizen(&server).await;
+
+    // By name without tone marks or case, at the call's hospital: only practitioners.
+    let found = call(
+        &server,
+        Some(&admin),
+        "bv-a",
+        "/search?q=NGUYEN&hospital=bv-a",
+    )
+    .await;
+    assert_eq!(
+        names(&found),
+        ["BS. Nguyễn Thị Lan", "PGS.TS. Nguyễn Văn Hùng"],
+        "{found}"
+    );
+    assert_eq!(
+        found["practitioners"][0],
+        json!({
+            "id": lan.id, "name": "BS. Nguyễn Thị Lan", "hospital_id": "bv-a",
+            "specialty": "Tim mạch", "title": "BS.CKI",
+        }),
+        "the practitioner record, nothing more"
+    );
+    // Every word must match; tone marks in the query are optional too.
+    let found = call(&server, Some(&admin), "bv-a", "/search?q=nguyen%20lan").await;
+    assert_eq!(names(&found), ["BS. Nguyễn Thị Lan"], "{found}");
+    let found = call(&server, Some(&admin), "bv-a", "/search?q=H%C3%B9ng").await;
+    assert_eq!(names(&found), ["PGS.TS. Nguyễn Văn Hùng"], "{found}");
+    // By specialty, of one hospital or of the network (sorted by name).
+    let found = call(
+        &server,
+        Some(&admin),
+        "bv-a",
+        "/search?hospital=bv-a&specialty=tim%20mach",
+    )
+    .await;
+    assert_eq!(
+        names(&found),
+        ["BS. Nguyễn Thị Lan", "BS. Trần Văn Minh"],
+        "{found}"
+    );
+    let found = call(&server, Some(&lan), "bv-a", "/search?specialty=TIM MACH").await;
+    assert_eq!(
+        names(&found),
+        [
+            "BS. Nguyễn Hữu Đức",
+            "BS. Nguyễn Thị Lan",
+            "BS. Trần Văn Minh"
+        ],
+        "{found}"
+    );
+    // Never a citizen, never a national identifier.
+    let found = call(&server, Some(&admin), "bv-a", "/search?q=an").await;
+    let text = found.to_string();
+    assert!(
+        !text.contains(&citizen.id)
+            && !text.contains("001090000123")
+            && !text.contains("0101111111"),
+        "{found}"
+    );
+    assert!(!text.contains("national"), "{found}");
+    // Wildcards are text.
+    let found = call(&server, Some(&admin), "bv-a", "/search?q=%25").await;
+    assert_eq!(names(&found), Vec::<String>::new(), "{found}");
+    // A query too long is refused as invalid.
+    let long = "a".repeat(201);
+    let found = call(&server, Some(&admin), "bv-a", &format!("/search?q={long}")).await;
+    assert_eq!(found["error"]["status"], 400, "{found}");
+}
+
+#[tokio::test]
+async fn the_directory_is_bounded_to_fifty_and_to_the_limit() {
+    let (server, _p) = server().await;
+    let admin = staff(
+        &server,
+        "qt.a",
+        "Quản trị A",
+        Role::HospitalAdmin,
+        "bv-a",
+        None,
+    )
+    .await;
+    for i in 0..55 {
+        staff(
+            &server,
+            &format!("bs.{i}"),
+            &format!("BS. Lê Văn {i:02}"),
+            Role::Practitioner,
+            "bv-a",
+            Some("Nhi"),
+        )
+        .await;
+    }
+    let found = call(&server, Some(&admin), "bv-a", "/search?q=le&limit=1000").await;
+    assert_eq!(names(&found).len(), 50, "never more than 50");
+    assert_eq!(names(&found)[0], "BS. Lê Văn 00");
+    let found = call(&server, Some(&admin), "bv-a", "/search?q=le&limit=3").await;
+    assert_eq!(
+        names(&found),
+        ["BS. Lê Văn 00", "BS. Lê Văn 01", "BS. Lê Văn 02"]
+    );
+    let found = call(&server, Some(&admin), "bv-a", "/search?limit=0").await;
+    assert_eq!(names(&found), Vec::<String>::new());
+    // The hospitals, by tier.
+    let all = call(&server, Some(&admin), "bv-a", "/hospitals").await;
+    assert_eq!(
+        all["hospitals"],
+        json!([hospital_a(), hospital_b()]),
+        "{all}"
+    );
+    let district = call(&server, Some(&admin), "bv-a", "/hospitals?tier=district").await;
+    assert_eq!(district["hospitals"], json!([hospital_b()]), "{district}");
+}
+
+#[tokio::test]
+async fn another_hospitals_staff_only_when_allowed_and_never_for_anonymous_callers() {
+    let plugins = plugin_set(&test_plugin_dir(), &["hostile"]);
+    let (server, _p) = server_with_plugins(plugins).await;
+    server
+        .runtime
+        .hospitals
+        .upsert(vtelehealth_runtime::directory::Hospital {
+            id: "bv-c".into(),
+            name: "Bệnh viện C".into(),
+            tier: vtelehealth_runtime::directory::Tier::Commune,
+            province: "Thái Bình".into(),
+        })
+        .await
+        .expect("hospital");
+    let here = staff(
+        &server,
+        "bs.a",
+        "BS. Nguyễn A",
+        Role::Practitioner,
+        "bv-a",
+        None,
+    )
+    .await;
+    let there = staff(
+        &server,
+        "bs.b",
+        "BS. Nguyễn B",
+        Role::Practitioner,
+        "bv-b",
+        None,
+    )
+    .await;
+    staff(
+        &server,
+        "bs.c",
+        "BS. Nguyễn C",
+        Role::Practitioner,
+        "bv-c",
+        None,
+    )
+    .await;
+    let admin_b = staff(
+        &server,
+        "qt.b",
+        "Quản trị B",
+        Role::HospitalAdmin,
+        "bv-b",
+        None,
+    )
+    .await;
+    let lan = citizen(&server).await;
+    let refused = |v: &Value| v["error"]["status"] == 403 && v["practitioners"].is_null();
+
+    // The call's hospital's staff: any hospital, or the whole network.
+    let found = call(
+        &server,
+        Some(&here),
+        "bv-a",
+        "/search?q=nguyen&hospital=bv-b",
+    )
+    .await;
+    assert_eq!(names(&found), ["BS. Nguyễn B"], "{found}");
+    let found = call(&server, Some(&here), "bv-a", "/search?q=nguyen").await;
+    assert_eq!(
+        names(&found),
+        ["BS. Nguyễn A", "BS. Nguyễn B", "BS. Nguyễn C"],
+        "{found}"
+    );
+    // Anonymous callers, citizens and another hospital's staff of a plugin that does not
+    // serve the network: refused.
+    for who in [None, Some(&lan), Some(&there), Some(&admin_b)] {
+        for q in ["/search?q=nguyen", "/search?q=nguyen&hospital=bv-a"] {
+            let v = call(&server, who, "bv-a", q).await;
+            assert!(refused(&v), "{q}: {v}");
+        }
+    }
+
+    // A network plugin: another hospital's practitioner finds the call's hospital's
+    // practitioners and their own, nobody else's, and not the whole network.
+    let plugins = plugin_set(&test_plugin_dir(), &["hostile"]);
+    let toml = plugins.path().join("hostile.toml");
+    let manifest = std::fs::read_to_string(&toml).expect("manifest");
+    let network = manifest.replacen(
+        "kind = \"workflow\"",
+        "kind = \"workflow\"\nnetwork = true",
+        1,
+    );
+    assert_ne!(network, manifest);
+    std::fs::write(&toml, network).expect("network manifest");
+    let (server, _p) = server_with_plugins(plugins).await;
+    server
+        .runtime
+        .hospitals
+        .upsert(vtelehealth_runtime::directory::Hospital {
+            id: "bv-c".into(),
+            name: "Bệnh viện C".into(),
+            tier: vtelehealth_runtime::directory::Tier::Commune,
+            province: "Thái Bình".into(),
+        })
+        .await
+        .expect("hospital");
+    staff(
+        &server,
+        "bs.a",
+        "BS. Nguyễn A",
+        Role::Practitioner,
+        "bv-a",
+        None,
+    )
+    .await;
+    let there = staff(
+        &server,
+        "bs.b",
+        "BS. Nguyễn B",
+        Role::Practitioner,
+        "bv-b",
+        None,
+    )
+    .await;
+    staff(
+        &server,
+        "bs.c",
+        "BS. Nguyễn C",
+        Role::Practitioner,
+        "bv-c",
+        None,
+    )
+    .await;
+    let admin_b = staff(
+        &server,
+        "qt.b",
+        "Quản trị B",
+        Role::HospitalAdmin,
+        "bv-b",
+        None,
+    )
+    .await;
+    let found = call(
+        &server,
+        Some(&there),
+        "bv-a",
+        "/search?q=nguyen&hospital=bv-a",
+    )
+    .await;
+    assert_eq!(names(&found), ["BS. Nguyễn A"], "{found}");
+    let found = call(
+        &server,
+        Some(&there),
+        "bv-a",
+        "/search?q=nguyen&hospital=bv-b",
+    )
+    .await;
+    assert_eq!(names(&found), ["BS. Nguyễn B"], "{found}");
+    for q in ["/search?q=nguyen&hospital=bv-c", "/search?q=nguyen"] {
+        let v = call(&server, Some(&there), "bv-a", q).await;
+        assert!(refused(&v), "{q}: {v}");
+    }
+    // Only practitioners travel the network: another hospital's admin is refused.
+    let v = call(
+        &server,
+        Some(&admin_b),
+        "bv-a",
+        "/search?q=nguyen&hospital=bv-a",
+    )
+    .await;
+    assert!(refused(&v), "{v}");
+    let v = call(&server, None, "bv-a", "/search?q=nguyen&hospital=bv-a").await;
+    assert!(refused(&v), "{v}");
+}
+
+#[tokio::test]
+async fn practitioners_stored_before_the_directory_are_found_once_identity_starts() {
+    let (server, _p) = server().await;
+    let admin = staff(
+        &server,
+        "qt.a",
+        "Quản trị A",
+        Role::HospitalAdmin,
+        "bv-a",
+        None,
+    )
+    .await;
+    let lan = staff(
+        &server,
+        "bs.lan",
+        "BS. Nguyễn Thị Lan",
+        Role::Practitioner,
+        "bv-a",
+        Some("Tim mạch"),
+    )
+    .await;
+    // As stored before migration 0013: no folded copies.
+    sqlx::query(
+        "UPDATE identity_users SET name_folded = NULL, specialty_folded = NULL WHERE id = $1",
+    )
+    .bind(&lan.id)
+    .execute(&server.runtime.db.pool)
+    .await
+    .expect("unfolded");
+    let found = call(&server, Some(&admin), "bv-a", "/search?q=nguyen").await;
+    assert_eq!(names(&found), Vec::<String>::new(), "{found}");
+    // A node starting its identity service fills them.
+    vtelehealth_runtime::identity::IdentityService::new(
+        server.runtime.db.clone(),
+        IdentityOptions {
+            password_iterations: 1_000,
+            ..IdentityOptions::default()
+        },
+    )
+    .await
+    .expect("identity service");
+    let found = call(
+        &server,
+        Some(&admin),
+        "bv-a",
+        "/search?q=nguyen&specialty=tim%20mach",
+    )
+    .await;
+    assert_eq!(names(&found), ["BS. Nguyễn Thị Lan"], "{found}");
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::CallState;
+use crate::bindings::WitError;
 use crate::bindings::vtelehealth::platform::identity::{self as wit, Host};
 use crate::capabilities::Capability;
 use crate::directory::HospitalDirectory;
@@ -108,6 +109,23 @@ impl CallServices {
         self.hospitals.get(id)
     }
 
+    /// The hospitals of `tier`, or all, sorted by id.
+    pub fn hospitals_of(&self, tier: Option<Tier>) -> Vec<Hospital> {
+        let mut all = self.hospitals.list();
+        all.retain(|h| tier.is_none_or(|t| h.tier == t));
+        all
+    }
+
+    /// Practitioners by name and specialty (see
+    /// [`crate::identity::PractitionerSearch`]): never anyone else, never a
+    /// national identifier. Who may search is checked by the caller.
+    pub async fn search_practitioners(
+        &self,
+        search: &crate::identity::PractitionerSearch,
+    ) -> Result<Vec<crate::identity::PractitionerEntry>, crate::identity::IdentityError> {
+        self.people.search_practitioners(search).await
+    }
+
     /// The practitioner with this id, at any hospital. Citizens and other
     /// people are never returned.
     pub async fn practitioner(
@@ -139,6 +157,17 @@ impl From<Tier> for wit::Tier {
     }
 }
 
+impl From<wit::Tier> for Tier {
+    fn from(t: wit::Tier) -> Self {
+        match t {
+            wit::Tier::Central => Tier::Central,
+            wit::Tier::Provincial => Tier::Provincial,
+            wit::Tier::District => Tier::District,
+            wit::Tier::Commune => Tier::Commune,
+        }
+    }
+}
+
 impl From<Hospital> for wit::Hospital {
     fn from(h: Hospital) -> Self {
         wit::Hospital {
@@ -146,6 +175,38 @@ impl From<Hospital> for wit::Hospital {
             name: h.name,
             tier: h.tier.into(),
             province: h.province,
+        }
+    }
+}
+
+impl CallState {
+    /// Whether the caller may search `hospital`'s practitioners (`None`:
+    /// the whole network's): a signed-in practitioner or hospital admin of
+    /// the call's hospital, any hospital; a practitioner of another
+    /// hospital calling a network plugin, the call's hospital or their own.
+    fn may_search(&self, hospital: Option<&str>) -> Result<(), WitError> {
+        use crate::identity::Role;
+        let here = self.ctx.hospital.id.as_str();
+        let Some(p) = self.ctx.principal.as_ref() else {
+            return Err(WitError::Denied(
+                "the practitioner directory is searched only for a signed-in practitioner or hospital admin".into(),
+            ));
+        };
+        let own = p.hospital_id.as_deref();
+        let staff_here = own == Some(here)
+            && (p.has_role(Role::Practitioner) || p.has_role(Role::HospitalAdmin));
+        if staff_here {
+            return Ok(());
+        }
+        let network_practitioner = self.network && p.has_role(Role::Practitioner) && own.is_some();
+        match hospital {
+            Some(h) if network_practitioner && (h == here || Some(h) == own) => Ok(()),
+            _ if network_practitioner => Err(WitError::Denied(format!(
+                "a practitioner of another hospital searches only the practitioners of {here} or of their own hospital"
+            ))),
+            _ => Err(WitError::Denied(format!(
+                "only the practitioners and hospital admins of {here} search the practitioner directory"
+            ))),
         }
     }
 }
@@ -202,6 +263,64 @@ impl Host for CallState {
                 title: u.title,
             })
         }))
+    }
+
+    async fn list_hospitals(
+        &mut self,
+        tier: Option<wit::Tier>,
+    ) -> wasmtime::Result<Vec<wit::Hospital>> {
+        self.require(Capability::Identity)?;
+        Ok(self
+            .ctx
+            .directory
+            .hospitals_of(tier.map(Into::into))
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn search_practitioners(
+        &mut self,
+        hospital: Option<String>,
+        query: String,
+        specialty: Option<String>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<wit::Practitioner>, WitError>> {
+        self.require(Capability::Identity)?;
+        if let Err(e) = self.may_search(hospital.as_deref()) {
+            return Ok(Err(e));
+        }
+        if hospital.as_deref().is_some_and(|h| h.len() > MAX_LOOKUP_ID) {
+            return Ok(Ok(Vec::new()));
+        }
+        let search = crate::identity::PractitionerSearch {
+            hospital,
+            query,
+            specialty,
+            limit,
+        };
+        use crate::identity::IdentityError;
+        Ok(
+            match self.ctx.directory.search_practitioners(&search).await {
+                Ok(found) => Ok(found
+                    .into_iter()
+                    .map(|p| wit::Practitioner {
+                        id: p.id,
+                        name: p.display_name,
+                        hospital_id: p.hospital_id,
+                        specialty: p.specialty,
+                        title: p.title,
+                    })
+                    .collect()),
+                Err(IdentityError::Invalid(m)) => Err(WitError::Invalid(m)),
+                Err(e) => {
+                    tracing::error!(error = %e, "practitioner search failed");
+                    Err(WitError::Unavailable(
+                        "the practitioner directory is unavailable".into(),
+                    ))
+                }
+            },
+        )
     }
 
     async fn has_role(&mut self, role: String) -> wasmtime::Result<bool> {

@@ -46,6 +46,10 @@ pub struct CallState {
     pub records: RecordsState,
     /// `identity`: whether it may show the citizen's national identifiers.
     pub national_ids: bool,
+    /// The plugin serves the practitioners of every hospital where it is
+    /// active (its reviewed manifest's `network`): `identity`'s search lets
+    /// them find the call's hospital's practitioners.
+    pub network: bool,
 }
 
 /// The `records` capability's part of a call.
@@ -146,7 +150,9 @@ impl Capability {
             Self::Kv => {
                 "store its own data for each hospital (private key-value storage with a quota)"
             }
-            Self::Identity => "know which hospital it serves and who is calling",
+            Self::Identity => {
+                "know which hospital it serves and who is calling, and look up or search the network's hospitals and practitioners by name (never citizens, never national identifiers)"
+            }
             Self::Records => {
                 "read or write patients' health records (FHIR), within the data scopes and purposes listed, every access checked and audited"
             }

@@ -16,8 +16,9 @@ impl IdentityService {
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO identity_users (id, username, display_name, role, hospital_id, vendor_id, \
-             national_id, health_id, specialty, title, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             national_id, health_id, specialty, title, password_hash, created_at, name_folded, \
+             specialty_folded) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&id)
         .bind(&new.username)
@@ -31,6 +32,8 @@ impl IdentityService {
         .bind(&new.title)
         .bind(&hash)
         .bind(now_secs())
+        .bind(super::search::fold(&new.display_name))
+        .bind(new.specialty.as_deref().map(super::search::fold))
         .execute(&mut *tx.tx)
         .await;
         match inserted {

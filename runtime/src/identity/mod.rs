@@ -24,6 +24,7 @@ mod external;
 mod keys;
 mod people;
 mod person;
+mod search;
 mod throttle;
 pub mod token_cache;
 mod tokens;
@@ -47,6 +48,9 @@ pub use people::{
     DemoAccount, NewUser, User, demo_accounts, validate_citizen_id, validate_health_id,
 };
 pub use person::PersonRef;
+pub use search::{
+    MAX_SEARCH_QUERY, MAX_SEARCH_RESULTS, PractitionerEntry, PractitionerSearch, fold,
+};
 pub use throttle::LoginLimits;
 
 use crate::db::Database;
@@ -314,7 +318,7 @@ impl IdentityService {
             .into_iter()
             .map(|t| (t.issuer.clone(), IssuerKeys::new(t)))
             .collect();
-        Ok(Self {
+        let service = Self {
             audit: crate::audit::AuditLog::new(db.clone()),
             hasher: throttle::HashPool::new(&options.login),
             trusted_proxies: options.login.trusted_proxies.clone(),
@@ -331,7 +335,9 @@ impl IdentityService {
             external,
             http,
             last_own_reload: std::sync::Mutex::new(None),
-        })
+        };
+        service.fold_missing().await?;
+        Ok(service)
     }
 
     /// `iss` of the built-in provider.

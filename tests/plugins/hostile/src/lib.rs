@@ -15,6 +15,8 @@
 //! | `/echo` | echoes the request body and its content type |
 //! | `GET /whoami` | returns `identity::current()` as JSON (every field of the principal) |
 //! | `GET /lookup?practitioner=ID&hospital=ID&role=R` | returns the `identity` look-ups of those ids and `has_role(R)` |
+//! | `GET /search?q=Q&hospital=ID&specialty=S&limit=N` | `identity::search_practitioners` (`{practitioners}` or `{error: {code, message}}`) |
+//! | `GET /hospitals?tier=T` | `identity::hospitals` |
 use std::hint::black_box;
 
 use vtelehealth_plugin_sdk::identity::{self, Hospital, Practitioner};
@@ -51,6 +53,21 @@ impl Plugin for Hostile {
             }
             ["whoami"] => Ok(Response::ok_json(&whoami())),
             ["lookup"] => Ok(Response::ok_json(&lookup(&req))),
+            ["search"] => Ok(Response::ok_json(&search(&req))),
+            ["hospitals"] => {
+                let tier = match req.query_param("tier").as_deref() {
+                    Some("central") => Some(identity::Tier::Central),
+                    Some("provincial") => Some(identity::Tier::Provincial),
+                    Some("district") => Some(identity::Tier::District),
+                    Some("commune") => Some(identity::Tier::Commune),
+                    _ => None,
+                };
+                let all: Vec<Value> = identity::hospitals(tier)
+                    .into_iter()
+                    .map(hospital_json)
+                    .collect();
+                Ok(Response::ok_json(&json!({ "hospitals": all })))
+            }
             _ => Err(Error::not_found(format!(
                 "no route for {} {}",
                 req.method(),
@@ -178,6 +195,28 @@ fn lookup(req: &Request) -> Value {
         .map(|id| identity::hospital(&id).map(hospital_json));
     let has_role = req.query_param("role").map(|r| identity::has_role(&r));
     json!({ "practitioner": practitioner, "hospital": hospital, "has_role": has_role })
+}
+
+/// `identity::search_practitioners` with the query's arguments; a refusal as `{error}` (200).
+fn search(req: &Request) -> Value {
+    let hospital = req.query_param("hospital");
+    let specialty = req.query_param("specialty");
+    let limit = req
+        .query_param("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(20);
+    match identity::search_practitioners(
+        hospital.as_deref(),
+        &req.query_param("q").unwrap_or_default(),
+        specialty.as_deref(),
+        limit,
+    ) {
+        Ok(found) => {
+            let all: Vec<Value> = found.into_iter().map(practitioner_json).collect();
+            json!({ "practitioners": all })
+        }
+        Err(e) => json!({ "error": { "status": e.status(), "message": e.message() } }),
+    }
 }
 
 export_plugin!(Hostile);
