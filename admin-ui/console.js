@@ -345,7 +345,15 @@ function showConsole() {
   const tabs = tabsFor();
   $('sign-out').hidden = false;
   const roleNames = (me.roles || []).map((r) => t(`role.${r}`)).join(', ');
-  $('who').textContent = `${me.name} · ${roleNames}${me.hospital_id ? ` · ${me.hospital_id}` : ''}`;
+  // The hospital by its name, never its id; filled in once the directory answers.
+  $('who').textContent = `${me.name} · ${roleNames}`;
+  if (me.hospital_id) {
+    const who = me;
+    fetch('/api/v1/hospitals').then((r) => r.json()).then(({ hospitals }) => {
+      const h = (hospitals || []).find((x) => x.id === who.hospital_id);
+      if (h && me === who) $('who').textContent = `${who.name} · ${roleNames} · ${h.name}`;
+    }).catch(() => {});
+  }
   if (!tabs.length) {
     $('tabs').replaceChildren();
     $('main').replaceChildren(card(null, el('p', { text: t('role.none') })));
@@ -877,18 +885,66 @@ async function viewPayments() {
 async function openFrame(slot, hospital, plugin, path, page = null) {
   const r = await api('POST', '/api/v1/console/plugin-frames', { hospital, plugin });
   let sub = (path || '/').trim().replace(/^\/+/, '');
+  // A fragment (state a page hands to its next page) stays after the query.
+  const cut = sub.indexOf('#');
+  const fragment = cut >= 0 ? sub.slice(cut) : '';
+  if (cut >= 0) sub = sub.slice(0, cut);
   // A declared page follows the console's language (`lang` in its URL).
   if (page) sub += `${sub.includes('?') ? '&' : '?'}lang=${lang}`;
+  sub += fragment;
   const heading = page ? t('pages.frame', { module: page.module, page: page.title }) : t('pract.frame', { plugin });
   const frame = el('iframe', {
     class: 'frame', id: 'plugin-frame', title: heading,
     sandbox: 'allow-scripts allow-forms allow-popups', referrerpolicy: 'no-referrer',
     src: r.url + sub, 'data-plugin': plugin, 'data-page': page ? path : null,
   });
-  slot.replaceChildren(el('h2', { text: heading }), frame);
+  slot.replaceChildren(el('h2', { text: heading }), frame, el('div', { id: 'room-slot' }));
+  framed = { frame, slot, hospital, plugin, page };
   say(page ? t('pages.opened', { module: page.module, page: page.title }) : t('pract.opened', { plugin }), 'ok');
   frame.focus();
 }
+
+// What a plugin page may ask of the console (postMessage from its frame;
+// the frame has an opaque origin, so the message's source is checked, not
+// its origin): `vth.hospitals` (the network's hospitals by name and tier,
+// answered to the frame), `vth.open` (the same plugin's page at another
+// hospital, e.g. the upper hospital's copy of a network plugin: a ticket for
+// that copy, as a notification's link gets) and `vth.room` (a consultation
+// room page of this server, with the join token the page fetched).
+let framed = null;
+
+window.addEventListener('message', async (e) => {
+  const f = framed;
+  const m = e.data;
+  if (!f || !f.frame.isConnected || e.source !== f.frame.contentWindow || !m || typeof m !== 'object') return;
+  try {
+    if (m.type === 'vth.hospitals') {
+      const { hospitals } = await api('GET', '/api/v1/hospitals');
+      const list = hospitals.map((h) => ({ id: h.id, name: h.name, tier: h.tier, province: h.province }));
+      e.source.postMessage({ type: 'vth.hospitals', hospitals: list }, '*');
+    } else if (m.type === 'vth.open' && typeof m.hospital === 'string' && typeof m.path === 'string'
+      && /^\/ui\/[A-Za-z0-9._-]+\.html([?#].*)?$/.test(m.path)) {
+      const title = typeof m.title === 'string' ? m.title.slice(0, 200) : '';
+      await openFrame(f.slot, m.hospital, f.plugin, m.path, { module: f.page?.module || f.plugin, title: title || f.page?.title || '' });
+    } else if (m.type === 'vth.room' && typeof m.url === 'string'
+      && /^\/rooms\/[A-Za-z0-9._-]+(\?lang=(vi|en))?#token=[A-Za-z0-9._~+/=-]+$/.test(m.url)) {
+      // Rooms are never framed (clickjacking): their own tab, opened with the click
+      // the person just made in the page; a link too, to reopen it or if the
+      // browser blocked the tab.
+      const tab = window.open(m.url, '_blank');
+      if (tab) tab.opener = null;
+      const slot = $('room-slot');
+      if (slot) {
+        slot.replaceChildren(el('p', { class: 'row' }, el('a', {
+          class: 'button', id: 'room-link', href: m.url, target: '_blank', rel: 'noopener noreferrer', text: t('pages.room_link'),
+        })));
+      }
+      say(t(tab ? 'pages.room_opened' : 'pages.room_blocked'), tab ? 'ok' : 'info');
+    }
+  } catch (err) {
+    say(errorText(err), 'error');
+  }
+});
 
 // ----- plugin pages: each active module's declared pages, as a menu -----
 
@@ -976,8 +1032,10 @@ function linkTarget(link) {
 
 function noticeItem(n) {
   const target = linkTarget(n.link);
+  // Opened as a page: the plugin answers a browser with its page (in the
+  // console's language) where it has one, with JSON otherwise.
   const open = target ? actionButton(t('notices.open'), async () => {
-    await openFrame($('frame-slot'), ...target);
+    await openFrame($('frame-slot'), ...target, { module: n.plugin, title: n.title });
   }, { class: 'secondary', 'data-open-notice': String(n.seq) }) : null;
   return el('li', { 'data-seq': String(n.seq), 'data-topic': n.topic, 'data-read': String(!!n.read), class: n.read ? '' : 'unread' },
     el('strong', { text: n.title }),

@@ -1522,12 +1522,13 @@ async fn a_teleconsultation_step_is_pushed_to_the_requesters_console() {
     con.check_quality(1280).await;
     con.screenshot("practitioner-notifications").await;
 
-    // The link opens the consultation in the console's sandboxed frame.
+    // The link opens the consultation's page (the plugin's, not its JSON) in the console's
+    // sandboxed frame.
     con.click("#notices li[data-topic=\"teleconsult.accepted\"] button[data-open-notice]")
         .await;
     con.message("ok").await;
     let text = frame_text(&mut con, &id).await;
-    assert!(text.contains(&id) && text.contains("accepted"), "{text}");
+    assert!(text.contains(&id) && text.contains("Đã nhận"), "{text}");
 
     con.click("#notices-read").await;
     con.message("ok").await;

@@ -4,8 +4,8 @@
 //! acknowledgement, and each hospital's history.
 
 use serde_json::{Value, json};
-use vtelehealth_runtime::capabilities::identity::{Hospital, Tier};
 use vtelehealth_runtime::audit::AuditFilter;
+use vtelehealth_runtime::capabilities::identity::{Hospital, Tier};
 use vtelehealth_runtime::config::Limits;
 use vtelehealth_runtime::identity::Role;
 use vtelehealth_tests::common::{CITIZEN_ID, HEALTH_ID, patient_with_lab, send};

@@ -1,14 +1,11 @@
-//! What a requesting doctor's page picks from: the upper hospital's teleconsultation doctors
-//! (by name and specialty) and the requesting hospital's own patients.
-//!
-//! The `identity` capability looks practitioners up by id only (it has no search), so the
-//! directory is the doctors this hospital put on its on-call rotas and 1-4-4-2 rosters: the
-//! people who answer teleconsultations here.
+//! What a requesting doctor's page picks from: the upper hospital's practitioners (by name
+//! and specialty, from the platform's practitioner directory) and the requesting hospital's
+//! own patients.
 use vtelehealth_plugin_sdk::identity;
 use vtelehealth_plugin_sdk::serde_json::Value;
-use vtelehealth_plugin_sdk::{Error, Request, Response, json, kv, records};
+use vtelehealth_plugin_sdk::{Error, Request, Response, json, records};
 
-use crate::{BHYT_SYSTEM, CCCD_SYSTEM, ROSTER_PREFIX, Roster, practitioner};
+use crate::{BHYT_SYSTEM, CCCD_SYSTEM, practitioner};
 
 /// Letters without Vietnamese tone marks and case, so `nguyen` finds `Nguyễn`.
 pub(crate) fn fold(s: &str) -> String {
@@ -33,55 +30,74 @@ pub(crate) fn fold(s: &str) -> String {
         .collect()
 }
 
-/// `GET /practitioners[?q=&specialty=]`: the host's teleconsultation doctors, any
-/// practitioner of the network.
+/// `GET /practitioners[?q=&specialty=]`: the host's practitioners by name and specialty
+/// (tone marks optional), any practitioner of the network. The platform's directory
+/// (`identity::search_practitioners`) finds them by their own name and specialty; a
+/// `specialty` that names one of the host's on-call rotas (by code or name) also brings the
+/// doctors of that rota, whatever specialty the directory gives them. At most 50.
 pub(crate) fn practitioners(req: &Request) -> Result<Response, Error> {
     practitioner()?;
     let host = identity::current().hospital;
-    let q = req.query_param("q").map(|s| fold(s.trim()));
-    let specialty = req.query_param("specialty").map(|s| fold(s.trim()));
-    // Who the rotas and rosters name, with the specialties they are on call for.
-    let mut ids: Vec<(String, Vec<String>)> = Vec::new();
-    let mut note = |id: &str, rota: Option<&str>| match ids.iter_mut().find(|(i, _)| i == id) {
-        Some((_, r)) => r.extend(rota.map(str::to_owned)),
-        None => ids.push((id.to_owned(), rota.map(str::to_owned).into_iter().collect())),
-    };
-    for r in crate::paging::rotas()? {
-        for p in r.on_call.iter().chain(&r.group) {
-            note(&p.id, Some(&r.name));
-        }
+    let q_raw = req.query_param("q").unwrap_or_default();
+    let specialty_raw = req
+        .query_param("specialty")
+        .filter(|s| !s.trim().is_empty());
+    if q_raw.chars().count() > 200
+        || specialty_raw
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > 200)
+    {
+        return Err(Error::bad_request(
+            "`q` và `specialty`: tối đa 200 ký tự (at most 200 characters)",
+        ));
     }
-    for key in kv::list_keys(ROSTER_PREFIX)? {
-        if let Some(r) = kv::get_json::<Roster>(&key)? {
-            for m in r.members() {
-                note(m, None);
+    let q = fold(q_raw.trim());
+    let specialty = specialty_raw.as_deref().map(|s| fold(s.trim()));
+    let rotas = crate::paging::rotas()?;
+    let on_call_for = |id: &str| -> Vec<String> {
+        rotas
+            .iter()
+            .filter(|r| r.on_call.iter().chain(&r.group).any(|p| p.id == id))
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    let mut found: Vec<identity::Practitioner> = identity::search_practitioners(
+        Some(&host.id),
+        q_raw.trim(),
+        specialty_raw.as_deref().map(str::trim),
+        identity::MAX_SEARCH_RESULTS,
+    )?;
+    // The doctors of the rotas the specialty names.
+    if let Some(s) = &specialty {
+        let words: Vec<&str> = q.split(' ').filter(|w| !w.is_empty()).collect();
+        for r in rotas
+            .iter()
+            .filter(|r| fold(&r.name).contains(s.as_str()) || r.code.contains(s.as_str()))
+        {
+            for p in r.on_call.iter().chain(&r.group) {
+                let name = fold(&p.name);
+                if found.iter().any(|f| f.id == p.id) || !words.iter().all(|w| name.contains(w)) {
+                    continue;
+                }
+                if let Some(pr) =
+                    identity::practitioner(&p.id).filter(|pr| pr.hospital_id == host.id)
+                {
+                    found.push(pr);
+                }
             }
         }
     }
-    let mut out: Vec<Value> = Vec::new();
-    for (id, rotas) in ids {
-        let Some(p) = identity::practitioner(&id) else {
-            continue;
-        };
-        if p.hospital_id != host.id {
-            continue;
-        }
-        let specialties: Vec<String> = p.specialty.iter().cloned().chain(rotas.clone()).collect();
-        if q.as_deref().is_some_and(|q| !fold(&p.name).contains(q)) {
-            continue;
-        }
-        if specialty
-            .as_deref()
-            .is_some_and(|s| !specialties.iter().any(|x| fold(x).contains(s)))
-        {
-            continue;
-        }
-        out.push(json!({
-            "id": p.id, "name": p.name, "title": p.title, "specialty": p.specialty,
-            "on_call_for": rotas, "hospital": host.id, "hospital_name": host.name,
-        }));
-    }
-    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    found.sort_by(|a, b| fold(&a.name).cmp(&fold(&b.name)).then(a.id.cmp(&b.id)));
+    found.truncate(identity::MAX_SEARCH_RESULTS as usize);
+    let out: Vec<Value> = found
+        .into_iter()
+        .map(|p| {
+            json!({
+                "id": p.id, "name": p.name, "title": p.title, "specialty": p.specialty,
+                "on_call_for": on_call_for(&p.id), "hospital": host.id, "hospital_name": host.name,
+            })
+        })
+        .collect();
     Ok(Response::ok_json(&json!({ "practitioners": out })))
 }
 

@@ -24,7 +24,9 @@
 //! | `GET /patients?q=` | practitioners of the hospital it is mounted at | own patients |
 //! | `PUT/GET /oncall/{code}`, `GET /oncall` | host admin sets; host staff read | on-call rotas |
 //! | `PUT/GET/DELETE /rosters/{id}`, `GET /rosters` | host admin sets; host staff read | 1-4-4-2 rosters |
+mod admin_pages;
 mod directory;
+mod pages;
 mod paging;
 mod sessions;
 
@@ -54,6 +56,10 @@ struct Patient {
     /// `{system, value}` identifiers (CCCD, BHYT...).
     #[serde(default)]
     identifiers: Vec<Identifier>,
+    /// The patient's name as the requesting hospital records it, for the pages of those
+    /// who see the patient (never observers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -132,6 +138,12 @@ pub(crate) struct Consultation {
     /// when the patient is named by citizen ID or social-insurance number.
     #[serde(default)]
     records_consultation: Option<String>,
+    /// The conclusion's copy in the requesting hospital's records (`Type/id` there), or why
+    /// it could not be delivered.
+    #[serde(default)]
+    delivered_reference: Option<String>,
+    #[serde(default)]
+    delivery_error: Option<String>,
     // Names and timings for the pages (requests stored before them read as empty).
     #[serde(default)]
     requesting_hospital_name: String,
@@ -188,6 +200,14 @@ impl Plugin for Teleconsult {
     fn handle(req: Request) -> Result<Response, Error> {
         let segments: Vec<String> = req.segments().iter().map(|s| s.to_string()).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        // The doctors' pages and their small routes (`src/pages.rs`).
+        if let Some(answer) = pages::route(&req, &segments) {
+            return answer;
+        }
+        // The hospital admin's pages and their routes (`src/admin_pages.rs`).
+        if let Some(answer) = admin_pages::route(&req, &segments) {
+            return answer;
+        }
         match (req.method(), segments.as_slice()) {
             ("POST", ["consultations"]) => create(&req),
             ("GET", ["consultations"]) => list(&req),
@@ -675,12 +695,15 @@ fn create(req: &Request) -> Result<Response, Error> {
         )));
     }
     let b = body(req)?;
-    let patient: Patient = serde_json::from_value(b.get("patient").cloned().unwrap_or(Value::Null))
-        .map_err(|e| {
+    let mut patient: Patient =
+        serde_json::from_value(b.get("patient").cloned().unwrap_or(Value::Null)).map_err(|e| {
             Error::bad_request(format!(
                 "`patient` không hợp lệ: cần `reference` hoặc `identifiers` (invalid patient: {e})"
             ))
         })?;
+    if let Some(name) = &mut patient.name {
+        cut(name, 200);
+    }
     if patient.reference.is_none() && patient.identifiers.is_empty() {
         return Err(Error::bad_request(
             "`patient` cần `reference` hoặc ít nhất một `identifiers` (patient needs a reference or an identifier)",
@@ -727,6 +750,7 @@ fn create(req: &Request) -> Result<Response, Error> {
     let imaging = references(&b, "imaging")?;
     let documents = references(&b, "documents")?;
     let proposed = propose(&requesting, host.tier)?;
+    let proposed = pages::with_requested_consultants(&b, proposed)?;
     let records_consultation = request_records_access(&patient, &summary)?;
     // A records consultation never outlives a request that was not stored.
     let abandon = |e: Error| {
@@ -761,6 +785,8 @@ fn create(req: &Request) -> Result<Response, Error> {
         conclusion: None,
         conclusion_reference: None,
         records_consultation: records_consultation.clone(),
+        delivered_reference: None,
+        delivery_error: None,
         requesting_hospital_name: req_hospital.name.clone(),
         host_hospital_name: host.name.clone(),
         documents,
@@ -1160,7 +1186,7 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
         Ok(())
     })?;
     let written = write_conclusion(&c, &kind, &signed, &b);
-    let reference = match written {
+    let (reference, resource) = match written {
         Ok(r) => r,
         Err(e) => {
             let _ = transition(id, "concluding", |c| {
@@ -1178,8 +1204,13 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
             e.message()
         );
     }
+    // The requesting hospital gets its copy while the records still flow; the conclusion
+    // at the upper hospital stands either way, and a failed delivery is shown, not lost.
+    let (delivered, delivery_error) = deliver_to_requester(&c, &kind, resource);
     let c = transition(id, "concluding", |c| {
         c.status = "concluded".into();
+        c.delivered_reference = delivered.clone();
+        c.delivery_error = delivery_error.clone();
         c.conclusion = Some(conclusion.clone());
         c.conclusion_reference = Some(reference.clone());
         c.signed_conclusion = Some(signed.clone());
@@ -1207,12 +1238,47 @@ fn conclude(req: &Request, id: &str) -> Result<Response, Error> {
     Ok(Response::ok_json(&c))
 }
 
+/// Deliver the written conclusion to the requesting hospital's record of the patient,
+/// through the platform's consultation record; `(reference there, why not)`.
+fn deliver_to_requester(
+    c: &Consultation,
+    kind: &str,
+    mut resource: Value,
+) -> (Option<String>, Option<String>) {
+    let Some(rc) = &c.records_consultation else {
+        return (
+            None,
+            Some("bệnh nhân không có CCCD/BHXH nên không gửi được về bệnh viện yêu cầu (the patient has no CCCD/BHXH to match at the requesting hospital)".into()),
+        );
+    };
+    if let Some(o) = resource.as_object_mut() {
+        for k in ["id", "meta", "subject"] {
+            o.remove(k);
+        }
+    }
+    match records::deliver_conclusion(rc, &resource) {
+        Ok(stored) => {
+            let id = stored["id"].as_str().unwrap_or_default();
+            (Some(format!("{kind}/{id}")), None)
+        }
+        Err(e) => {
+            log::warn!(
+                "consultation {}: the conclusion was not delivered to {}: {}",
+                c.id,
+                c.requesting_hospital,
+                e.message()
+            );
+            (None, Some(e.message().to_owned()))
+        }
+    }
+}
+
 fn write_conclusion(
     c: &Consultation,
     kind: &str,
     signed: &SignedConclusion,
     b: &Value,
-) -> Result<String, Error> {
+) -> Result<(String, Value), Error> {
     let conclusion = signed.text();
     let signature = signed.signature();
     let identifier = json!([{ "system": "urn:vtelehealth:teleconsult", "value": c.id }]);
@@ -1270,7 +1336,7 @@ fn write_conclusion(
     }
     let stored = records::create(&resource, records::Purpose::Treatment)?;
     let rid = stored["id"].as_str().unwrap_or("").to_owned();
-    Ok(format!("{kind}/{rid}"))
+    Ok((format!("{kind}/{rid}"), resource))
 }
 
 /// The structured conclusion of the body (`assessment`, `recommendations`, `follow_up`; a
