@@ -75,7 +75,10 @@ const card = (title, ...children) => el('section', { class: 'card' }, title ? el
 const pill = (text, cls) => el('span', { class: `pill ${cls || ''}`, text });
 const stateText = (s) => t(`state.${s}`);
 const statePill = (s) => pill(stateText(s), `state-${s}`);
-const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === 'vi' ? 'vi-VN' : 'en-GB') : '');
+// Times as people here read them, whatever the browser's own zone.
+const when = (ms) => (ms
+  ? new Date(ms).toLocaleString(lang === 'vi' ? 'vi-VN' : 'en-GB', { timeZone: 'Asia/Ho_Chi_Minh' })
+  : '');
 const compact = (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
 
 const VI_RESOURCES = {
@@ -305,6 +308,9 @@ async function signOut() {
     }).catch(() => {});
   }
   me = null;
+  // The next person's modules may differ.
+  names.loaded = false;
+  names.modules.clear();
   clearMessages();
   showSignIn();
 }
@@ -1030,20 +1036,41 @@ function linkTarget(link) {
   return m ? [decodeURIComponent(m[1]), decodeURIComponent(m[2]), m[3] || '/'] : null;
 }
 
+// Hospitals and modules by name, for notifications that carry their ids.
+const names = { hospitals: new Map(), modules: new Map(), loaded: false };
+
+async function loadNames() {
+  if (names.loaded) return;
+  names.loaded = true;
+  try {
+    const { hospitals } = await (await fetch('/api/v1/hospitals')).json();
+    for (const h of hospitals || []) names.hospitals.set(h.id, h.name);
+  } catch (_) { /* the ids' places stay empty rather than show ids */ }
+  if ((me.roles || []).some((r) => r === 'practitioner' || r === 'hospital-admin')) {
+    try {
+      const { modules } = await api('GET', '/api/v1/me/plugin-pages');
+      for (const m of modules || []) names.modules.set(m.plugin, m.name);
+    } catch (_) { /* as above */ }
+  }
+}
+
 function noticeItem(n) {
   const target = linkTarget(n.link);
+  const module = names.modules.has(n.plugin) ? byLang(names.modules.get(n.plugin)) : t('notices.module');
   // Opened as a page: the plugin answers a browser with its page (in the
   // console's language) where it has one, with JSON otherwise.
   const open = target ? actionButton(t('notices.open'), async () => {
-    await openFrame($('frame-slot'), ...target, { module: n.plugin, title: n.title });
+    await openFrame($('frame-slot'), ...target, { module, title: n.title });
   }, { class: 'secondary', 'data-open-notice': String(n.seq) }) : null;
+  const meta = [module, names.hospitals.get(n.hospital), when(Date.parse(n.created_at))].filter(Boolean);
   return el('li', { 'data-seq': String(n.seq), 'data-topic': n.topic, 'data-read': String(!!n.read), class: n.read ? '' : 'unread' },
     el('strong', { text: n.title }),
-    el('div', { class: 'muted', text: `${n.plugin} · ${n.hospital} · ${when(Date.parse(n.created_at))}` }),
+    el('div', { class: 'muted', text: meta.join(' · ') }),
     open ? el('div', { class: 'row' }, open) : null);
 }
 
 async function viewNotices() {
+  await loadNames();
   const r = await api('GET', '/api/v1/me/notifications?newest=200');
   setUnread(r.unread);
   const items = [...r.notifications].reverse();

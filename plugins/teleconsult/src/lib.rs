@@ -1580,8 +1580,14 @@ fn acknowledge(id: &str) -> Result<Response, Error> {
         id,
         "acknowledged",
         &p,
-        format!("{} ({}) xác nhận đã nhận kết luận", p.name, hospital),
-        format!("{} ({}) acknowledged the conclusion", p.name, hospital),
+        format!(
+            "{} ({}) xác nhận đã nhận kết luận",
+            p.name, c.requesting_hospital_name
+        ),
+        format!(
+            "{} ({}) acknowledged the conclusion",
+            p.name, c.requesting_hospital_name
+        ),
         json!({}),
     )?;
     Ok(Response::ok_json(&with_join_hints(&c)))
