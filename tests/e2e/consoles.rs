@@ -1711,3 +1711,29 @@ async fn a_plugin_page_sends_data_only_to_its_own_plugin_routes_in_chromium() {
         .sum();
     assert_eq!(hostile_calls, 0);
 }
+
+/// "Đăng xuất" shows only to someone signed in: the buttons' own `display`
+/// must not override `hidden`.
+#[tokio::test]
+async fn the_sign_out_button_shows_only_when_signed_in_in_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let w = world().await;
+    let browser = Browser::launch(&chromium, "about:blank")
+        .await
+        .expect("chromium");
+    let mut c = Console {
+        browser,
+        base: w.server.base.clone(),
+    };
+    c.set_width(1280, false).await;
+    let shown = "getComputedStyle(document.getElementById('sign-out')).display !== 'none'";
+    let url = format!("{}/console/", c.base);
+    c.goto(&url).await;
+    c.wait("!!document.getElementById('sign-in')", "the sign-in button")
+        .await;
+    assert_eq!(c.eval(shown).await, json!(false), "hidden when signed out");
+    c.login("dev.tests").await;
+    assert_eq!(c.eval(shown).await, json!(true), "shown when signed in");
+    c.sign_out().await;
+    assert_eq!(c.eval(shown).await, json!(false), "hidden again");
+}
