@@ -343,14 +343,16 @@ fn screenshot_dir() -> PathBuf {
 }
 
 /// A console page in Chromium, driven through the DevTools protocol.
-struct Console {
-    browser: Browser,
-    base: String,
+pub(crate) struct Console {
+    pub(crate) browser: Browser,
+    pub(crate) base: String,
+    /// Where its screenshots go (under `target/`).
+    pub(crate) shots_dir: PathBuf,
 }
 
 impl Console {
     /// Poll `js` until it is truthy; its value (bounded; the panic names what was awaited).
-    async fn wait(&mut self, js: &str, what: &str) -> Value {
+    pub(crate) async fn wait(&mut self, js: &str, what: &str) -> Value {
         let mut last = Value::Null;
         for _ in 0..300 {
             if let Ok(v) = self
@@ -375,11 +377,11 @@ impl Console {
         panic!("waited in vain for {what} ({js}); last value {last}; page text: {text}");
     }
 
-    async fn eval(&mut self, js: &str) -> Value {
+    pub(crate) async fn eval(&mut self, js: &str) -> Value {
         self.browser.eval(js).await.expect("page script")
     }
 
-    async fn type_into(&mut self, selector: &str, text: &str) {
+    pub(crate) async fn type_into(&mut self, selector: &str, text: &str) {
         let sel = serde_json::to_string(selector).expect("selector");
         self.wait(&format!("!!document.querySelector({sel})"), selector)
             .await;
@@ -393,7 +395,7 @@ impl Console {
             .expect("insertText");
     }
 
-    async fn press_enter(&mut self) {
+    pub(crate) async fn press_enter(&mut self) {
         for kind in ["keyDown", "keyUp"] {
             let mut key = json!({ "type": kind, "key": "Enter", "code": "Enter",
                 "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13 });
@@ -409,7 +411,7 @@ impl Console {
 
     /// Click `selector` with the mouse, as a person does: scrolled into
     /// view, pressed and released at its centre.
-    async fn mouse_click(&mut self, selector: &str) {
+    pub(crate) async fn mouse_click(&mut self, selector: &str) {
         let sel = serde_json::to_string(selector).expect("selector");
         self.wait(
             &format!("(() => {{ const e = document.querySelector({sel}); return !!e && !e.disabled; }})()"),
@@ -434,7 +436,7 @@ impl Console {
         }
     }
 
-    async fn login(&mut self, username: &str) {
+    pub(crate) async fn login(&mut self, username: &str) {
         let url = format!("{}/console/", self.base);
         self.browser
             .call("Page.navigate", json!({ "url": url }))
@@ -469,7 +471,7 @@ impl Console {
     /// A screenshot of the whole console: the viewport is made as tall as
     /// the page first, since Chromium paints an out-of-process frame only
     /// within the viewport.
-    async fn screenshot(&mut self, name: &str, width: u32, mobile: bool) {
+    pub(crate) async fn screenshot(&mut self, name: &str, width: u32, mobile: bool) {
         let height = self
             .eval("document.documentElement.scrollHeight")
             .await
@@ -492,12 +494,12 @@ impl Console {
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().unwrap_or_default())
             .expect("png");
-        let path = screenshot_dir().join(format!("{name}.png"));
+        let path = self.shots_dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         println!("screenshot: {}", path.display());
     }
 
-    async fn set_width(&mut self, width: u32, mobile: bool) {
+    pub(crate) async fn set_width(&mut self, width: u32, mobile: bool) {
         self.browser
             .call(
                 "Emulation.setDeviceMetricsOverride",
@@ -523,7 +525,7 @@ impl Console {
     /// Evaluate `js` (awaiting a promise) in the plugin frame whose URL
     /// contains `page`, through the DevTools protocol (the console cannot:
     /// the frame has an opaque origin); `None` while there is no such frame.
-    async fn in_frame(&mut self, page: &str, js: &str) -> Option<Value> {
+    pub(crate) async fn in_frame(&mut self, page: &str, js: &str) -> Option<Value> {
         let targets = self
             .browser
             .call("Target.getTargets", json!({}))
@@ -562,7 +564,7 @@ impl Console {
     }
 
     /// Poll `js` in the frame of `page` until it is truthy; its value.
-    async fn frame_wait(&mut self, page: &str, js: &str, what: &str) -> Value {
+    pub(crate) async fn frame_wait(&mut self, page: &str, js: &str, what: &str) -> Value {
         let mut last = Value::Null;
         for _ in 0..200 {
             if let Some(v) = self
@@ -664,6 +666,7 @@ async fn a_practitioner_picks_a_module_page_from_the_menu_in_chromium() {
         browser: Browser::launch(&chromium, "about:blank")
             .await
             .expect("chromium"),
+        shots_dir: screenshot_dir(),
         base: s.base.clone(),
     };
     c.set_width(1280, false).await;

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::plugin_pages::Console;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use vtelehealth_runtime::config::Limits;
@@ -199,159 +200,8 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-/// The console in Chromium, driven through the DevTools protocol (as in `plugin_pages.rs`).
-struct Console {
-    browser: Browser,
-    base: String,
-}
-
+/// What the admin pages' test adds to the shared console driver.
 impl Console {
-    async fn wait(&mut self, js: &str, what: &str) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..300 {
-            if let Ok(v) = self
-                .browser
-                .eval(&format!(
-                    "(() => {{ try {{ return {js}; }} catch (e) {{ return null; }} }})()"
-                ))
-                .await
-            {
-                if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
-                    return v;
-                }
-                last = v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let text = self
-            .browser
-            .eval("document.body ? document.body.innerText : ''")
-            .await
-            .unwrap_or_default();
-        panic!("waited in vain for {what} ({js}); last value {last}; page text: {text}");
-    }
-
-    async fn eval(&mut self, js: &str) -> Value {
-        self.browser.eval(js).await.expect("page script")
-    }
-
-    async fn type_into(&mut self, selector: &str, text: &str) {
-        let sel = serde_json::to_string(selector).expect("selector");
-        self.wait(&format!("!!document.querySelector({sel})"), selector)
-            .await;
-        self.eval(&format!(
-            "(() => {{ const e = document.querySelector({sel}); e.focus(); e.value = ''; }})()"
-        ))
-        .await;
-        self.browser
-            .call("Input.insertText", json!({ "text": text }))
-            .await
-            .expect("insertText");
-    }
-
-    async fn press_enter(&mut self) {
-        for kind in ["keyDown", "keyUp"] {
-            let mut key = json!({ "type": kind, "key": "Enter", "code": "Enter",
-                "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13 });
-            if kind == "keyDown" {
-                key["text"] = json!("\r");
-            }
-            self.browser
-                .call("Input.dispatchKeyEvent", key)
-                .await
-                .expect("key event");
-        }
-    }
-
-    async fn mouse_click(&mut self, selector: &str) {
-        let sel = serde_json::to_string(selector).expect("selector");
-        self.wait(
-            &format!("(() => {{ const e = document.querySelector({sel}); return !!e && !e.disabled; }})()"),
-            &format!("{selector} to be clickable"),
-        )
-        .await;
-        let at = self
-            .eval(&format!(
-                "(() => {{ const e = document.querySelector({sel}); e.scrollIntoView({{ block: 'center' }}); \
-                 const r = e.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
-            ))
-            .await;
-        let (x, y) = (at[0].as_f64().expect("x"), at[1].as_f64().expect("y"));
-        for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
-            self.browser
-                .call(
-                    "Input.dispatchMouseEvent",
-                    json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 }),
-                )
-                .await
-                .expect("mouse event");
-        }
-    }
-
-    async fn login(&mut self, username: &str) {
-        let url = format!("{}/console/", self.base);
-        self.browser
-            .call("Page.navigate", json!({ "url": url }))
-            .await
-            .expect("navigate");
-        self.wait("!!document.getElementById('sign-in')", "the sign-in button")
-            .await;
-        self.eval("document.getElementById('sign-in').focus()")
-            .await;
-        self.press_enter().await;
-        self.wait(
-            "location.pathname === '/oidc/authorize' && !!document.querySelector('input[name=username]')",
-            "the login form",
-        )
-        .await;
-        self.type_into("input[name=username]", username).await;
-        self.type_into("input[name=password]", PASSWORD).await;
-        self.press_enter().await;
-        self.wait(
-            "location.pathname === '/console/' && document.querySelectorAll('#tabs button').length > 0 && !document.querySelector('main[aria-busy]')",
-            &format!("{username}'s console"),
-        )
-        .await;
-    }
-
-    async fn screenshot(&mut self, name: &str, width: u32, mobile: bool) {
-        let height = self
-            .eval("document.documentElement.scrollHeight")
-            .await
-            .as_u64()
-            .unwrap_or(1000)
-            .clamp(600, 6000);
-        self.browser
-            .call(
-                "Emulation.setDeviceMetricsOverride",
-                json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
-            )
-            .await
-            .expect("device metrics");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let shot = self
-            .browser
-            .call("Page.captureScreenshot", json!({ "format": "png" }))
-            .await
-            .expect("screenshot");
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(shot["data"].as_str().unwrap_or_default())
-            .expect("png");
-        let path = screenshot_dir().join(format!("{name}.png"));
-        std::fs::write(&path, png).expect("write screenshot");
-        println!("screenshot: {}", path.display());
-    }
-
-    async fn set_width(&mut self, width: u32, mobile: bool) {
-        self.browser
-            .call(
-                "Emulation.setDeviceMetricsOverride",
-                json!({ "width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": mobile }),
-            )
-            .await
-            .expect("device metrics");
-    }
-
     /// The frame of `page`: its text fits the width (nothing scrolls sideways).
     async fn frame_fits(&mut self, page: &str, width: u32) {
         let wide = self
@@ -373,72 +223,8 @@ impl Console {
         );
     }
 
-    async fn in_frame(&mut self, page: &str, js: &str) -> Option<Value> {
-        let targets = self
-            .browser
-            .call("Target.getTargets", json!({}))
-            .await
-            .ok()?;
-        let target = targets["targetInfos"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| {
-                t["url"]
-                    .as_str()
-                    .is_some_and(|u| u.contains("/console/frame/") && u.contains(page))
-            })
-            .and_then(|t| t["targetId"].as_str())?
-            .to_owned();
-        let attached = self
-            .browser
-            .call(
-                "Target.attachToTarget",
-                json!({ "targetId": target, "flatten": true }),
-            )
-            .await
-            .ok()?;
-        let session = attached["sessionId"].as_str()?.to_owned();
-        let r = self
-            .browser
-            .call_in(
-                Some(&session),
-                "Runtime.evaluate",
-                json!({ "expression": js, "returnByValue": true, "awaitPromise": true }),
-            )
-            .await
-            .ok()?;
-        Some(r["result"]["value"].clone())
-    }
-
-    async fn frame_wait(&mut self, page: &str, js: &str, what: &str) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..200 {
-            if let Some(v) = self
-                .in_frame(
-                    page,
-                    &format!("(() => {{ try {{ return {js}; }} catch (e) {{ return null; }} }})()"),
-                )
-                .await
-            {
-                if !(v.is_null() || v == json!(false) || v == json!("")) {
-                    return v;
-                }
-                last = v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let text = self
-            .in_frame(page, "document.body ? document.body.innerText : ''")
-            .await
-            .unwrap_or_default();
-        panic!(
-            "waited in vain in the frame of {page} for {what} ({js}); last {last}; frame text: {text}"
-        );
-    }
-
     /// Screenshots of the console with the page of `frame` at 1280 and 390 px.
-    async fn shots(&mut self, frame: &str, name: &str, lang: &str) {
+    async fn frame_shots(&mut self, frame: &str, name: &str, lang: &str) {
         for (width, mobile) in [(1280, false), (390, true)] {
             self.set_width(width, mobile).await;
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -479,7 +265,7 @@ impl Console {
         .expect("the add button");
     }
 
-    async fn message(&mut self, page: &str) -> String {
+    async fn page_message(&mut self, page: &str) -> String {
         self.in_frame(page, "document.getElementById('message').textContent")
             .await
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -497,6 +283,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
             .await
             .expect("chromium"),
         base: s.base.clone(),
+        shots_dir: screenshot_dir(),
     };
     c.set_width(1280, false).await;
     c.login("qt.tc").await;
@@ -559,7 +346,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
         "the rota saved",
     )
     .await;
-    assert_eq!(c.message(rota).await, "Đã lưu lịch trực Tim mạch.");
+    assert_eq!(c.page_message(rota).await, "Đã lưu lịch trực Tim mạch.");
     let card = c
         .frame_wait(
             rota,
@@ -601,7 +388,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
     assert_eq!(r["group"].as_array().map(Vec::len), Some(2), "{r}");
     assert_eq!(r["resend_minutes"], 3, "{r}");
     assert_eq!(r["escalate_after_minutes"], 10, "{r}");
-    c.shots(rota, "admin-rota", "vi").await;
+    c.frame_shots(rota, "admin-rota", "vi").await;
 
     // ----- the 1-4-4-2 roster, by names; the 12th member refused -----
     c.mouse_click("button[data-page='teleconsult/ui/admin-rosters.html']")
@@ -680,7 +467,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
             .await,
         Some(json!("11/11"))
     );
-    c.shots(rosters, "admin-roster-refused", "vi").await;
+    c.frame_shots(rosters, "admin-roster-refused", "vi").await;
     c.in_frame(rosters, "document.getElementById('save').click()")
         .await;
     c.frame_wait(
@@ -690,7 +477,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
     )
     .await;
     assert_eq!(
-        c.message(rosters).await,
+        c.page_message(rosters).await,
         "Đã lưu kíp Kíp Tim mạch Thái Bình (11 thành viên)."
     );
     let (st, r) = send(
@@ -748,7 +535,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
         list.contains("BS. Đặng Thị Bích") && list.contains("YS. Đỗ Thị Mai"),
         "{list}"
     );
-    c.shots(rosters, "admin-rosters", "vi").await;
+    c.frame_shots(rosters, "admin-rosters", "vi").await;
 
     // ----- the roster's mentoring activity -----
     c.in_frame(
@@ -801,7 +588,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
         )
         .await;
     assert_eq!(total, Some(json!("1")));
-    c.shots(activity, "admin-activity", "vi").await;
+    c.frame_shots(activity, "admin-activity", "vi").await;
 
     // ----- English: the console's switch reopens the page in English -----
     c.mouse_click("#lang-switch").await;
@@ -811,7 +598,7 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
         "the rosters page in English",
     )
     .await;
-    c.shots("lang=en", "admin-rosters", "en").await;
+    c.frame_shots("lang=en", "admin-rosters", "en").await;
     c.in_frame(
         "lang=en",
         "(() => { document.querySelector('a[data-activity=\"kip-tim-mach-thai-binh\"]').click(); return true; })()",
@@ -829,7 +616,8 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
         cases.contains("Waiting") && cases.contains("(requester)"),
         "{cases}"
     );
-    c.shots("admin-activity.html", "admin-activity", "en").await;
+    c.frame_shots("admin-activity.html", "admin-activity", "en")
+        .await;
     c.mouse_click("button[data-page='teleconsult/ui/admin-rota.html']")
         .await;
     c.frame_wait(
@@ -838,6 +626,6 @@ async fn a_hospital_admin_sets_the_rota_builds_a_roster_and_reads_its_activity_i
         "the rota page in English",
     )
     .await;
-    c.shots("admin-rota.html", "admin-rota", "en").await;
+    c.frame_shots("admin-rota.html", "admin-rota", "en").await;
     c.browser.kill().await;
 }
