@@ -1152,6 +1152,10 @@ async function follow() {
   if (feed === ctl) feed = null;
 }
 
+// ----- ministry: the network register (facilities, vendors) -----
+
+// ----- hospital admin: staff, service clients; practitioner directory -----
+
 // ----- start -----
 
 async function start() {

@@ -204,6 +204,9 @@ export const dict = {
     'cap.payment': 'Tạo và hoàn tiền thanh toán',
     'cap.outbound-http': 'Gọi máy chủ được bệnh viện cho phép',
     'cap.events': 'Phát sự kiện của nền tảng',
+    // network register
+    // staff, clients, directory
+    // external sign-in
   },
   en: {
     'app.title': 'VTelehealth — Console',
@@ -408,5 +411,8 @@ export const dict = {
     'cap.payment': 'Create and refund payments',
     'cap.outbound-http': 'Call servers the hospital allows',
     'cap.events': 'Publish platform events',
+    // network register
+    // staff, clients, directory
+    // external sign-in
   },
 };

@@ -8,11 +8,14 @@ pub mod extract;
 pub mod fhir;
 mod governance;
 mod imaging_share;
+mod network;
 mod notify;
 mod oidc;
+mod oidc_login;
 mod payment;
 mod plugin_route;
 mod room_page;
+mod staff;
 mod video;
 pub mod video_dev;
 mod video_ws;
@@ -68,6 +71,9 @@ pub fn app_with(runtime: Arc<Runtime>, extra: Router<Arc<Runtime>>) -> Router {
         .merge(console::routes())
         .merge(payment::routes())
         .merge(notify::routes())
+        .merge(network::routes())
+        .merge(staff::routes())
+        .merge(oidc_login::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(uniform_errors))
         .layer(middleware::from_fn(frame_ancestors))
