@@ -250,7 +250,9 @@ async function discovery() {
   return resp.json();
 }
 
-async function signIn() {
+// `provider`: the number of an external provider's button (VNeID, a
+// hospital's own); without it, the platform's own sign-in form.
+async function signIn(provider) {
   if (!window.crypto?.subtle) {
     say(t('signin.insecure'), 'error');
     return;
@@ -264,9 +266,12 @@ async function signIn() {
   store.setItem('vth.pkce', JSON.stringify({ verifier, state, redirect, token: d.token_endpoint }));
   const q = new URLSearchParams({
     response_type: 'code', client_id: CLIENT_ID, redirect_uri: redirect, state, scope: 'openid',
-    code_challenge: challenge, code_challenge_method: 'S256', nonce: randomString(16),
+    code_challenge: challenge, code_challenge_method: 'S256', nonce: randomString(16), lang,
   });
-  window.location.assign(`${d.authorization_endpoint}?${q}`);
+  const to = Number.isInteger(provider)
+    ? `${d.issuer}/oidc/external/${provider}/start`
+    : d.authorization_endpoint;
+  window.location.assign(`${to}?${q}`);
 }
 
 async function finishSignIn() {
@@ -315,14 +320,56 @@ async function signOut() {
   showSignIn();
 }
 
+// The external providers' buttons and, in a demo run only, the demo
+// accounts: asked once per page load.
+let signInOptions = null;
+
 function showSignIn() {
   $('tabs').replaceChildren();
   $('who').textContent = '';
   $('sign-out').hidden = true;
   rerender = showSignIn;
-  $('main').replaceChildren(card(t('signin.title'),
-    el('p', { text: t('signin.text') }),
-    actionButton(t('signin.button'), signIn, { id: 'sign-in' })));
+  const providers = el('div', { id: 'sign-in-providers', class: 'sign-in-providers' });
+  const demo = el('div', { id: 'sign-in-demo' });
+  const view = el('section', { class: 'card sign-in', 'aria-labelledby': 'sign-in-title' },
+    el('h2', { id: 'sign-in-title', text: t('signin.title') }),
+    el('p', { class: 'hint', text: t('signin.text') }),
+    providers,
+    el('div', { class: 'or', 'aria-hidden': 'true', text: t('signin.or') }),
+    actionButton(t('signin.own'), () => signIn(), { id: 'sign-in', class: 'secondary' }),
+    el('p', { class: 'hint', text: t('signin.own.hint') }),
+    demo);
+  $('main').dataset.view = 'sign-in';
+  $('main').replaceChildren(view);
+  const fill = (o) => {
+    if (!view.isConnected || !o) return;
+    const several = (kind) => o.providers.filter((p) => p.kind === kind).length > 1;
+    providers.replaceChildren(...o.providers.map((p) => {
+      const label = lang === 'vi' ? p.label_vi : p.label_en;
+      const key = p.kind === 'citizen' ? 'signin.vneid' : 'signin.hospital';
+      const text = several(p.kind) ? t(`${key}.named`, { label }) : t(key);
+      return el('div', { class: 'provider' },
+        actionButton(text, () => signIn(p.index), { 'data-kind': p.kind, 'data-provider': p.index, title: label }),
+        el('p', { class: 'hint', text: t(`${key}.hint`) }));
+    }));
+    view.querySelector('.or').hidden = o.providers.length === 0;
+    if (o.demo_accounts?.length) {
+      demo.replaceChildren(el('details', { class: 'demo-accounts' },
+        el('summary', { text: t('signin.demo') }),
+        el('p', { class: 'hint', text: t('signin.demo.hint') }),
+        table([t('signin.demo.name'), t('signin.demo.username'), t('signin.demo.password')],
+          o.demo_accounts.map((a) => [a.name, el('code', { text: a.username }), el('code', { text: a.password })]))));
+    }
+  };
+  if (signInOptions) {
+    fill(signInOptions);
+  } else {
+    view.querySelector('.or').hidden = true;
+    fetch('/oidc/sign-in-options')
+      .then((r) => (r.ok ? r.json() : null))
+      .then((o) => { signInOptions = o; fill(o); })
+      .catch(() => {});
+  }
 }
 
 // ----- consoles by role -----
@@ -330,21 +377,24 @@ function showSignIn() {
 const has = (role) => me?.roles?.includes(role);
 
 function tabsFor() {
-  if (has('reviewer')) return ['queue', 'audit', 'network'];
-  if (has('operator')) return ['queue', 'audit', 'network'];
-  if (has('hospital-admin')) return ['catalogue', 'modules'];
-  if (has('vendor-user')) return ['submit', 'versions', 'activations'];
-  if (has('practitioner')) return ['workspace', 'notices'];
+  if (has('reviewer')) return ['queue', 'audit', 'network', 'facilities', 'vendors'];
+  if (has('operator')) return ['queue', 'audit', 'network', 'facilities', 'vendors'];
+  if (has('hospital-admin')) return ['catalogue', 'modules', 'staff', 'clients', 'directory'];
+  if (has('vendor-user')) return ['submit', 'versions', 'activations', 'team'];
+  if (has('practitioner')) return ['workspace', 'notices', 'directory'];
+  if (has('pharmacist')) return ['directory'];
   if (has('citizen')) return ['records', 'access', 'consents', 'payments', 'notices'];
   return [];
 }
 
 const views = {
   queue: viewQueue, audit: viewAudit, network: viewNetwork,
+  facilities: viewFacilities, vendors: viewVendors,
   catalogue: viewCatalogue, modules: viewModules,
   submit: viewSubmit, versions: viewVersions, activations: viewVendorActivations,
   records: viewRecords, access: viewAccess, consents: viewConsents, payments: viewPayments,
   workspace: viewWorkspace, notices: viewNotices,
+  staff: viewStaff, clients: viewClients, directory: viewDirectory, team: viewTeam,
 };
 
 function showConsole() {
@@ -583,6 +633,7 @@ async function viewNetwork() {
     return [p, String(here.length), String(here.reduce((n, r) => n + r.acts.length, 0))];
   });
   return [
+    ...await networkSummaryCards(),
     card(t('network.summary'), table([t('col.tier'), t('col.count')], byTier)),
     card(t('network.provinces'), table([t('col.province'), t('col.count'), t('col.active')], byProvince, { id: 'province-table' })),
     card(t('tab.network'), table([t('col.hospital'), t('col.tier'), t('col.province'), t('col.active')],
@@ -1154,7 +1205,502 @@ async function follow() {
 
 // ----- ministry: the network register (facilities, vendors) -----
 
+const facFilter = { q: '', tier: '', province: '', status: '', offset: 0 };
+const FAC_PAGE = 50;
+const facStatusPill = (s) => pill(t(`fac.status.${s}`), s === 'active' ? 'pass' : 'fail');
+
+// Suspend (with a reason) or reactivate, after a confirmation naming it.
+function confirmPanel(slot, { title, needReason, confirmText, run }) {
+  const reason = el('textarea', { id: nextId('reason'), required: needReason || null });
+  const ok = actionButton(confirmText, async () => {
+    if (needReason && !reason.value.trim()) { say(t('review.need_reason'), 'error'); reason.focus(); return; }
+    await run(reason.value.trim());
+  }, { class: needReason ? 'danger' : null, 'data-confirm': 'yes' });
+  const cancel = el('button', { type: 'button', class: 'secondary', onclick: () => slot.replaceChildren() }, t('fac.cancel'));
+  slot.replaceChildren(el('div', { class: 'confirm', role: 'group', 'aria-label': title },
+    el('p', { text: title }),
+    needReason ? field(t('review.reason'), reason) : null,
+    el('div', { class: 'row' }, ok, cancel)));
+  (needReason ? reason : ok).focus();
+}
+
+// A dry run's or an import's counts as one sentence.
+const importCounts = (r) => t(r.dry_run ? 'fac.import.would' : 'fac.import.did',
+  { created: r.created, updated: r.updated, unchanged: r.unchanged });
+
+function importCard() {
+  const file = el('input', { type: 'file', id: 'fac-import-file', accept: '.csv,text/csv' });
+  const out = el('div', { id: 'fac-import-result', 'aria-live': 'polite' });
+  let text = null;
+  const progress = (busy) => out.replaceChildren(el('p', { class: 'hint', text: busy }));
+  const showErrors = (e) => {
+    const errors = e instanceof ApiFailure ? e.body?.error?.details?.errors : null;
+    if (!errors) throw e;
+    out.replaceChildren(el('p', { class: 'msg error', text: t('fac.import.bad', { n: errors.length }) }),
+      el('ul', { id: 'fac-import-errors' }, errors.map((r) => el('li', { text: t('fac.import.line', { line: r.line, message: r.message }) }))));
+  };
+  const changesList = (r) => el('ul', { class: 'plain', id: 'fac-import-changes' }, r.changes.map((c) =>
+    el('li', { text: t(`fac.import.change.${c.action}`, { line: c.line, code: c.facility_code, name: c.name, fields: (c.fields || []).map((f) => t(`fac.field.${f}`)).join(', ') }) })));
+  const check = actionButton(t('fac.import.check'), async () => {
+    const f = file.files[0];
+    if (!f) { say(t('fac.import.choose'), 'error'); file.focus(); return; }
+    text = await f.text();
+    progress(t('fac.import.checking'));
+    let r;
+    try {
+      r = await api('POST', '/api/v1/network/facilities/import?dry_run=true', { csv: text });
+    } catch (e) { showErrors(e); return; }
+    const apply = actionButton(t('fac.import.apply'), async () => {
+      progress(t('fac.import.running'));
+      try {
+        const done = await api('POST', '/api/v1/network/facilities/import?dry_run=false', { csv: text });
+        facFilter.offset = 0;
+        await show(viewFacilities);
+        say(importCounts(done), 'ok');
+      } catch (e) { showErrors(e); }
+    }, { id: 'fac-import-apply' });
+    out.replaceChildren(...[el('p', { id: 'fac-import-summary', text: importCounts(r) }),
+      r.changes.length ? changesList(r) : null,
+      r.created + r.updated > r.changes.length ? el('p', { class: 'hint', text: t('fac.import.more', { n: r.created + r.updated - r.changes.length }) }) : null,
+      r.created + r.updated ? el('div', { class: 'row' }, apply) : el('p', { text: t('fac.import.nothing') })].filter(Boolean));
+  }, { id: 'fac-import-check' });
+  return card(t('fac.import.title'),
+    el('p', { class: 'hint', text: t('fac.import.hint') }),
+    field(t('fac.import.file'), file), el('div', { class: 'row' }, check), out);
+}
+
+async function viewFacilities() {
+  const q = new URLSearchParams({ limit: String(FAC_PAGE), offset: String(facFilter.offset) });
+  for (const k of ['q', 'tier', 'province', 'status']) if (facFilter[k]) q.set(k, facFilter[k]);
+  const { facilities, total } = await api('GET', `/api/v1/network/facilities?${q}`);
+  const operator = has('operator');
+  const inputs = {
+    q: el('input', { id: 'fac-q', type: 'search', value: facFilter.q }),
+    tier: el('select', { id: 'fac-tier' }, el('option', { value: '', text: t('fac.any') }),
+      ['central', 'provincial', 'district', 'commune'].map((v) => el('option', { value: v, text: t(`tier.${v}`), selected: facFilter.tier === v }))),
+    province: el('input', { id: 'fac-province', value: facFilter.province }),
+    status: el('select', { id: 'fac-status' }, el('option', { value: '', text: t('fac.any') }),
+      ['active', 'suspended'].map((v) => el('option', { value: v, text: t(`fac.status.${v}`), selected: facFilter.status === v }))),
+  };
+  const search = actionButton(t('audit.search'), async () => {
+    for (const k of Object.keys(inputs)) facFilter[k] = inputs[k].value.trim();
+    facFilter.offset = 0;
+    await show(viewFacilities);
+  }, { id: 'fac-search' });
+  const slot = el('div', { id: 'fac-confirm' });
+  const act = (f) => {
+    if (!operator) return '';
+    // Suspension goes by the BHYT code; a hospital from before the register gets one by import.
+    if (!f.facility_code) return el('span', { class: 'hint', text: t('fac.no_code') });
+    const suspend = f.status === 'active';
+    const label = t(suspend ? 'fac.suspend' : 'fac.reactivate', { name: f.name });
+    return el('button', {
+      type: 'button', class: suspend ? 'danger' : 'secondary', 'data-facility': f.facility_code,
+      onclick: () => confirmPanel(slot, {
+        title: t(suspend ? 'fac.suspend.confirm' : 'fac.reactivate.confirm', { name: f.name }),
+        needReason: suspend,
+        confirmText: label,
+        run: async (reason) => {
+          const verb = suspend ? 'suspend' : 'reactivate';
+          await api('POST', `/api/v1/network/facilities/${encodeURIComponent(f.facility_code)}/${verb}`, reason ? { reason } : {});
+          await show(viewFacilities);
+          say(t(suspend ? 'fac.suspended' : 'fac.reactivated', { name: f.name }), 'ok');
+        },
+      }),
+    }, label);
+  };
+  const rows = facilities.map((f) => [
+    f.name, f.facility_code || '', t(`tier.${f.tier}`), f.level ? t(`level.${f.level}`) : '',
+    f.province, f.commune || '', f.parent_name || '', f.ownership ? t(`ownership.${f.ownership}`) : '',
+    facStatusPill(f.status), act(f),
+  ]);
+  const page = (delta) => async () => { facFilter.offset = Math.max(0, facFilter.offset + delta); await show(viewFacilities); };
+  const pager = el('div', { class: 'row' },
+    el('p', { class: 'hint', id: 'fac-count', text: t('fac.count', { from: total ? facFilter.offset + 1 : 0, to: facFilter.offset + facilities.length, total }) }),
+    facFilter.offset > 0 ? actionButton(t('fac.prev'), page(-FAC_PAGE), { class: 'secondary' }) : null,
+    facFilter.offset + facilities.length < total ? actionButton(t('fac.next'), page(FAC_PAGE), { class: 'secondary', id: 'fac-next' }) : null);
+  const heads = [t('col.hospital'), t('fac.code'), t('col.tier'), t('fac.level'), t('col.province'), t('fac.commune'), t('fac.parent'), t('fac.ownership'), t('col.state'), t('col.actions')];
+  return [
+    card(t('fac.filters'), el('div', { class: 'grid' },
+      field(t('fac.q'), inputs.q), field(t('col.tier'), inputs.tier), field(t('col.province'), inputs.province, t('fac.province.hint')), field(t('col.state'), inputs.status)),
+    el('div', { class: 'row' }, search)),
+    operator ? importCard() : null,
+    card(t('tab.facilities'), slot, rows.length ? table(heads, rows, { id: 'facility-table' }) : el('p', { text: t('fac.empty') }), pager),
+  ];
+}
+
+async function viewVendors() {
+  const { vendors } = await api('GET', '/api/v1/network/vendors');
+  const operator = has('operator');
+  const slot = el('div', { id: 'vendor-confirm' });
+  const act = (v) => {
+    if (!operator) return '';
+    const suspend = v.status === 'active';
+    const label = t(suspend ? 'fac.suspend' : 'fac.reactivate', { name: v.name });
+    return el('button', {
+      type: 'button', class: suspend ? 'danger' : 'secondary', 'data-vendor': v.id,
+      onclick: () => confirmPanel(slot, {
+        title: t(suspend ? 'vendor.suspend.confirm' : 'fac.reactivate.confirm', { name: v.name }),
+        needReason: suspend,
+        confirmText: label,
+        run: async (reason) => {
+          await api('POST', `/api/v1/network/vendors/${encodeURIComponent(v.id)}/${suspend ? 'suspend' : 'reactivate'}`, reason ? { reason } : {});
+          await show(viewVendors);
+          say(t(suspend ? 'fac.suspended' : 'fac.reactivated', { name: v.name }), 'ok');
+        },
+      }),
+    }, label);
+  };
+  const once = el('div', { id: 'vendor-once' });
+  // The ministry invites a vendor's first admin; the admin invites colleagues.
+  const inviteAdmin = (v) => {
+    const username = el('input', { id: 'vendor-admin-username', autocomplete: 'off', required: true });
+    const name = el('input', { id: 'vendor-admin-name', autocomplete: 'off', required: true });
+    const email = el('input', { id: 'vendor-admin-email', type: 'email', autocomplete: 'off' });
+    const send = actionButton(t('vendor.invite.send'), async () => {
+      const r = await api('POST', `/api/v1/vendors/${encodeURIComponent(v.id)}/users`, {
+        username: username.value.trim(), display_name: name.value.trim(), email: email.value.trim() || null, admin: true,
+      });
+      slot.replaceChildren();
+      once.replaceChildren(invitationBox(r.user.display_name, r.invitation));
+    }, { id: 'vendor-admin-invite' });
+    slot.replaceChildren(card(t('vendor.invite.title', { name: v.name }), el('div', { class: 'grid' },
+      field(t('staff.username'), username), field(t('staff.name'), name), field(t('staff.email'), email)),
+    el('div', { class: 'row' }, send,
+      el('button', { type: 'button', class: 'secondary', onclick: () => slot.replaceChildren() }, t('vendor.invite.cancel')))));
+    username.focus();
+  };
+  const actions = (v) => (operator ? el('div', { class: 'row' }, act(v),
+    v.status === 'active' ? el('button', {
+      type: 'button', class: 'secondary', 'data-vendor-invite': v.id, onclick: () => inviteAdmin(v),
+    }, t('vendor.invite', { name: v.name })) : null) : '');
+  const rows = vendors.map((v) => [v.name, v.tax_code || t('vendor.no_tax_code'),
+    [v.contact_name, v.contact_email, v.contact_phone].filter(Boolean).join(' · '), facStatusPill(v.status), actions(v)]);
+  const cards = [once, card(t('tab.vendors'), slot, rows.length
+    ? table([t('col.vendor'), t('vendor.tax_code'), t('vendor.contact'), t('col.state'), t('col.actions')], rows, { id: 'vendor-table' })
+    : el('p', { text: t('vendor.empty') }))];
+  if (operator) {
+    const inputs = {
+      name: el('input', { id: 'vendor-name', required: true }),
+      id: el('input', { id: 'vendor-id', required: true, pattern: '[a-z0-9][a-z0-9-]*' }),
+      tax_code: el('input', { id: 'vendor-tax', required: true, inputmode: 'numeric' }),
+      contact_name: el('input', { id: 'vendor-contact' }),
+      contact_email: el('input', { id: 'vendor-email', type: 'email' }),
+      contact_phone: el('input', { id: 'vendor-phone', type: 'tel' }),
+    };
+    const register = actionButton(t('vendor.register'), async () => {
+      const body = Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.value.trim()]));
+      const { vendor } = await api('POST', '/api/v1/network/vendors', body);
+      await show(viewVendors);
+      say(t('vendor.registered', { name: vendor.name }), 'ok');
+    }, { id: 'vendor-register' });
+    cards.push(card(t('vendor.register'), el('div', { class: 'grid' },
+      field(t('vendor.name'), inputs.name), field(t('vendor.id'), inputs.id, t('vendor.id.hint')),
+      field(t('vendor.tax_code'), inputs.tax_code, t('vendor.tax_code.hint')), field(t('vendor.contact_name'), inputs.contact_name),
+      field(t('vendor.email'), inputs.contact_email), field(t('vendor.phone'), inputs.contact_phone)),
+    el('div', { class: 'row' }, register)));
+  }
+  return cards;
+}
+
+// Registered, active and connected facilities per tier and province.
+async function networkSummaryCards() {
+  const s = await api('GET', '/api/v1/network/summary');
+  const pct = (c) => (c.public_registered ? `${Math.round((100 * c.public_connected) / c.public_registered)}%` : '–');
+  const cols = [t('net.registered'), t('net.active'), t('net.connected'), t('net.public_connected')];
+  const nums = (c) => [String(c.registered), String(c.active), String(c.connected), `${c.public_connected}/${c.public_registered} (${pct(c)})`];
+  return [
+    card(t('net.register'), el('p', { class: 'hint', text: t('net.connected.hint') }),
+      table([t('col.tier'), ...cols], [...s.tiers.map((r) => [t(`tier.${r.tier}`), ...nums(r.counts)]), [t('net.total'), ...nums(s.total)]], { id: 'register-tiers' })),
+    card(t('net.register.provinces'),
+      table([t('col.province'), ...cols], s.provinces.map((r) => [r.name, ...nums(r.counts)]), { id: 'register-provinces' })),
+  ];
+}
+
 // ----- hospital admin: staff, service clients; practitioner directory -----
+
+const STAFF_ROLES = ['practitioner', 'hospital-admin', 'pharmacist', 'assessor'];
+let specialtyList = null;
+const specialtyName = (s) => (lang === 'vi' ? s.name_vi : s.name_en);
+async function specialtyCodes() {
+  specialtyList ??= (await api('GET', '/api/v1/specialties')).specialties;
+  return specialtyList;
+}
+const hospitalPath = (rest) => `/api/v1/hospitals/${encodeURIComponent(me.hospital_id)}/${rest}`;
+
+// A confirmation naming what it does; `run` on yes.
+function staffConfirm(slot, text, yes, run, danger = true) {
+  const ok = actionButton(yes, run, { class: danger ? 'danger' : null, 'data-confirm': 'yes' });
+  const cancel = el('button', { type: 'button', class: 'secondary', onclick: () => slot.replaceChildren() }, t('staff.cancel'));
+  slot.replaceChildren(el('div', { class: 'confirm', role: 'group', 'aria-label': text },
+    el('p', { text }), el('div', { class: 'row' }, ok, cancel)));
+  ok.focus();
+}
+
+// A one-time value (an invitation link, a client secret) with a copy button.
+function shownOnce(id, title, value, warning) {
+  const out = el('output', { id, class: 'once', text: value });
+  const copy = el('button', {
+    type: 'button', class: 'secondary', 'data-copy': id,
+    onclick: async () => {
+      try { await navigator.clipboard.writeText(value); say(t('staff.copied'), 'ok'); } catch { say(t('staff.copy.failed'), 'error'); }
+    },
+  }, t('staff.copy'));
+  return el('div', { class: 'msg ok shown-once', role: 'status' },
+    el('p', {}, el('strong', { text: title })), out, ' ', copy,
+    warning ? el('p', { class: 'hint', text: warning }) : null);
+}
+
+function invitationBox(name, inv) {
+  return shownOnce('invitation-link', t('staff.invite.link', { name }), inv.url,
+    t('staff.invite.expires', { when: when(inv.expires_at) }));
+}
+
+const roleChecks = (prefix, selected) => el('fieldset', { class: 'roles' },
+  el('legend', { text: t('staff.roles') }),
+  STAFF_ROLES.map((r) => el('label', { class: 'check' },
+    el('input', { type: 'checkbox', name: `${prefix}-role`, value: r, id: `${prefix}-role-${r}`, checked: selected.includes(r) }),
+    ` ${t(`role.${r}`)}`)));
+const checkedRoles = (form, prefix) => [...form.querySelectorAll(`input[name="${prefix}-role"]:checked`)].map((i) => i.value);
+
+function specialtySelect(id, list, selected) {
+  return el('select', { id, multiple: true, size: '6' },
+    list.map((s) => el('option', { value: s.code, selected: selected.includes(s.code) }, specialtyName(s))));
+}
+const selectedOptions = (select) => [...select.selectedOptions].map((o) => o.value);
+
+function staffForm(list, out) {
+  const inputs = {
+    username: el('input', { id: 'staff-username', autocomplete: 'off', required: true }),
+    display_name: el('input', { id: 'staff-name', autocomplete: 'off', required: true }),
+    national_id: el('input', { id: 'staff-cccd', inputmode: 'numeric', maxlength: '12', autocomplete: 'off', required: true }),
+    licence_number: el('input', { id: 'staff-licence', autocomplete: 'off' }),
+    email: el('input', { id: 'staff-email', type: 'email', autocomplete: 'off' }),
+  };
+  const specs = specialtySelect('staff-specialties', list, []);
+  const form = el('form', { id: 'staff-add', novalidate: true });
+  const roles = roleChecks('staff-add', ['practitioner']);
+  const add = actionButton(t('staff.add.submit'), async () => {
+    const body = {
+      username: inputs.username.value.trim(), display_name: inputs.display_name.value.trim(),
+      national_id: inputs.national_id.value.trim(), licence_number: inputs.licence_number.value.trim() || null,
+      specialties: selectedOptions(specs), roles: checkedRoles(form, 'staff-add'), email: inputs.email.value.trim() || null,
+    };
+    const r = await api('POST', hospitalPath('staff'), body);
+    await show(viewStaff);
+    say(t('staff.added', { name: r.user.display_name }), 'ok');
+    $('staff-once').replaceChildren(invitationBox(r.user.display_name, r.invitation));
+    $('invitation-link')?.focus();
+  }, { id: 'staff-add-submit' });
+  form.append(el('div', { class: 'grid' },
+    field(t('staff.username'), inputs.username, t('staff.username.hint')),
+    field(t('staff.name'), inputs.display_name),
+    field(t('staff.cccd'), inputs.national_id, t('staff.cccd.hint')),
+    field(t('staff.licence'), inputs.licence_number, t('staff.licence.hint')),
+    field(t('staff.specialties'), specs, t('staff.specialties.hint')),
+    field(t('staff.email'), inputs.email)),
+  roles, el('div', { class: 'row' }, add));
+  return card(t('staff.add'), form, out);
+}
+
+function staffEdit(slot, m, list) {
+  const name = el('input', { id: 'staff-edit-name', value: m.display_name });
+  const licence = el('input', { id: 'staff-edit-licence', value: m.licence_number || '' });
+  const specs = specialtySelect('staff-edit-specialties', list, m.specialties.map((s) => s.code));
+  const form = el('form', { id: 'staff-edit', novalidate: true });
+  const save = actionButton(t('staff.save'), async () => {
+    await api('PATCH', hospitalPath(`staff/${encodeURIComponent(m.id)}`), {
+      display_name: name.value.trim(), licence_number: licence.value.trim(),
+      specialties: selectedOptions(specs), roles: checkedRoles(form, 'staff-edit'),
+    });
+    await show(viewStaff);
+    say(t('staff.saved', { name: name.value.trim() }), 'ok');
+  }, { id: 'staff-edit-save' });
+  form.append(el('h3', { text: t('staff.edit.title', { name: m.display_name }) }),
+    el('div', { class: 'grid' }, field(t('staff.name'), name), field(t('staff.licence'), licence, t('staff.licence.hint')),
+      field(t('staff.specialties'), specs)),
+    roleChecks('staff-edit', m.roles), el('div', { class: 'row' }, save,
+      el('button', { type: 'button', class: 'secondary', onclick: () => slot.replaceChildren() }, t('staff.cancel'))));
+  slot.replaceChildren(form);
+  name.focus();
+}
+
+function staffImportCard() {
+  const file = el('input', { type: 'file', id: 'staff-import-file', accept: '.csv,text/csv' });
+  const out = el('div', { id: 'staff-import-result', 'aria-live': 'polite' });
+  const errors = (e) => {
+    const lines = e instanceof ApiFailure ? e.body?.error?.lines : null;
+    if (!lines) throw e;
+    out.replaceChildren(el('p', { class: 'msg error', text: errorText(e) }),
+      el('ul', { id: 'staff-import-errors' }, lines.map((l) => el('li', { text: t('staff.import.line', { line: l.line, message: l.message }) }))));
+  };
+  const check = actionButton(t('staff.import.check'), async () => {
+    const f = file.files[0];
+    if (!f) { say(t('staff.import.choose'), 'error'); file.focus(); return; }
+    const csv = await f.text();
+    let r;
+    try { r = await api('POST', hospitalPath('staff/import?dry_run=true'), { csv }); } catch (e) { errors(e); return; }
+    const apply = actionButton(t('staff.import.apply', { n: r.accounts.length }), async () => {
+      let done;
+      try { done = await api('POST', hospitalPath('staff/import?dry_run=false'), { csv }); } catch (e) { errors(e); return; }
+      out.replaceChildren(el('p', { text: t('staff.import.done', { n: done.created.length }) }),
+        el('ul', { class: 'plain', id: 'staff-import-links' }, done.created.map((c) => el('li', {},
+          el('strong', { text: c.user.display_name }), ': ', el('code', { text: c.invitation.url })))));
+    }, { id: 'staff-import-apply' });
+    out.replaceChildren(el('p', { id: 'staff-import-summary', text: t('staff.import.would', { n: r.accounts.length }) }),
+      el('ul', { class: 'plain' }, r.accounts.map((a) => el('li', { text: `${a.display_name} (${a.roles.map((x) => t(`role.${x}`)).join(', ')})` }))),
+      el('div', { class: 'row' }, apply));
+  }, { id: 'staff-import-check' });
+  return card(t('staff.import.title'), el('p', { class: 'hint', text: t('staff.import.hint') }),
+    field(t('staff.import.file'), file), el('div', { class: 'row' }, check), out);
+}
+
+async function viewStaff() {
+  const [{ staff }, list] = await Promise.all([api('GET', hospitalPath('staff')), specialtyCodes()]);
+  const once = el('div', { id: 'staff-once' });
+  const slot = el('div', { id: 'staff-slot' });
+  const actions = (m) => {
+    if (m.id === me.subject) return '';
+    const suspend = m.status === 'active';
+    return el('div', { class: 'row' },
+      el('button', { type: 'button', class: 'secondary', 'data-edit': m.username, onclick: () => staffEdit(slot, m, list) }, t('staff.edit', { name: m.display_name })),
+      el('button', {
+        type: 'button', class: suspend ? 'danger' : 'secondary', 'data-suspend': m.username,
+        onclick: () => staffConfirm(slot, t(suspend ? 'staff.suspend.confirm' : 'staff.reactivate.confirm', { name: m.display_name }),
+          t(suspend ? 'staff.suspend' : 'staff.reactivate', { name: m.display_name }), async () => {
+            await api('POST', hospitalPath(`staff/${encodeURIComponent(m.id)}/${suspend ? 'suspend' : 'reactivate'}`));
+            await show(viewStaff);
+            say(t(suspend ? 'staff.suspended' : 'staff.reactivated', { name: m.display_name }), 'ok');
+          }, suspend),
+      }, t(suspend ? 'staff.suspend' : 'staff.reactivate', { name: m.display_name })),
+      m.invitation_pending ? actionButton(t('staff.reinvite', { name: m.display_name }), async () => {
+        const r = await api('POST', hospitalPath(`staff/${encodeURIComponent(m.id)}/invitation`));
+        $('staff-once').replaceChildren(invitationBox(m.display_name, r.invitation));
+      }, { class: 'secondary', 'data-reinvite': m.username }) : null);
+  };
+  const rows = staff.map((m) => [
+    m.display_name, m.roles.map((r) => t(`role.${r}`)).join(', '),
+    m.specialties.map(specialtyName).join(', '), m.licence_number || '',
+    pill(t(`staff.status.${m.status}`), m.status === 'active' ? 'pass' : 'fail'),
+    m.invitation_pending ? t('staff.pending') : when(m.last_login) || t('staff.never'),
+    actions(m),
+  ]);
+  const heads = [t('staff.name'), t('staff.roles'), t('staff.specialties'), t('staff.licence'), t('col.state'), t('staff.last_login'), t('col.actions')];
+  return [
+    once,
+    card(t('tab.staff'), slot, rows.length ? table(heads, rows, { id: 'staff-table' }) : el('p', { text: t('staff.empty') })),
+    staffForm(list, null),
+    staffImportCard(),
+  ];
+}
+
+const clientState = (c) => {
+  if (c.revoked_at) return pill(t('clients.revoked'), 'fail');
+  if (c.previous_secret_expires_at && c.previous_secret_expires_at > Date.now()) return pill(t('clients.grace', { when: when(c.previous_secret_expires_at) }), 'state-submitted');
+  return pill(t('clients.active'), 'pass');
+};
+
+async function viewClients() {
+  const { clients } = await api('GET', hospitalPath('clients'));
+  const once = el('div', { id: 'client-once' });
+  const slot = el('div', { id: 'client-slot' });
+  const secretBox = (name, r) => shownOnce('client-secret', t('clients.secret.title', { name }),
+    `client_id=${r.client_id}\nclient_secret=${r.client_secret}`, t('clients.secret.warning'));
+  const actions = (c) => (c.revoked_at ? '' : el('div', { class: 'row' },
+    el('button', {
+      type: 'button', class: 'secondary', 'data-rotate': c.name,
+      onclick: () => staffConfirm(slot, t('clients.rotate.confirm', { name: c.name }), t('clients.rotate', { name: c.name }), async () => {
+        const r = await api('POST', hospitalPath(`clients/${encodeURIComponent(c.client_id)}/rotate`), { grace_secs: 86400 });
+        await show(viewClients);
+        $('client-once').replaceChildren(secretBox(c.name, r));
+      }, false),
+    }, t('clients.rotate', { name: c.name })),
+    el('button', {
+      type: 'button', class: 'danger', 'data-revoke': c.name,
+      onclick: () => staffConfirm(slot, t('clients.revoke.confirm', { name: c.name }), t('clients.revoke', { name: c.name }), async () => {
+        await api('POST', hospitalPath(`clients/${encodeURIComponent(c.client_id)}/revoke`));
+        await show(viewClients);
+        say(t('clients.revoked.done', { name: c.name }), 'ok');
+      }),
+    }, t('clients.revoke', { name: c.name }))));
+  const rows = clients.map((c) => [c.name, t(`clients.kind.${c.kind}`), c.scope, when(c.created_at),
+    when(c.last_used_at) || t('staff.never'), clientState(c), actions(c)]);
+  const name = el('input', { id: 'client-name', required: true });
+  const kind = el('select', { id: 'client-kind' }, ['his', 'lis', 'pacs', 'pharmacy', 'other'].map((k) => el('option', { value: k }, t(`clients.kind.${k}`))));
+  const scope = el('input', { id: 'client-scope', value: 'service' });
+  const create = actionButton(t('clients.create'), async () => {
+    const r = await api('POST', hospitalPath('clients'), { name: name.value.trim(), kind: kind.value, scope: scope.value.trim() });
+    await show(viewClients);
+    $('client-once').replaceChildren(secretBox(r.name, r));
+  }, { id: 'client-create' });
+  return [
+    once,
+    card(t('tab.clients'), slot, rows.length
+      ? table([t('clients.name'), t('clients.kind'), t('clients.scope'), t('clients.created'), t('clients.last_used'), t('col.state'), t('col.actions')], rows, { id: 'client-table' })
+      : el('p', { text: t('clients.empty') })),
+    card(t('clients.new'), el('div', { class: 'grid' }, field(t('clients.name'), name), field(t('clients.kind'), kind),
+      field(t('clients.scope'), scope, t('clients.scope.hint'))), el('div', { class: 'row' }, create)),
+  ];
+}
+
+const dirFilter = { q: '', specialty: '', province: '', tier: '' };
+
+async function viewDirectory() {
+  const list = await specialtyCodes();
+  const q = new URLSearchParams({ limit: '50' });
+  for (const k of Object.keys(dirFilter)) if (dirFilter[k]) q.set(k, dirFilter[k]);
+  const { practitioners } = await api('GET', `/api/v1/practitioners?${q}`);
+  const inputs = {
+    q: el('input', { id: 'dir-q', type: 'search', value: dirFilter.q }),
+    specialty: el('select', { id: 'dir-specialty' }, el('option', { value: '', text: t('fac.any') }),
+      list.map((s) => el('option', { value: s.code, selected: dirFilter.specialty === s.code }, specialtyName(s)))),
+    province: el('input', { id: 'dir-province', value: dirFilter.province }),
+    tier: el('select', { id: 'dir-tier' }, el('option', { value: '', text: t('fac.any') }),
+      ['central', 'provincial', 'district', 'commune'].map((v) => el('option', { value: v, text: t(`tier.${v}`), selected: dirFilter.tier === v }))),
+  };
+  const search = actionButton(t('audit.search'), async () => {
+    for (const k of Object.keys(inputs)) dirFilter[k] = inputs[k].value.trim();
+    await show(viewDirectory);
+  }, { id: 'dir-search' });
+  const rows = practitioners.map((p) => [p.display_name, p.title || '', p.specialties.map(specialtyName).join(', '),
+    p.hospital.name || '', p.hospital.tier ? t(`tier.${p.hospital.tier}`) : '', p.hospital.province || '']);
+  return [
+    card(t('dir.search'), el('div', { class: 'grid' }, field(t('dir.q'), inputs.q), field(t('staff.specialties'), inputs.specialty),
+      field(t('col.province'), inputs.province), field(t('col.tier'), inputs.tier)), el('div', { class: 'row' }, search)),
+    card(t('tab.directory'), rows.length
+      ? table([t('staff.name'), t('dir.title'), t('staff.specialties'), t('col.hospital'), t('col.tier'), t('col.province')], rows, { id: 'directory-table' })
+      : el('p', { text: t('dir.empty') })),
+  ];
+}
+
+async function viewTeam() {
+  const v = me.vendor_id;
+  const { vendor, users } = await api('GET', `/api/v1/vendors/${encodeURIComponent(v)}/users`);
+  const self = users.find((u) => u.id === me.subject);
+  const once = el('div', { id: 'team-once' });
+  const rows = users.map((u) => [u.display_name, u.email || '', u.admin ? t('team.admin') : t('team.member'),
+    pill(t(`staff.status.${u.status}`), u.status === 'active' ? 'pass' : 'fail'),
+    u.invitation_pending ? t('staff.pending') : when(u.last_login) || t('staff.never')]);
+  const cards = [once, card(t('team.title', { vendor: vendor.name }), table([t('staff.name'), t('staff.email'), t('team.role'), t('col.state'), t('staff.last_login')], rows, { id: 'team-table' }))];
+  if (self?.admin) {
+    const username = el('input', { id: 'team-username', autocomplete: 'off' });
+    const name = el('input', { id: 'team-name', autocomplete: 'off' });
+    const email = el('input', { id: 'team-email', type: 'email', autocomplete: 'off' });
+    const admin = el('input', { id: 'team-admin', type: 'checkbox' });
+    const invite = actionButton(t('team.invite'), async () => {
+      const r = await api('POST', `/api/v1/vendors/${encodeURIComponent(v)}/users`, {
+        username: username.value.trim(), display_name: name.value.trim(), email: email.value.trim() || null, admin: admin.checked,
+      });
+      await show(viewTeam);
+      $('team-once').replaceChildren(invitationBox(name.value.trim() || r.user?.display_name || '', r.invitation));
+    }, { id: 'team-invite' });
+    cards.push(card(t('team.invite'), el('div', { class: 'grid' }, field(t('staff.username'), username, t('staff.username.hint')),
+      field(t('staff.name'), name), field(t('staff.email'), email)),
+    el('label', { class: 'check' }, admin, ` ${t('team.admin.check')}`), el('div', { class: 'row' }, invite)));
+  }
+  return cards;
+}
+
 
 // ----- start -----
 

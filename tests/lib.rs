@@ -71,12 +71,14 @@ pub fn test_hospitals() -> [Hospital; 2] {
             name: "Bệnh viện A".into(),
             tier: Tier::Central,
             province: "Hà Nội".into(),
+            ..Default::default()
         },
         Hospital {
             id: "bv-b".into(),
             name: "Bệnh viện B".into(),
             tier: Tier::District,
             province: "Thái Bình".into(),
+            ..Default::default()
         },
     ]
 }

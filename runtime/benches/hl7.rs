@@ -144,6 +144,7 @@ fn main() {
                 name: "Bệnh viện đo hiệu năng".into(),
                 tier: Tier::Provincial,
                 province: "Hà Nội".into(),
+                ..Default::default()
             })
             .await
             .expect("hospital");

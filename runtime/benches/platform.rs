@@ -40,6 +40,7 @@ fn hospital() -> Hospital {
         name: "Bệnh viện A".into(),
         tier: Tier::Central,
         province: "Hà Nội".into(),
+        ..Default::default()
     }
 }
 

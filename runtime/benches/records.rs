@@ -143,6 +143,7 @@ fn hospital() -> Hospital {
         name: "Bệnh viện A".into(),
         tier: Tier::Central,
         province: "Hà Nội".into(),
+        ..Default::default()
     }
 }
 

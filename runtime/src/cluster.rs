@@ -109,6 +109,29 @@ impl Bus {
         }
     }
 
+    /// On PostgreSQL, send `payload` to every node's subscribers of
+    /// `channel` now, without a bus (the CLI, after changing the database).
+    pub async fn notify_now(
+        db: &Database,
+        channel: &str,
+        payload: &str,
+    ) -> Result<(), sqlx::Error> {
+        if db.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let envelope = serde_json::to_string(&Envelope {
+            node: "cli".into(),
+            payload: payload.to_owned(),
+        })
+        .unwrap_or_default();
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(envelope)
+            .execute(&db.pool)
+            .await?;
+        Ok(())
+    }
+
     fn resync_all(&self) {
         let senders: Vec<_> = {
             let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());

@@ -30,6 +30,7 @@ pub mod identity;
 pub mod imaging;
 pub mod manifest;
 pub mod metrics;
+pub mod network;
 pub mod notify;
 pub mod payment;
 pub mod plugins;
@@ -82,6 +83,8 @@ pub enum StartError {
     Governance(#[from] governance::registry::GovernanceError),
     #[error(transparent)]
     Video(#[from] video::livekit::LiveKitError),
+    #[error(transparent)]
+    Network(#[from] network::NetworkError),
 }
 
 /// How to start a runtime node.
@@ -145,6 +148,8 @@ pub struct Runtime {
     pub video: Arc<VideoService>,
     /// Events between the nodes of the deployment.
     pub bus: Arc<cluster::Bus>,
+    /// The network register: facilities' and vendors' status, kept by the ministry.
+    pub network: Arc<network::NetworkRegister>,
     /// Notifications plugins send to people.
     pub notifications: Arc<notify::Notifications>,
     /// Payment intents, the ledger and settlement events.
@@ -226,8 +231,15 @@ impl Runtime {
         let payments = Arc::new(payments);
         payments.spawn_expiry(std::time::Duration::from_secs(30));
         let bus = Arc::new(cluster::Bus::new(db.clone()));
-        bus.start(&[video::rooms::NOTIFY_CHANNEL, notify::CHANNEL])
-            .await;
+        bus.start(&[
+            video::rooms::NOTIFY_CHANNEL,
+            notify::CHANNEL,
+            network::CHANNEL,
+        ])
+        .await;
+        let network =
+            network::NetworkRegister::new(db.clone(), hospitals.clone(), bus.clone()).await?;
+        network.start_cluster_events();
         let notifications = Arc::new(notify::Notifications::new(db.clone(), bus.clone()));
         // Pages are re-sent and escalated when nobody calls the plugin.
         notifications.spawn_page_sweeper(notify::PAGE_SWEEP_EVERY);
@@ -246,6 +258,7 @@ impl Runtime {
             )),
             video,
             bus,
+            network,
             notifications,
             records,
             identity,

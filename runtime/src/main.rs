@@ -95,6 +95,16 @@ enum Command {
         #[command(subcommand)]
         command: ImagingShareCommand,
     },
+    /// Invite the first operator or a hospital's admin (one-time links).
+    Accounts {
+        #[command(subcommand)]
+        command: vtelehealth_runtime::identity::accounts_cli::AccountsCommand,
+    },
+    /// The network register: import facilities from CSV, list them.
+    Network {
+        #[command(subcommand)]
+        command: vtelehealth_runtime::network::cli::NetworkCommand,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
@@ -477,6 +487,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { command } => vtelehealth_runtime::governance::cli::run_keys(command)?,
         Command::Plugin { command } => {
             vtelehealth_runtime::governance::cli::run_plugin(command).await?
+        }
+        Command::Accounts { command } => {
+            use vtelehealth_runtime::identity::accounts_cli::AccountsCommand as A;
+            let db = match &command {
+                A::AddOperator { db, .. }
+                | A::AddReviewer { db, .. }
+                | A::InviteHospitalAdmin { db, .. } => db.clone(),
+            };
+            vtelehealth_runtime::identity::accounts_cli::run(command, database_url(&db)?).await?
+        }
+        Command::Network { command } => {
+            let url = database_url(command.db())?;
+            vtelehealth_runtime::network::cli::run(command, url).await?
         }
         Command::Migrate { db } => {
             Database::connect(&database_url(&db)?).await?;

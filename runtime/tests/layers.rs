@@ -26,6 +26,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("metrics", 3),
     ("cluster", 4),
     ("directory", 5),
+    // The register of facilities and vendors, over the directory.
+    ("network", 6),
     // Domain services, no axum and no Runtime; identity is below the rest.
     ("identity", 10),
     ("records", 11),

@@ -158,6 +158,33 @@ enum Op {
     MyRecords,
     MyNotifications,
     Network,
+    StaffList,
+    StaffCreate,
+    StaffImport,
+    StaffUpdate,
+    StaffSuspend,
+    StaffReactivate,
+    StaffInvitation,
+    ClientList,
+    ClientCreate,
+    ClientRotate,
+    ClientRevoke,
+    VendorUsers,
+    VendorInvite,
+    Practitioners,
+    Specialties,
+    NetFacilities,
+    NetFacility,
+    NetImport,
+    NetCreateFacility,
+    NetUpdateFacility,
+    NetSuspendFacility,
+    NetReactivateFacility,
+    NetSummary,
+    NetVendors,
+    NetRegisterVendor,
+    NetSuspendVendor,
+    NetReactivateVendor,
 }
 
 struct Row {
@@ -243,6 +270,34 @@ const MATRIX: &[Row] = &[
     row(Op::MyRecords,       "GET /api/v1/me/records",                           false, [D, A, D, D, D, D, D, D, D, D, D, D, D]),
     row(Op::MyNotifications, "GET /api/v1/me/notifications",                     false, [D, A, A, A, A, A, A, A, A, A, A, A, A]),
     row(Op::Network,         "GET /api/v1/network",                              false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::NetFacilities,   "GET /api/v1/network/facilities",                   false, [D, D, D, D, A, A, D, D, A, A, D, D, D]),
+    row(Op::NetFacility,     "GET /api/v1/network/facilities/{code}",            false, [D, D, D, D, A, A, D, D, A, A, D, D, D]),
+    row(Op::NetImport,       "POST /api/v1/network/facilities/import?dry_run=true", false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::NetCreateFacility, "POST /api/v1/network/facilities",                false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::NetUpdateFacility, "PUT /api/v1/network/facilities/{code}",          false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::NetSuspendFacility, "POST /api/v1/network/facilities/{code}/suspend", false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::NetReactivateFacility, "POST /api/v1/network/facilities/{code}/reactivate", false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::NetSummary,      "GET /api/v1/network/summary",                      false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::NetVendors,      "GET /api/v1/network/vendors",                      false, [D, D, D, D, D, D, D, D, A, A, D, D, D]),
+    row(Op::NetRegisterVendor, "POST /api/v1/network/vendors",                   false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::NetSuspendVendor, "POST /api/v1/network/vendors/{id}/suspend",       false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    row(Op::NetReactivateVendor, "POST /api/v1/network/vendors/{id}/reactivate", false, [D, D, D, D, D, D, D, D, D, A, D, D, D]),
+    // Staff, service clients, vendors' users, the directory (docs/identity.md).
+    row(Op::StaffList,       "GET /api/v1/hospitals/A/staff",                    false, [D, D, D, D, A, D, D, D, D, A, D, D, D]),
+    row(Op::StaffCreate,     "POST /api/v1/hospitals/A/staff",                   false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::StaffImport,     "POST /api/v1/hospitals/A/staff/import?dry_run=true", false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::StaffUpdate,     "PATCH /api/v1/hospitals/A/staff/{user}",           false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::StaffSuspend,    "POST /api/v1/hospitals/A/staff/{user}/suspend",    false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::StaffReactivate, "POST /api/v1/hospitals/A/staff/{user}/reactivate", false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::StaffInvitation, "POST /api/v1/hospitals/A/staff/{user}/invitation", false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::ClientList,      "GET /api/v1/hospitals/A/clients",                  false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::ClientCreate,    "POST /api/v1/hospitals/A/clients",                 false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::ClientRotate,    "POST /api/v1/hospitals/A/clients/{client}/rotate", false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::ClientRevoke,    "POST /api/v1/hospitals/A/clients/{client}/revoke", false, [D, D, D, D, A, D, D, D, D, D, D, D, D]),
+    row(Op::VendorUsers,     "GET /api/v1/vendors/{vendor}/users",               false, [D, D, D, D, D, D, A, D, D, A, D, D, D]),
+    row(Op::VendorInvite,    "POST /api/v1/vendors/{vendor}/users",              false, [D, D, D, D, D, D, A, D, D, D, D, D, D]),
+    row(Op::Practitioners,   "GET /api/v1/practitioners",                        false, [D, A, A, A, A, A, D, D, D, A, D, D, D]),
+    row(Op::Specialties,     "GET /api/v1/specialties",                          false, [A, A, A, A, A, A, A, A, A, A, A, A, A]),
 ];
 
 const HOSPITAL_A: &str = "bv-a";
@@ -412,6 +467,10 @@ impl Fixture {
             .expect("registered");
         let service = id.tokens_for_client(&client, "openid").expect("token");
         tokens.insert(ServiceA, service.access_token);
+        // The reference vendor's user administers it (invites colleagues).
+        id.set_vendor_admin(&subjects[&Vendor], true)
+            .await
+            .expect("vendor admin");
 
         let (wasm, toml) = component(&plugin_dir(), "hello");
         let manifest = std::fs::read_to_string(toml).expect("manifest");
@@ -690,6 +749,7 @@ impl Fixture {
                         name: "Bệnh viện C".into(),
                         tier: Tier::Central,
                         province: "Hà Nội".into(),
+                        ..Default::default()
                     })
                     .await
                     .expect("hospital C");
@@ -805,8 +865,238 @@ impl Fixture {
             Op::MyRecords => ("GET", "/api/v1/me/records".into(), None),
             Op::MyNotifications => ("GET", "/api/v1/me/notifications".into(), None),
             Op::Network => ("GET", "/api/v1/network".into(), None),
+            Op::StaffList => ("GET", format!("/api/v1/hospitals/{HOSPITAL_A}/staff"), None),
+            Op::StaffCreate => (
+                "POST",
+                format!("/api/v1/hospitals/{HOSPITAL_A}/staff"),
+                Some(staff_json(STAFF_NEXT.fetch_add(1, Ordering::Relaxed))),
+            ),
+            Op::StaffImport => {
+                let n = STAFF_NEXT.fetch_add(1, Ordering::Relaxed);
+                let csv = format!(
+                    "username,display_name,national_id,licence_number,specialties,roles,email\n\
+                     staff.{n},BS. Nhập {n},001091{n:06},{n:06}/BYT-GPHN,cardiology,practitioner,\n"
+                );
+                (
+                    "POST",
+                    format!("/api/v1/hospitals/{HOSPITAL_A}/staff/import?dry_run=true"),
+                    Some(json!({ "csv": csv })),
+                )
+            }
+            Op::StaffUpdate => (
+                "PATCH",
+                format!(
+                    "/api/v1/hospitals/{HOSPITAL_A}/staff/{}",
+                    self.staff_member().await
+                ),
+                Some(json!({ "specialties": ["pediatrics"] })),
+            ),
+            Op::StaffSuspend | Op::StaffReactivate | Op::StaffInvitation => {
+                let verb = match op {
+                    Op::StaffSuspend => "suspend",
+                    Op::StaffReactivate => "reactivate",
+                    _ => "invitation",
+                };
+                (
+                    "POST",
+                    format!(
+                        "/api/v1/hospitals/{HOSPITAL_A}/staff/{}/{verb}",
+                        self.staff_member().await
+                    ),
+                    None,
+                )
+            }
+            Op::ClientList => (
+                "GET",
+                format!("/api/v1/hospitals/{HOSPITAL_A}/clients"),
+                None,
+            ),
+            Op::ClientCreate => (
+                "POST",
+                format!("/api/v1/hospitals/{HOSPITAL_A}/clients"),
+                Some(json!({ "name": "LIS Bệnh viện A", "kind": "lis", "scope": "service" })),
+            ),
+            Op::ClientRotate | Op::ClientRevoke => {
+                let issued = self
+                    .server
+                    .runtime
+                    .identity
+                    .create_hospital_client(HOSPITAL_A, "PACS A", "pacs", "", "test:seed")
+                    .await
+                    .expect("client");
+                let verb = if op == Op::ClientRotate {
+                    "rotate"
+                } else {
+                    "revoke"
+                };
+                (
+                    "POST",
+                    format!(
+                        "/api/v1/hospitals/{HOSPITAL_A}/clients/{}/{verb}",
+                        issued.client_id
+                    ),
+                    (op == Op::ClientRotate).then(|| json!({ "grace_secs": 60 })),
+                )
+            }
+            Op::VendorUsers => (
+                "GET",
+                format!("/api/v1/vendors/{}/users", REFERENCE_VENDOR.0),
+                None,
+            ),
+            Op::VendorInvite => {
+                let n = STAFF_NEXT.fetch_add(1, Ordering::Relaxed);
+                (
+                    "POST",
+                    format!("/api/v1/vendors/{}/users", REFERENCE_VENDOR.0),
+                    Some(
+                        json!({ "username": format!("dev.{n}"), "display_name": format!("Lập trình viên {n}"), "admin": false }),
+                    ),
+                )
+            }
+            Op::Practitioners => ("GET", "/api/v1/practitioners?q=bs".into(), None),
+            Op::Specialties => ("GET", "/api/v1/specialties".into(), None),
+            Op::NetFacilities => (
+                "GET",
+                "/api/v1/network/facilities?q=tr%E1%BA%A1m".into(),
+                None,
+            ),
+            Op::NetFacility => {
+                let code = net_facility(&self.server.runtime, Some(NET_FIXED)).await;
+                ("GET", format!("/api/v1/network/facilities/{code}"), None)
+            }
+            Op::NetImport => (
+                "POST",
+                "/api/v1/network/facilities/import?dry_run=true".into(),
+                Some(json!({ "csv": format!("{}\n{}", NET_HEADER, net_row("33990")) })),
+            ),
+            Op::NetCreateFacility => {
+                let code = NET_NEXT.fetch_add(1, Ordering::Relaxed).to_string();
+                (
+                    "POST",
+                    "/api/v1/network/facilities".into(),
+                    Some(net_json(&code)),
+                )
+            }
+            Op::NetUpdateFacility => {
+                let code = net_facility(&self.server.runtime, Some(NET_FIXED)).await;
+                (
+                    "PUT",
+                    format!("/api/v1/network/facilities/{code}"),
+                    Some(net_json(&code)),
+                )
+            }
+            Op::NetSuspendFacility => {
+                let code = net_facility(&self.server.runtime, None).await;
+                (
+                    "POST",
+                    format!("/api/v1/network/facilities/{code}/suspend"),
+                    Some(json!({ "reason": "authorization matrix" })),
+                )
+            }
+            Op::NetReactivateFacility => {
+                let code = net_facility(&self.server.runtime, None).await;
+                (
+                    "POST",
+                    format!("/api/v1/network/facilities/{code}/reactivate"),
+                    None,
+                )
+            }
+            Op::NetSummary => ("GET", "/api/v1/network/summary".into(), None),
+            Op::NetVendors => ("GET", "/api/v1/network/vendors".into(), None),
+            Op::NetRegisterVendor => {
+                let n = NET_NEXT.fetch_add(1, Ordering::Relaxed);
+                (
+                    "POST",
+                    "/api/v1/network/vendors".into(),
+                    Some(net_vendor(n)),
+                )
+            }
+            Op::NetSuspendVendor | Op::NetReactivateVendor => {
+                let n = NET_NEXT.fetch_add(1, Ordering::Relaxed);
+                let input = serde_json::from_value(net_vendor(n)).expect("vendor");
+                let (v, _) = self
+                    .server
+                    .runtime
+                    .network
+                    .register_vendor(&input, "test:seed")
+                    .await
+                    .expect("vendor registered");
+                let verb = if op == Op::NetSuspendVendor {
+                    "suspend"
+                } else {
+                    "reactivate"
+                };
+                (
+                    "POST",
+                    format!("/api/v1/network/vendors/{}/{verb}", v.id),
+                    Some(json!({ "reason": "authorization matrix" })),
+                )
+            }
         }
     }
+}
+
+// The staff rows' accounts: unique usernames, CCCDs and licences.
+static STAFF_NEXT: AtomicU32 = AtomicU32::new(100);
+
+fn staff_json(n: u32) -> Value {
+    json!({
+        "username": format!("staff.{n}"), "display_name": format!("BS. Thử {n}"),
+        "national_id": format!("001091{n:06}"), "licence_number": format!("{n:06}/BYT-GPHN"),
+        "specialties": ["cardiology"], "roles": ["practitioner"],
+    })
+}
+
+impl Fixture {
+    /// A fresh practitioner of A, invited by the seed: their id.
+    async fn staff_member(&self) -> String {
+        let n = STAFF_NEXT.fetch_add(1, Ordering::Relaxed);
+        let new = serde_json::from_value(staff_json(n)).expect("staff");
+        let (user, _) = self
+            .server
+            .runtime
+            .identity
+            .create_staff(HOSPITAL_A, &new, "test:seed")
+            .await
+            .expect("staff member");
+        user.id
+    }
+}
+
+// The network register's rows: facilities and vendors of their own, so
+// no cell suspends anything another cell uses.
+const NET_HEADER: &str =
+    "facility_code,name,tier,level,province,commune,ownership,parent_code,status";
+const NET_FIXED: &str = "33001";
+static NET_NEXT: AtomicU32 = AtomicU32::new(40_000);
+
+fn net_row(code: &str) -> String {
+    format!("{code},Trạm Y tế {code},commune,primary,Hưng Yên,Xã {code},public,,")
+}
+
+fn net_json(code: &str) -> Value {
+    json!({
+        "facility_code": code, "name": format!("Trạm Y tế {code}"), "tier": "commune",
+        "level": "primary", "province": "33", "commune": "Xã Tam Quang", "ownership": "public",
+    })
+}
+
+fn net_vendor(n: u32) -> Value {
+    json!({ "id": format!("vendor-{n}"), "name": format!("Công ty {n}"), "tax_code": format!("01{n:08}") })
+}
+
+/// A registered facility's code: `fixed` (created once), or a fresh one.
+async fn net_facility(rt: &Runtime, fixed: Option<&str>) -> String {
+    let code = fixed.map_or_else(
+        || NET_NEXT.fetch_add(1, Ordering::Relaxed).to_string(),
+        str::to_owned,
+    );
+    let row = serde_json::from_value(net_json(&code)).expect("row");
+    rt.network
+        .import_rows(vec![(0, row)], false, "test:seed", &mut |_, _| {})
+        .await
+        .expect("facility registered");
+    code
 }
 
 impl Fixture {

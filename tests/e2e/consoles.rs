@@ -114,15 +114,23 @@ fn screenshot_dir() -> PathBuf {
 }
 
 /// A console page in Chromium, driven through the DevTools protocol.
-struct Console {
+pub(crate) struct Console {
     browser: Browser,
     base: String,
 }
 
 impl Console {
+    pub(crate) fn new(browser: Browser, base: String) -> Self {
+        Self { browser, base }
+    }
+
+    pub(crate) async fn kill(self) {
+        self.browser.kill().await;
+    }
+
     /// Poll `js` (an expression) until it is truthy; its value. Bounded,
     /// never a timing assertion: the panic names what was awaited.
-    async fn wait(&mut self, js: &str, what: &str) -> Value {
+    pub(crate) async fn wait(&mut self, js: &str, what: &str) -> Value {
         let mut last = Value::Null;
         for _ in 0..300 {
             // Evaluation fails while a navigation replaces the page: retry.
@@ -148,13 +156,13 @@ impl Console {
         panic!("waited in vain for {what} ({js}); last value {last}; page text: {msg}");
     }
 
-    async fn eval(&mut self, js: &str) -> Value {
+    pub(crate) async fn eval(&mut self, js: &str) -> Value {
         self.browser.eval(js).await.expect("page script")
     }
 
     /// Click `selector` once it exists and is enabled (a real `click()`,
     /// which runs the same handlers as a mouse click).
-    async fn click(&mut self, selector: &str) {
+    pub(crate) async fn click(&mut self, selector: &str) {
         let sel = serde_json::to_string(selector).expect("selector");
         self.wait(
             &format!("(() => {{ const e = document.querySelector({sel}); return !!e && !e.disabled; }})()"),
@@ -166,7 +174,7 @@ impl Console {
     }
 
     /// Focus `selector`, clear it and type `text` as keyboard input.
-    async fn type_into(&mut self, selector: &str, text: &str) {
+    pub(crate) async fn type_into(&mut self, selector: &str, text: &str) {
         let sel = serde_json::to_string(selector).expect("selector");
         self.wait(&format!("!!document.querySelector({sel})"), selector)
             .await;
@@ -181,7 +189,7 @@ impl Console {
     }
 
     /// The text of the message region, once it shows a message of `kind`.
-    async fn message(&mut self, kind: &str) -> String {
+    pub(crate) async fn message(&mut self, kind: &str) -> String {
         let k = serde_json::to_string(kind).expect("kind");
         self.wait(
             &format!("window.vthConsole && window.vthConsole.messageKind() === {k} && window.vthConsole.message()"),
@@ -193,12 +201,12 @@ impl Console {
         .to_owned()
     }
 
-    async fn clear_message(&mut self) {
+    pub(crate) async fn clear_message(&mut self) {
         self.eval("document.getElementById('messages').replaceChildren()")
             .await;
     }
 
-    async fn goto(&mut self, url: &str) {
+    pub(crate) async fn goto(&mut self, url: &str) {
         self.browser
             .call("Page.navigate", json!({ "url": url }))
             .await
@@ -206,7 +214,7 @@ impl Console {
     }
 
     /// Press Enter on the focused element, as a keyboard does.
-    async fn press_enter(&mut self) {
+    pub(crate) async fn press_enter(&mut self) {
         for kind in ["keyDown", "keyUp"] {
             let mut key = json!({ "type": kind, "key": "Enter", "code": "Enter",
                 "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13 });
@@ -222,7 +230,12 @@ impl Console {
 
     /// Sign in with the keyboard only: the console's button, then the
     /// provider's real form, submitted with Enter.
-    async fn login(&mut self, username: &str) {
+    pub(crate) async fn login(&mut self, username: &str) {
+        self.login_with(username, PASSWORD).await;
+    }
+
+    /// [`Self::login`] with the password the person chose.
+    pub(crate) async fn login_with(&mut self, username: &str, password: &str) {
         let url = format!("{}/console/", self.base);
         self.goto(&url).await;
         self.wait("!!document.getElementById('sign-in')", "the sign-in button")
@@ -236,7 +249,7 @@ impl Console {
         )
         .await;
         self.type_into("input[name=username]", username).await;
-        self.type_into("input[name=password]", PASSWORD).await;
+        self.type_into("input[name=password]", password).await;
         self.press_enter().await;
         self.wait(
             "location.pathname === '/console/' && document.querySelectorAll('#tabs button').length > 0 && !document.querySelector('main[aria-busy]')",
@@ -246,7 +259,7 @@ impl Console {
     }
 
     /// The console's tabs: each role sees its own only.
-    async fn assert_tabs(&mut self, expected: &[&str]) {
+    pub(crate) async fn assert_tabs(&mut self, expected: &[&str]) {
         let tabs = self
             .eval(
                 "[...document.querySelectorAll('#tabs button')].map(b => b.id.replace('tab-', ''))",
@@ -255,14 +268,14 @@ impl Console {
         assert_eq!(tabs, json!(expected), "tabs of this role");
     }
 
-    async fn sign_out(&mut self) {
+    pub(crate) async fn sign_out(&mut self) {
         self.click("#sign-out").await;
         self.wait("!!document.getElementById('sign-in')", "the sign-in screen")
             .await;
     }
 
     /// Open a tab and wait until its view is rendered.
-    async fn tab(&mut self, name: &str) {
+    pub(crate) async fn tab(&mut self, name: &str) {
         self.click(&format!("#tab-{name}")).await;
         self.wait(
             &format!("document.getElementById('main').dataset.view === '{name}' && !document.querySelector('main[aria-busy]')"),
@@ -272,7 +285,7 @@ impl Console {
     }
 
     /// Every form control has a label, and nothing is wider than the page.
-    async fn check_quality(&mut self, width: u32) {
+    pub(crate) async fn check_quality(&mut self, width: u32) {
         let unlabelled = self
             .eval(
                 "[...document.querySelectorAll('input, select, textarea')].filter(i => i.type !== 'hidden' && !(i.labels && i.labels.length)).map(i => i.id || i.name)",
@@ -290,7 +303,7 @@ impl Console {
         );
     }
 
-    async fn screenshot(&mut self, name: &str) {
+    pub(crate) async fn screenshot(&mut self, name: &str) {
         let shot = self
             .browser
             .call(
@@ -307,7 +320,7 @@ impl Console {
         println!("screenshot: {}", path.display());
     }
 
-    async fn set_width(&mut self, width: u32, mobile: bool) {
+    pub(crate) async fn set_width(&mut self, width: u32, mobile: bool) {
         self.browser
             .call(
                 "Emulation.setDeviceMetricsOverride",
@@ -318,7 +331,7 @@ impl Console {
     }
 
     /// Put a file into a file input, as a person choosing it would.
-    async fn choose_file(&mut self, selector: &str, path: &std::path::Path) {
+    pub(crate) async fn choose_file(&mut self, selector: &str, path: &std::path::Path) {
         let sel = serde_json::to_string(selector).expect("selector");
         let found = self
             .browser
@@ -460,7 +473,8 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- vendor: a bundle that fails its checks, then a signed one -----
     c.login("dev.tests").await;
-    c.assert_tabs(&["submit", "versions", "activations"]).await;
+    c.assert_tabs(&["submit", "versions", "activations", "team"])
+        .await;
     assert_eq!(
         c.eval("document.documentElement.lang").await,
         json!("vi"),
@@ -503,7 +517,8 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- reviewer: version detail, narrowed approval, audit -----
     c.login("thamdinh").await;
-    c.assert_tabs(&["queue", "audit", "network"]).await;
+    c.assert_tabs(&["queue", "audit", "network", "facilities", "vendors"])
+        .await;
     c.check_quality(1280).await;
     c.click(&format!(
         "#queue-pending button[data-version='{version_id}']"
@@ -637,7 +652,8 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- hospital admin: invalid configuration, then activation -----
     c.login("qt.a").await;
-    c.assert_tabs(&["catalogue", "modules"]).await;
+    c.assert_tabs(&["catalogue", "modules", "staff", "clients", "directory"])
+        .await;
     c.wait("!!document.querySelector('#catalogue')", "the catalogue")
         .await;
     c.click("button[data-activate='visit-counter'][data-version='0.1.0']")
@@ -789,7 +805,7 @@ async fn the_whole_lifecycle_through_the_consoles_in_chromium() {
 
     // ----- practitioner: the plugin's page inside the console -----
     c.login("bs.a").await;
-    c.assert_tabs(&["workspace", "notices"]).await;
+    c.assert_tabs(&["workspace", "notices", "directory"]).await;
     c.check_quality(1280).await;
     c.type_into("#path-records-probe", &format!("/read/Patient/{pid}"))
         .await;

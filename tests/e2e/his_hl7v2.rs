@@ -45,6 +45,7 @@ async fn hospital_with_his(server: &TestServer, id: &str) -> String {
             name: format!("Bệnh viện {id}"),
             tier: Tier::Provincial,
             province: "Thái Bình".into(),
+            ..Default::default()
         })
         .await
         .expect("hospital");

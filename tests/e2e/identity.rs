@@ -194,8 +194,28 @@ async fn code_flow_with_pkce_refresh_and_logout() {
         .expect("request");
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
+    // One language at a time, with a link to the other keeping the request.
     assert!(
-        html.contains("Mật khẩu") && html.contains("Password"),
+        html.contains("Mật khẩu") && !html.contains("Password"),
+        "{html}"
+    );
+    assert!(
+        html.contains("lang=en") && html.contains("English"),
+        "{html}"
+    );
+    let page = server
+        .client
+        .get(format!(
+            "{}/oidc/authorize?response_type=code&client_id=test-web&redirect_uri={}&state=s&code_challenge={challenge}&code_challenge_method=S256&lang=en",
+            server.base,
+            "http%3A%2F%2F127.0.0.1%3A9%2Fcallback"
+        ))
+        .send()
+        .await
+        .expect("request");
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("Password") && !html.contains("Mật khẩu"),
         "{html}"
     );
     // Unregistered redirect URIs and plain PKCE are refused, not redirected to.

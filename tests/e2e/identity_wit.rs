@@ -543,6 +543,7 @@ async fn another_hospitals_staff_only_when_allowed_and_never_for_anonymous_calle
             name: "Bệnh viện C".into(),
             tier: vtelehealth_runtime::directory::Tier::Commune,
             province: "Thái Bình".into(),
+            ..Default::default()
         })
         .await
         .expect("hospital");
@@ -630,6 +631,7 @@ async fn another_hospitals_staff_only_when_allowed_and_never_for_anonymous_calle
             name: "Bệnh viện C".into(),
             tier: vtelehealth_runtime::directory::Tier::Commune,
             province: "Thái Bình".into(),
+            ..Default::default()
         })
         .await
         .expect("hospital");

@@ -307,6 +307,7 @@ async fn a_consultation_opens_records_between_its_two_hospitals_only() {
             name: "Bệnh viện C".into(),
             tier: vtelehealth_runtime::capabilities::identity::Tier::Provincial,
             province: "Nam Định".into(),
+            ..Default::default()
         })
         .await
         .expect("hospital");

@@ -400,6 +400,7 @@ async fn with_tokens_hospital_names_the_waiting_preview_and_removal() {
                 name: name.into(),
                 tier: Tier::Provincial,
                 province: "Hà Nội".into(),
+                ..Default::default()
             })
             .await
             .expect("hospital");

@@ -68,6 +68,7 @@ async fn request_accept_room_conclusion_and_events() {
                 name: name.into(),
                 tier,
                 province: "Thái Bình".into(),
+                ..Default::default()
             })
             .await
             .expect("hospital");

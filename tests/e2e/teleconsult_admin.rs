@@ -61,6 +61,7 @@ async fn world() -> TestServer {
                 name: name.into(),
                 tier,
                 province: "Thái Bình".into(),
+                ..Default::default()
             })
             .await
             .expect("hospital");

@@ -742,6 +742,7 @@ async fn teleconsult_story_in_chromium_from_request_to_acknowledged_conclusion()
                 name: name.into(),
                 tier,
                 province: province.into(),
+                ..Default::default()
             })
             .await
             .expect("hospital");

@@ -32,6 +32,7 @@ async fn network() -> (TestServer, tempfile::TempDir) {
                 name: name.into(),
                 tier,
                 province: "Thái Bình".into(),
+                ..Default::default()
             })
             .await
             .expect("hospital");
@@ -396,6 +397,7 @@ async fn a_request_to_a_lower_or_same_tier_is_refused() {
             name: "Trung tâm y tế huyện khác".into(),
             tier: Tier::District,
             province: "Nam Định".into(),
+            ..Default::default()
         })
         .await
         .expect("hospital");

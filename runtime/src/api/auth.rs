@@ -47,7 +47,51 @@ pub async fn principal_from_headers(
 ) -> Result<Option<Principal>, ApiError> {
     match bearer_token(headers)? {
         None => Ok(None),
-        Some(token) => Ok(Some(rt.identity.validate(token).await?)),
+        Some(token) => {
+            let p = rt.identity.validate(token).await?;
+            refuse_suspended(rt, &p)?;
+            Ok(Some(p))
+        }
+    }
+}
+
+/// Staff of a suspended facility and users of a suspended vendor are
+/// refused everywhere (docs/operations.md, "The network register"); two
+/// cache lookups, no query.
+pub fn refuse_suspended(rt: &Runtime, p: &Principal) -> Result<(), ApiError> {
+    if let Some(h) = p.hospital_id.as_deref()
+        && rt.hospitals.is_suspended(h)
+    {
+        return Err(facility_suspended(rt, h));
+    }
+    if let Some(v) = p.vendor_id.as_deref()
+        && rt.network.vendor_suspended(v)
+    {
+        return Err(ApiError::OrganisationSuspended {
+            message: format!(
+                "vendor `{v}` is suspended in the network register; contact the Ministry of Health"
+            ),
+            message_vi: format!(
+                "Nhà cung cấp `{v}` đang bị đình chỉ trong sổ đăng ký mạng lưới; hãy liên hệ Bộ Y tế."
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The refusal for a suspended facility, naming it.
+pub fn facility_suspended(rt: &Runtime, hospital: &str) -> ApiError {
+    let name = rt
+        .hospitals
+        .get(hospital)
+        .map_or_else(|| hospital.to_owned(), |h| h.name);
+    ApiError::OrganisationSuspended {
+        message: format!(
+            "{name} is suspended in the network register: its services are unavailable; contact the Ministry of Health"
+        ),
+        message_vi: format!(
+            "{name} đang bị đình chỉ trong sổ đăng ký mạng lưới: các dịch vụ của cơ sở tạm ngừng; hãy liên hệ Bộ Y tế."
+        ),
     }
 }
 

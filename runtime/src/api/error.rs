@@ -40,6 +40,17 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Suspended(String),
+    /// The caller's facility or vendor is suspended in the network
+    /// register (403), with the exact message in both languages.
+    #[error("{message}")]
+    OrganisationSuspended { message: String, message_vi: String },
+    /// Invalid input with what is wrong where (422), e.g. an import's
+    /// rows with their line numbers in `error.details`.
+    #[error("{message}")]
+    UnprocessableDetails {
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -75,6 +86,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin_unavailable"),
             Self::Suspended(_) => (StatusCode::FORBIDDEN, "plugin_suspended"),
+            Self::OrganisationSuspended { .. } => (StatusCode::FORBIDDEN, "organisation_suspended"),
+            Self::UnprocessableDetails { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::TooLong(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_long"),
@@ -112,6 +125,7 @@ impl ApiError {
     pub fn message_vi(&self) -> String {
         let text = match self {
             Self::TooLong(e) => return e.message_vi(),
+            Self::OrganisationSuspended { message_vi, .. } => return message_vi.clone(),
             Self::PayloadTooLarge { limit } => {
                 return format!("Nội dung gửi lên vượt quá giới hạn {limit} byte.");
             }
@@ -122,7 +136,7 @@ impl ApiError {
             Self::Unavailable(_) => "Mô-đun tạm thời không sẵn sàng.",
             Self::Suspended(_) => "Mô-đun đã bị đình chỉ.",
             Self::Conflict(_) => "Không thực hiện được vì trạng thái đã thay đổi.",
-            Self::Unprocessable(_) => "Dữ liệu không hợp lệ.",
+            Self::Unprocessable(_) | Self::UnprocessableDetails { .. } => "Dữ liệu không hợp lệ.",
             Self::Gone(_) => "Đã hết hạn hoặc đã bị thu hồi.",
             Self::TooManyRequests(_) => "Quá nhiều yêu cầu; hãy thử lại sau.",
             Self::UnsupportedMediaType(_) => "Kiểu nội dung (Content-Type) không được hỗ trợ.",
@@ -231,6 +245,9 @@ impl IntoResponse for ApiError {
             if let Some(limit) = limit {
                 error["limit"] = limit;
             }
+        }
+        if let Self::UnprocessableDetails { details, .. } = &self {
+            error["details"] = details.clone();
         }
         if let Self::PayloadTooLarge { limit } = &self {
             error["limit"] = json!({ "request_bytes": limit });

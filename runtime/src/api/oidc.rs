@@ -14,7 +14,7 @@ use serde_json::json;
 use super::ApiError;
 use super::auth::{Authenticated, ClientAddr};
 use crate::Runtime;
-use crate::identity::{CodeRequest, IdentityError, Role, TokenResponse};
+use crate::identity::{CodeRequest, IdentityError, LoginKind, Role, TokenResponse};
 
 /// The provider's routes, to merge into the application.
 pub fn routes() -> Router<Arc<Runtime>> {
@@ -110,7 +110,7 @@ async fn me(
 // ----- authorization code flow -----
 
 #[derive(Debug, Deserialize, Default)]
-struct AuthorizeParams {
+pub(super) struct AuthorizeParams {
     #[serde(default)]
     response_type: String,
     #[serde(default)]
@@ -131,19 +131,188 @@ struct AuthorizeParams {
     username: String,
     #[serde(default)]
     password: String,
+    /// The page's language: `vi` (default) or `en`; wins over `ui_locales`.
+    #[serde(default)]
+    lang: String,
+    /// OIDC's preferred languages, space-separated.
+    #[serde(default)]
+    ui_locales: String,
+}
+
+/// The language of the provider's pages: one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lang {
+    Vi,
+    En,
+}
+
+impl Lang {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Vi => "vi",
+            Self::En => "en",
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Self::Vi => Self::En,
+            Self::En => Self::Vi,
+        }
+    }
+
+    /// `vi` or `en` text.
+    fn pick<'a>(self, vi: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Self::Vi => vi,
+            Self::En => en,
+        }
+    }
+}
+
+impl AuthorizeParams {
+    /// `lang` if set, else the first of `ui_locales` this page speaks.
+    pub(super) fn lang(&self) -> Lang {
+        match self.lang.as_str() {
+            "en" => return Lang::En,
+            "vi" => return Lang::Vi,
+            _ => {}
+        }
+        for tag in self.ui_locales.split_whitespace() {
+            let primary = tag.split('-').next().unwrap_or_default();
+            if primary.eq_ignore_ascii_case("en") {
+                return Lang::En;
+            }
+            if primary.eq_ignore_ascii_case("vi") {
+                return Lang::Vi;
+            }
+        }
+        Lang::Vi
+    }
+
+    /// The authorization request as a query string (never the password),
+    /// in language `lang`.
+    pub(super) fn query(&self, lang: Lang) -> String {
+        [
+            ("response_type", &self.response_type),
+            ("client_id", &self.client_id),
+            ("redirect_uri", &self.redirect_uri),
+            ("state", &self.state),
+            ("scope", &self.scope),
+            ("nonce", &self.nonce),
+            ("code_challenge", &self.code_challenge),
+            ("code_challenge_method", &self.code_challenge_method),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}&", crate::query::encode(v)))
+        .collect::<String>()
+            + "lang="
+            + lang.code()
+    }
+
+    /// The console's `state`, handed back with the code.
+    pub(super) fn state(&self) -> &str {
+        &self.state
+    }
 }
 
 /// An error page: never redirect to an unchecked URI.
 fn error_page(status: StatusCode, message: &str) -> Response {
     let body = format!(
-        "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><title>VNeID (demo)</title>\
-         <body><h1>Không thể đăng nhập / Cannot sign in</h1><p>{}</p></body></html>",
+        "<h1>Không thể đăng nhập<br><small lang=\"en\">Cannot sign in</small></h1><p role=\"alert\">{}</p>",
         escape(message)
     );
-    (status, Html(body)).into_response()
+    page(
+        status,
+        Lang::Vi,
+        "Không thể đăng nhập / Cannot sign in",
+        &body,
+    )
 }
 
-async fn check_request(rt: &Runtime, p: &AuthorizeParams) -> Result<CodeRequest, Response> {
+/// A refusal page for a person: the reason in Vietnamese first, English
+/// second, and a way back to the console.
+pub(super) fn refusal_page(status: StatusCode, vi: &str, en: &str) -> Response {
+    let body = format!(
+        "<h1>Không thể đăng nhập<br><small lang=\"en\">Cannot sign in</small></h1>\
+         <p role=\"alert\" class=\"alert\">{}</p><p lang=\"en\" class=\"alert en\">{}</p>\
+         <p><a class=\"button\" href=\"/console/\">Quay lại trang đăng nhập</a> \
+         <a lang=\"en\" href=\"/console/\">Back to sign-in</a></p>",
+        escape(vi),
+        escape(en)
+    );
+    page(
+        status,
+        Lang::Vi,
+        "Không thể đăng nhập / Cannot sign in",
+        &body,
+    )
+}
+
+/// The provider's pages: one styled card (the consoles' colours), no
+/// script, never cached.
+fn page(status: StatusCode, lang: Lang, title: &str, body: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif;color:#1b1f24;background:#f6f8fa;line-height:1.45}}
+header{{background:#0b5cad;color:#fff;padding:.6rem 1rem;display:flex;justify-content:space-between;align-items:center;flex-wrap:wrap;gap:.5rem}}
+header strong{{font-size:1.15rem}} header a{{color:#fff}}
+main{{max-width:30rem;margin:1.5rem auto;padding:0 1rem}}
+.card{{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:1.25rem}}
+h1{{font-size:1.3rem;margin:0 0 .75rem}} h1 small{{font-size:.85rem;color:#57606a;font-weight:normal}}
+label{{display:block;font-weight:600;margin:.7rem 0 .2rem}}
+input{{font:inherit;padding:.5rem;border:1px solid #57606a;border-radius:4px;width:100%;box-sizing:border-box}}
+button,.button{{font:inherit;display:block;width:100%;box-sizing:border-box;text-align:center;padding:.6rem .9rem;margin:.9rem 0 0;border-radius:6px;border:1px solid #0b5cad;background:#0b5cad;color:#fff;cursor:pointer;text-decoration:none;min-height:2.6rem}}
+.button.alt{{background:#fff;color:#0b5cad}}
+.or{{display:flex;align-items:center;gap:.6rem;color:#57606a;margin:1.1rem 0 .2rem}} .or::before,.or::after{{content:"";flex:1;border-top:1px solid #d0d7de}}
+.alert{{color:#b42318;border:1px solid #b42318;border-radius:6px;padding:.6rem .8rem}} .alert.en{{color:#57606a;border-color:#d0d7de}}
+.hint{{color:#57606a;font-size:.9rem}}
+table{{border-collapse:collapse;width:100%;font-size:.9rem}} td,th{{text-align:left;padding:.25rem .4rem;border-bottom:1px solid #d0d7de}}
+details{{margin-top:1.2rem}} summary{{cursor:pointer;font-weight:600}}
+:focus-visible{{outline:3px solid #f0a500;outline-offset:2px}}
+</style></head>
+<body><header><strong>VTelehealth</strong></header>
+<main><div class="card">{body}</div></main></body></html>"#,
+        lang = lang.code(),
+        title = escape(title),
+    );
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// Continue an authorization request with the platform's `code`: back to
+/// the client's (checked) redirect URI with its `state`.
+pub(super) fn redirect_with_code(req: &CodeRequest, code: &str, state: &str) -> Response {
+    let sep = if req.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let mut location = format!(
+        "{}{sep}code={}",
+        req.redirect_uri,
+        crate::query::encode(code)
+    );
+    if !state.is_empty() {
+        location.push_str(&format!("&state={}", crate::query::encode(state)));
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+    )
+        .into_response()
+}
+
+pub(super) async fn check_request(
+    rt: &Runtime,
+    p: &AuthorizeParams,
+) -> Result<CodeRequest, Response> {
     let bad = |m: &str| error_page(StatusCode::BAD_REQUEST, m);
     let client = rt
         .identity
@@ -190,7 +359,7 @@ async fn authorize_form(
     Query(p): Query<AuthorizeParams>,
 ) -> Response {
     match check_request(&rt, &p).await {
-        Ok(_) => login_page(StatusCode::OK, &p, None),
+        Ok(_) => login_page(&rt, StatusCode::OK, &p, None),
         Err(page) => page,
     }
 }
@@ -212,6 +381,7 @@ async fn authorize_submit(
         Ok(user) => user,
         Err(IdentityError::InvalidCredentials) => {
             return login_page(
+                &rt,
                 StatusCode::UNAUTHORIZED,
                 &p,
                 Some("Sai tên đăng nhập hoặc mật khẩu / Wrong username or password"),
@@ -222,13 +392,14 @@ async fn authorize_submit(
                 "Quá nhiều lần đăng nhập sai, hãy thử lại sau {retry_after_secs} giây / \
                  Too many failed sign-in attempts, try again in {retry_after_secs} s"
             );
-            let mut page = login_page(StatusCode::TOO_MANY_REQUESTS, &p, Some(&message));
+            let mut page = login_page(&rt, StatusCode::TOO_MANY_REQUESTS, &p, Some(&message));
             page.headers_mut()
                 .insert(header::RETRY_AFTER, retry_after_secs.into());
             return page;
         }
         Err(IdentityError::Busy) => {
             let mut page = login_page(
+                &rt,
                 StatusCode::SERVICE_UNAVAILABLE,
                 &p,
                 Some("Hệ thống đang bận, hãy thử lại / Sign-in is busy, try again"),
@@ -243,30 +414,17 @@ async fn authorize_submit(
         Ok(code) => code,
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let sep = if req.redirect_uri.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    let mut location = format!(
-        "{}{sep}code={}",
-        req.redirect_uri,
-        crate::query::encode(&code)
-    );
-    if !p.state.is_empty() {
-        location.push_str(&format!("&state={}", crate::query::encode(&p.state)));
-    }
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, "no-store".into()),
-        ],
-    )
-        .into_response()
+    redirect_with_code(&req, &code, &p.state)
 }
 
-fn login_page(status: StatusCode, p: &AuthorizeParams, error: Option<&str>) -> Response {
+fn login_page(
+    rt: &Runtime,
+    status: StatusCode,
+    p: &AuthorizeParams,
+    error: Option<&str>,
+) -> Response {
+    let lang = p.lang();
+    let t = |vi, en| lang.pick(vi, en);
     let hidden = [
         ("response_type", &p.response_type),
         ("client_id", &p.client_id),
@@ -284,25 +442,104 @@ fn login_page(status: StatusCode, p: &AuthorizeParams, error: Option<&str>) -> R
             escape(v)
         )
     })
-    .collect::<String>();
+    .collect::<String>()
+        + &format!(
+            "<input type=\"hidden\" name=\"lang\" value=\"{}\">",
+            lang.code()
+        );
     let error = error
-        .map(|e| format!("<p role=\"alert\" style=\"color:#b00\">{}</p>", escape(e)))
+        .map(|e| format!("<p role=\"alert\" class=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
+    let query = p.query(lang);
+    let providers = rt.identity.login_providers();
+    let several = |kind: LoginKind| providers.iter().filter(|x| x.kind == kind).count() > 1;
+    let buttons = providers
+        .iter()
+        .map(|x| {
+            let label = t(&x.label_vi, &x.label_en);
+            let text = match x.kind {
+                LoginKind::Citizen if several(LoginKind::Citizen) => {
+                    format!("{} {label}", t("Đăng nhập bằng", "Sign in with"))
+                }
+                LoginKind::Citizen => t("Đăng nhập bằng VNeID", "Sign in with VNeID").to_owned(),
+                LoginKind::Staff if several(LoginKind::Staff) => format!(
+                    "{}: {label}",
+                    t("Đăng nhập bằng tài khoản bệnh viện", "Sign in with your hospital account")
+                ),
+                LoginKind::Staff => t(
+                    "Đăng nhập bằng tài khoản bệnh viện",
+                    "Sign in with your hospital account",
+                )
+                .to_owned(),
+            };
+            let kind = match x.kind {
+                LoginKind::Citizen => "citizen",
+                LoginKind::Staff => "staff",
+            };
+            format!(
+                "<a class=\"button alt\" data-kind=\"{kind}\" title=\"{}\" href=\"/oidc/external/{}/start?{}\">{}</a>",
+                escape(label),
+                x.index,
+                escape(&query),
+                escape(&text)
+            )
+        })
+        .collect::<String>();
+    let buttons = if buttons.is_empty() {
+        String::new()
+    } else {
+        format!("<div class=\"or\">{}</div>{buttons}", t("hoặc", "or"))
+    };
+    let demo = if rt.identity.demo_mode() {
+        let rows = crate::identity::demo_accounts()
+            .iter()
+            .map(|a| {
+                format!(
+                    "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                    escape(a.display_name),
+                    escape(a.username),
+                    escape(a.password)
+                )
+            })
+            .collect::<String>();
+        format!(
+            "<details id=\"demo-accounts\"><summary>{}</summary><p class=\"hint\">{}</p>\
+             <table><tr><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table></details>",
+            t("Tài khoản dùng thử", "Demo accounts"),
+            t(
+                "Chỉ có ở bản chạy thử (--demo).",
+                "Only in a demo run (--demo)."
+            ),
+            t("Tên", "Name"),
+            t("Tên đăng nhập", "Username"),
+            t("Mật khẩu", "Password"),
+        )
+    } else {
+        String::new()
+    };
+    let other = lang.other();
     let body = format!(
-        r#"<!doctype html>
-<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Đăng nhập VNeID (demo) / Sign in</title></head>
-<body style="font-family:sans-serif;max-width:28em;margin:3em auto">
-<h1>Đăng nhập bằng định danh điện tử<br><small>Sign in with your e-ID (demo provider)</small></h1>
+        r#"<p style="text-align:right;margin:0"><a id="lang-switch" lang="{other_code}" href="/oidc/authorize?{switch}">{other_name}</a></p>
+<h1>{heading}</h1>
 {error}
 <form method="post" action="/oidc/authorize">{hidden}
-<p><label>Tên đăng nhập hoặc số CCCD / Username or citizen ID<br><input name="username" value="{username}" autocomplete="username" required></label></p>
-<p><label>Mật khẩu / Password<br><input name="password" type="password" autocomplete="current-password" required></label></p>
-<p><button type="submit">Đăng nhập / Sign in</button></p>
-</form></body></html>"#,
+<label for="username">{user_label}</label><input id="username" name="username" value="{username}" autocomplete="username" required>
+<label for="password">{password_label}</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">{submit}</button>
+</form>{buttons}{demo}"#,
+        other_code = other.code(),
+        switch = escape(&p.query(other)),
+        other_name = lang.pick("English", "Tiếng Việt"),
+        heading = t("Đăng nhập VTelehealth", "Sign in to VTelehealth"),
+        user_label = t(
+            "Tên đăng nhập hoặc số CCCD",
+            "Username or citizen ID (CCCD)"
+        ),
+        password_label = t("Mật khẩu", "Password"),
+        submit = t("Đăng nhập", "Sign in"),
         username = escape(&p.username),
     );
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
+    page(status, lang, t("Đăng nhập", "Sign in"), &body)
 }
 
 // ----- token endpoint -----

@@ -136,6 +136,10 @@ pub(super) async fn call_as(
         .hospitals
         .get(&target.hospital)
         .ok_or_else(|| ApiError::NotFound(format!("unknown hospital `{}`", target.hospital)))?;
+    // A suspended facility serves nothing (docs/operations.md).
+    if hospital.status == crate::directory::Status::Suspended {
+        return Err(super::auth::facility_suspended(rt, &hospital.id));
+    }
     // Development plugins (dev mode only) serve anyone, unless a reviewed
     // version of the same id is runnable there. Otherwise the caller must
     // belong to the hospital before learning anything about its modules,

@@ -298,6 +298,7 @@ impl Host for CallState {
             query,
             specialty,
             limit,
+            ..Default::default()
         };
         use crate::identity::IdentityError;
         Ok(

@@ -17,8 +17,8 @@ impl IdentityService {
         let inserted = sqlx::query(
             "INSERT INTO identity_users (id, username, display_name, role, hospital_id, vendor_id, \
              national_id, health_id, specialty, title, password_hash, created_at, name_folded, \
-             specialty_folded) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             specialty_folded, specialties) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&id)
         .bind(&new.username)
@@ -33,7 +33,12 @@ impl IdentityService {
         .bind(&hash)
         .bind(now_secs())
         .bind(super::search::fold(&new.display_name))
-        .bind(new.specialty.as_deref().map(super::search::fold))
+        .bind(
+            new.specialty
+                .as_deref()
+                .map(|s| super::specialties::folded(&[s.to_owned()])),
+        )
+        .bind(one_code(&new.specialty).map(|s| format!(" {s} ")))
         .execute(&mut *tx.tx)
         .await;
         match inserted {
@@ -57,8 +62,16 @@ impl IdentityService {
             vendor_id: new.vendor_id,
             national_id: new.national_id,
             health_id: new.health_id,
-            specialty: new.specialty,
+            specialty: new.specialty.clone(),
             title: new.title,
+            roles: vec![new.role],
+            suspended: false,
+            specialties: one_code(&new.specialty).into_iter().collect(),
+            licence_number: None,
+            email: None,
+            phone: None,
+            vendor_admin: false,
+            last_login_at: None,
         })
     }
 
@@ -85,7 +98,7 @@ impl IdentityService {
         Ok(self
             .user(id)
             .await?
-            .filter(|u| u.role == Role::Practitioner))
+            .filter(|u| u.has_role(Role::Practitioner)))
     }
 
     /// Check a username and password, from `from` (the client's address,
@@ -124,7 +137,14 @@ impl IdentityService {
         match row {
             Some(row) if ok => {
                 self.throttle.succeeded(&keys[0]);
-                User::from_row(&row)
+                let user = User::from_row(&row)?;
+                // A suspended account is refused like a wrong password:
+                // the form does not tell who exists.
+                if user.suspended {
+                    return Err(IdentityError::InvalidCredentials);
+                }
+                self.record_login(&user.id).await;
+                Ok(user)
             }
             _ => {
                 self.login_failed(&keys, from).await;
@@ -207,4 +227,13 @@ pub(super) fn login_keys(account: String, from: Option<std::net::IpAddr>) -> Vec
     std::iter::once(throttle::Key::Account(account))
         .chain(from.map(throttle::Key::address))
         .collect()
+}
+
+/// A single specialty given as one word (a code, as the demo's): kept in
+/// the code list too; free text stays only in `specialty`.
+fn one_code(specialty: &Option<String>) -> Option<String> {
+    specialty
+        .as_deref()
+        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        .map(str::to_owned)
 }

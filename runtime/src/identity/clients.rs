@@ -98,7 +98,8 @@ impl IdentityService {
     /// A registered client.
     pub async fn client(&self, id: &str) -> Result<Option<Client>, IdentityError> {
         let row = sqlx::query(
-            "SELECT id, name, kind, secret_hash, redirect_uris, hospital_id FROM identity_clients WHERE id = $1",
+            "SELECT id, name, kind, secret_hash, redirect_uris, hospital_id, scope, revoked_at, \
+             previous_secret_hash, previous_secret_expires_at FROM identity_clients WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.db.pool)
@@ -117,22 +118,29 @@ impl IdentityService {
         let keys = login_keys(format!("client:{id}"), from);
         self.throttled(&keys)?;
         let client = self.client(id).await?;
-        let stored = client
-            .as_ref()
-            .filter(|c| c.confidential)
-            .and_then(|c| c.secret_hash.clone());
-        let ok = match stored {
-            Some(hash) => {
-                let secret = secret.to_owned();
-                self.hasher
-                    .run(move || people::verify_password(&secret, &hash))
-                    .await?
-            }
-            None => false,
+        let usable = client.as_ref().filter(|c| c.confidential && !c.revoked);
+        // The current secret, then (during a rotation's grace) the previous.
+        let mut hashes: Vec<String> = usable
+            .and_then(|c| c.secret_hash.clone())
+            .into_iter()
+            .collect();
+        if let Some((hash, until)) = usable.and_then(|c| c.previous_secret.clone())
+            && until > now_secs()
+        {
+            hashes.push(hash);
+        }
+        let ok = if hashes.is_empty() {
+            false
+        } else {
+            let secret = secret.to_owned();
+            self.hasher
+                .run(move || hashes.iter().any(|h| people::verify_password(&secret, h)))
+                .await?
         };
         match client {
             Some(c) if ok => {
                 self.throttle.succeeded(&keys[0]);
+                self.record_client_use(&c.id).await;
                 Ok(c)
             }
             _ => {

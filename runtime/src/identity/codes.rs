@@ -79,7 +79,8 @@ impl IdentityService {
         let user = self
             .user(&user_id)
             .await?
-            .ok_or_else(|| bad("the user no longer exists"))?;
+            .filter(|u| !u.suspended)
+            .ok_or_else(|| bad("the user no longer exists or is suspended"))?;
         let family = uuid::Uuid::now_v7().to_string();
         self.tokens_for_user(&user, client_id, &scope, nonce.as_deref(), &family)
             .await
@@ -104,6 +105,9 @@ impl IdentityService {
             });
             if let Some(n) = nonce {
                 claims["nonce"] = json!(n);
+            }
+            if scope.split(' ').any(|s| s == "profile") {
+                self.profile_claims(user, &mut claims).await;
             }
             Some(self.sign(&claims, Some("JWT"))?)
         } else {
@@ -142,6 +146,17 @@ impl IdentityService {
         client: &Client,
         scope: &str,
     ) -> Result<TokenResponse, IdentityError> {
+        // A client registered with a scope gets no more than it (and the
+        // defaults every service token may name).
+        if let Some(allowed) = &client.scope
+            && let Some(w) = scope.split_whitespace().find(|w| {
+                !matches!(*w, "service" | "openid") && !allowed.split_whitespace().any(|a| a == *w)
+            })
+        {
+            return Err(IdentityError::Invalid(format!(
+                "scope `{w}` is not granted to this client"
+            )));
+        }
         let access_token =
             self.issue_access_token(&self.service_principal(client), &client.id, scope)?;
         Ok(TokenResponse {
@@ -194,7 +209,8 @@ impl IdentityService {
         let user = self
             .user(&user_id)
             .await?
-            .ok_or_else(|| bad("the user no longer exists"))?;
+            .filter(|u| !u.suspended)
+            .ok_or_else(|| bad("the user no longer exists or is suspended"))?;
         self.tokens_for_user(&user, client_id, &scope, None, &family)
             .await
     }

@@ -63,6 +63,134 @@ pub struct TrustedIssuer {
     /// refused.
     #[serde(default)]
     pub require_at_jwt: bool,
+    /// Signing in through this issuer in a browser (the platform as its
+    /// OpenID Connect relying party): absent, its tokens are only accepted
+    /// as bearer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginConfig>,
+}
+
+/// Who signs in through an issuer's button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginKind {
+    /// Citizens (VNeID): linked or created by their CCCD.
+    Citizen,
+    /// A hospital's staff: linked to the account a hospital admin created,
+    /// never created.
+    Staff,
+}
+
+/// How the platform signs people in through a trusted issuer: authorization
+/// code with PKCE, as a confidential client of that issuer.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Absent: read from `{issuer}/.well-known/openid-configuration` at
+    /// first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    /// Absent: discovered like `authorization_endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// The platform's client id at the issuer (the `aud` of its ID tokens).
+    pub client_id: String,
+    /// The client secret itself; prefer `client_secret_file` or
+    /// `client_secret_env`. Exactly one of the three. Never serialized.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+    /// A file holding the client secret (trailing whitespace ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<std::path::PathBuf>,
+    /// An environment variable holding the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    /// Scopes asked for; must include `openid`.
+    #[serde(default = "default_login_scope")]
+    pub scope: String,
+    pub kind: LoginKind,
+    /// The button's text, Vietnamese and English.
+    pub label_vi: String,
+    pub label_en: String,
+    /// Staff only: the claim holding a practitioner's licence number, a
+    /// second way to find the account besides the CCCD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence_claim: Option<String>,
+}
+
+// The secret never reaches a log line through `{:?}`.
+impl std::fmt::Debug for LoginConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginConfig")
+            .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .field("client_secret_file", &self.client_secret_file)
+            .field("client_secret_env", &self.client_secret_env)
+            .field("scope", &self.scope)
+            .field("kind", &self.kind)
+            .field("label_vi", &self.label_vi)
+            .field("label_en", &self.label_en)
+            .field("licence_claim", &self.licence_claim)
+            .finish()
+    }
+}
+
+fn default_login_scope() -> String {
+    "openid profile".into()
+}
+
+impl LoginConfig {
+    /// A login section with the default scope and the secret given inline.
+    pub fn new(
+        client_id: &str,
+        secret: &str,
+        kind: LoginKind,
+        label_vi: &str,
+        label_en: &str,
+    ) -> Self {
+        Self {
+            authorization_endpoint: None,
+            token_endpoint: None,
+            client_id: client_id.into(),
+            client_secret: Some(secret.into()),
+            client_secret_file: None,
+            client_secret_env: None,
+            scope: default_login_scope(),
+            kind,
+            label_vi: label_vi.into(),
+            label_en: label_en.into(),
+            licence_claim: None,
+        }
+    }
+
+    /// The client secret, from wherever the configuration says; a message
+    /// naming the source (never the secret) when it cannot be read.
+    pub fn secret(&self) -> Result<String, String> {
+        let secret = match (
+            &self.client_secret,
+            &self.client_secret_file,
+            &self.client_secret_env,
+        ) {
+            (Some(s), None, None) => s.clone(),
+            (None, Some(path), None) => std::fs::read_to_string(path)
+                .map_err(|e| format!("`login.client_secret_file` `{}`: {e}", path.display()))?
+                .trim_end()
+                .to_owned(),
+            (None, None, Some(var)) => std::env::var(var)
+                .map_err(|_| format!("`login.client_secret_env`: `{var}` is not set"))?,
+            _ => {
+                return Err(
+                    "`login` needs exactly one of `client_secret`, `client_secret_file`, `client_secret_env`".into(),
+                );
+            }
+        };
+        if secret.is_empty() {
+            return Err("`login`: the client secret is empty".into());
+        }
+        Ok(secret)
+    }
 }
 
 /// Why a trusted-issuers configuration was refused at start.
@@ -153,16 +281,14 @@ impl TrustedIssuer {
             hospitals: Vec::new(),
             national_ids: false,
             require_at_jwt: false,
+            login: None,
         }
     }
 
     /// Check the configuration: a message naming the field when wrong.
     pub fn check(&self) -> Result<(), String> {
         let url = |name: &str, v: &str| {
-            let ok = (v.starts_with("https://") || v.starts_with("http://"))
-                && v.len() <= 2048
-                && !v.chars().any(|c| c.is_whitespace() || c.is_control());
-            if ok {
+            if is_http_url(v) {
                 Ok(())
             } else {
                 Err(format!("`{name}` must be an http(s) URL, got `{v}`"))
@@ -246,6 +372,62 @@ impl TrustedIssuer {
                 "`national_ids` is true but `allowed_roles` does not name `citizen`".into(),
             );
         }
+        if let Some(login) = &self.login {
+            self.check_login(login)?;
+        }
+        Ok(())
+    }
+
+    fn check_login(&self, login: &LoginConfig) -> Result<(), String> {
+        let url = |name: &str, v: &Option<String>| match v {
+            Some(v) if !is_http_url(v) => {
+                Err(format!("`login.{name}` must be an http(s) URL, got `{v}`"))
+            }
+            _ => Ok(()),
+        };
+        url("authorization_endpoint", &login.authorization_endpoint)?;
+        url("token_endpoint", &login.token_endpoint)?;
+        if login.client_id.trim().is_empty() || login.client_id.len() > 256 {
+            return Err("`login.client_id` must be 1-256 characters".into());
+        }
+        login.secret()?;
+        if !login.scope.split(' ').any(|s| s == "openid") || login.scope.len() > 512 {
+            return Err("`login.scope` must name `openid` (at most 512 characters)".into());
+        }
+        for (name, label) in [("label_vi", &login.label_vi), ("label_en", &login.label_en)] {
+            let n = label.trim().chars().count();
+            if n == 0 || n > 80 {
+                return Err(format!("`login.{name}` must be 1-80 characters"));
+            }
+        }
+        match login.kind {
+            LoginKind::Citizen => {
+                // Citizens are found by their CCCD, which only an issuer
+                // trusted with national IDs may name.
+                if !self.national_ids {
+                    return Err(
+                        "`login.kind` is `citizen` but `national_ids` is false: citizens are linked by their CCCD".into(),
+                    );
+                }
+                if login.licence_claim.is_some() {
+                    return Err("`login.licence_claim` is for `staff` logins only".into());
+                }
+            }
+            LoginKind::Staff => {
+                if self.hospitals.is_empty() {
+                    return Err(
+                        "`login.kind` is `staff` but the issuer is bound to no hospital (`hospitals`, with a staff role in `allowed_roles`)".into(),
+                    );
+                }
+                if login
+                    .licence_claim
+                    .as_ref()
+                    .is_some_and(|c| c.trim().is_empty())
+                {
+                    return Err("`login.licence_claim` is empty".into());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -297,6 +479,13 @@ impl TrustedIssuer {
         }
         Ok(roles)
     }
+}
+
+/// An http(s) URL of at most 2048 characters without blanks.
+fn is_http_url(v: &str) -> bool {
+    (v.starts_with("https://") || v.starts_with("http://"))
+        && v.len() <= 2048
+        && !v.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// At most 64 characters of an untrusted value, for messages and audit.
@@ -516,5 +705,86 @@ mod allowed_roles_tests {
             r#"[{"issuer":"https://a.example","audience":"x","jwks_url":"https://a.example/jwks"}]"#,
         );
         assert!(missing.unwrap_err().to_string().contains("allowed_roles"));
+    }
+
+    #[test]
+    fn login_sections_are_checked_at_start_and_keep_their_secret() {
+        let mut citizen = vneid();
+        citizen.national_ids = true;
+        citizen.login = Some(LoginConfig::new(
+            "vtelehealth",
+            "s3cret-value",
+            LoginKind::Citizen,
+            "VNeID",
+            "VNeID",
+        ));
+        assert_eq!(citizen.check(), Ok(()));
+        assert!(!format!("{citizen:?}").contains("s3cret-value"));
+        assert!(
+            !serde_json::to_string(&citizen)
+                .unwrap()
+                .contains("s3cret-value")
+        );
+        type Change = Box<dyn Fn(&mut TrustedIssuer)>;
+        let login = |f: fn(&mut LoginConfig)| -> Change {
+            Box::new(move |i: &mut TrustedIssuer| f(i.login.as_mut().unwrap()))
+        };
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|i| i.national_ids = false),
+                "`national_ids` is false",
+            ),
+            (login(|l| l.client_secret = None), "exactly one of"),
+            (
+                login(|l| l.client_secret_env = Some("VTH_SURELY_UNSET_VAR".into())),
+                "exactly one of",
+            ),
+            (
+                login(|l| {
+                    l.client_secret = None;
+                    l.client_secret_env = Some("VTH_SURELY_UNSET_VAR".into());
+                }),
+                "`VTH_SURELY_UNSET_VAR` is not set",
+            ),
+            (login(|l| l.scope = "profile".into()), "must name `openid`"),
+            (login(|l| l.label_vi = " ".into()), "`login.label_vi`"),
+            (
+                login(|l| l.token_endpoint = Some("ftp://x".into())),
+                "`login.token_endpoint` must be an http(s) URL",
+            ),
+            (
+                login(|l| l.licence_claim = Some("licence".into())),
+                "for `staff` logins only",
+            ),
+            (login(|l| l.kind = LoginKind::Staff), "bound to no hospital"),
+        ];
+        for (change, expected) in cases {
+            let mut issuer = citizen.clone();
+            change(&mut issuer);
+            let err = issuer.check().expect_err(expected);
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+        let parsed = parse_trusted_issuers(
+            r#"[{"issuer":"https://bv-a.example","audience":"x","jwks_url":"https://bv-a.example/jwks",
+                 "allowed_roles":["practitioner"],"hospitals":["bv-a"],
+                 "login":{"client_id":"vth","client_secret":"abc","kind":"staff",
+                          "label_vi":"Bệnh viện A","label_en":"Hospital A","licence_claim":"licence"}}]"#,
+        )
+        .unwrap();
+        let l = parsed[0].login.as_ref().unwrap();
+        assert_eq!(
+            (l.scope.as_str(), l.kind),
+            ("openid profile", LoginKind::Staff)
+        );
+        let unknown = parse_trusted_issuers(
+            r#"[{"issuer":"https://a.example","audience":"x","jwks_url":"https://a.example/jwks",
+                 "allowed_roles":["citizen"],"login":{"client_id":"v","client_secret":"s","kind":"citizen","label_vi":"a","label_en":"b","secret":"x"}}]"#,
+        );
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `secret`")
+        );
     }
 }

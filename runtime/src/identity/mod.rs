@@ -11,20 +11,26 @@ macro_rules! user_query {
     ($rest:literal) => {
         sqlx::query(concat!(
             "SELECT id, username, display_name, role, hospital_id, vendor_id, national_id, \
-             health_id, specialty, title, password_hash FROM identity_users ",
+             health_id, specialty, title, password_hash, status, roles, specialties, \
+             licence_number, email, phone, vendor_admin, last_login_at FROM identity_users ",
             $rest
         ))
     };
 }
 
 mod accounts;
+pub mod accounts_cli;
 mod clients;
 mod codes;
 mod external;
 mod keys;
+pub mod login;
 mod people;
 mod person;
 mod search;
+pub mod service_clients;
+pub mod specialties;
+pub mod staff;
 mod throttle;
 pub mod token_cache;
 mod tokens;
@@ -40,7 +46,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use external::{
-    IssuerConfigError, TrustedIssuer, check_trusted_issuers, parse_trusted_issuers,
+    IssuerConfigError, LoginConfig, LoginKind, TrustedIssuer, check_trusted_issuers,
+    parse_trusted_issuers,
 };
 pub use keys::SigningKey;
 pub use people::{
@@ -82,10 +89,12 @@ pub enum Role {
     /// A social-insurance assessor (giám định viên BHYT): belongs to no
     /// hospital and reads only the imaging shares made for them.
     Assessor,
+    /// A hospital's pharmacist (dược sĩ): staff of one hospital.
+    Pharmacist,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Self::Citizen,
         Self::Practitioner,
         Self::HospitalAdmin,
@@ -94,6 +103,7 @@ impl Role {
         Self::Operator,
         Self::Service,
         Self::Assessor,
+        Self::Pharmacist,
     ];
 
     /// The name used in tokens, the database and the WIT interface.
@@ -107,6 +117,7 @@ impl Role {
             Self::Operator => "operator",
             Self::Service => "service",
             Self::Assessor => "assessor",
+            Self::Pharmacist => "pharmacist",
         }
     }
 }
@@ -272,6 +283,12 @@ pub struct IdentityService {
     audited_overreach: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Verified access tokens, so a signature is checked once per node.
     tokens: token_cache::TokenCache,
+    /// Trusted issuers people sign in through (their `login` sections).
+    logins: Vec<login::Provider>,
+    /// Set by [`Self::seed_demo`]: the login page lists the demo accounts.
+    demo: std::sync::atomic::AtomicBool,
+    /// Suspended accounts and revoked clients, and clients' last use.
+    staff: staff::StaffState,
 }
 
 /// Hex SHA-256, how codes, refresh tokens are stored.
@@ -313,6 +330,7 @@ impl IdentityService {
             )));
         }
         let keys = KeyStore::load(db.clone(), now_secs()).await?;
+        let logins = login::providers(&options.trusted_issuers)?;
         let external = options
             .trusted_issuers
             .into_iter()
@@ -325,6 +343,9 @@ impl IdentityService {
             throttle: throttle::Throttle::new(options.login),
             audited_overreach: std::sync::Mutex::default(),
             tokens: token_cache::TokenCache::default(),
+            logins,
+            demo: std::sync::atomic::AtomicBool::new(false),
+            staff: staff::StaffState::default(),
             db,
             issuer: own_issuer,
             audience: options.audience,
@@ -418,6 +439,7 @@ impl IdentityService {
     /// Seed the demo vendor, accounts and clients (idempotent). The demo
     /// hospitals must exist.
     pub async fn seed_demo(&self) -> Result<(), IdentityError> {
+        self.demo.store(true, std::sync::atomic::Ordering::Relaxed);
         self.create_vendor(DEMO_VENDOR.0, DEMO_VENDOR.1).await?;
         for a in demo_accounts() {
             if self.user_by_username(a.username).await?.is_some() {
@@ -430,7 +452,13 @@ impl IdentityService {
             u.health_id = a.health_id.map(Into::into);
             u.specialty = a.specialty.map(Into::into);
             u.title = a.title.map(Into::into);
-            self.create_user(u).await?;
+            let user = self.create_user(u).await?;
+            // The demo vendor's user administers it (invites colleagues).
+            if a.role == Role::VendorUser {
+                self.set_vendor_admin(&user.id, true)
+                    .await
+                    .map_err(|e| IdentityError::Internal(e.to_string()))?;
+            }
         }
         let callback = format!("{}/oidc/callback", self.issuer);
         self.register_public_client(DEMO_WEB_CLIENT, "VTelehealth web", &[&callback])

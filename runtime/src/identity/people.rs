@@ -35,15 +35,34 @@ pub struct User {
     /// Practitioners: specialty and title.
     pub specialty: Option<String>,
     pub title: Option<String>,
+    /// Every role of the account (`role` first).
+    pub roles: Vec<Role>,
+    /// Suspended accounts cannot sign in; their tokens are refused.
+    pub suspended: bool,
+    /// Specialty codes (`runtime/data/specialties.csv`).
+    pub specialties: Vec<String>,
+    /// Practising licence number (staff).
+    pub licence_number: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Vendor users who may invite colleagues of their vendor.
+    pub vendor_admin: bool,
+    /// Last password sign-in, seconds since the epoch.
+    pub last_login_at: Option<i64>,
 }
 
 impl User {
-    /// The principal this user acts as.
+    /// Whether the account holds `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The principal this user acts as, with all its roles.
     pub fn principal(&self, issuer: &str) -> Principal {
         Principal {
             subject: self.id.clone(),
             name: self.display_name.clone(),
-            roles: vec![self.role],
+            roles: self.roles.clone(),
             hospital_id: self.hospital_id.clone(),
             vendor_id: self.vendor_id.clone(),
             national_id: self.national_id.clone(),
@@ -55,13 +74,40 @@ impl User {
 
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, IdentityError> {
         let role: String = row.try_get("role")?;
+        let role: Role = role
+            .parse()
+            .map_err(|_| IdentityError::Internal(format!("stored role `{role}`")))?;
+        let mut roles = vec![role];
+        let stored: Option<String> = row.try_get("roles")?;
+        for r in stored.as_deref().unwrap_or("").split_whitespace() {
+            let r: Role = r
+                .parse()
+                .map_err(|_| IdentityError::Internal(format!("stored role `{r}`")))?;
+            if !roles.contains(&r) {
+                roles.push(r);
+            }
+        }
+        let status: String = row.try_get("status")?;
+        let specialties: Option<String> = row.try_get("specialties")?;
+        let vendor_admin: i64 = row.try_get("vendor_admin")?;
         Ok(Self {
+            roles,
+            suspended: status == "suspended",
+            specialties: specialties
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            licence_number: row.try_get("licence_number")?,
+            email: row.try_get("email")?,
+            phone: row.try_get("phone")?,
+            vendor_admin: vendor_admin != 0,
+            last_login_at: row.try_get("last_login_at")?,
             id: row.try_get("id")?,
             username: row.try_get("username")?,
             display_name: row.try_get("display_name")?,
-            role: role
-                .parse()
-                .map_err(|_| IdentityError::Internal(format!("stored role `{role}`")))?,
+            role,
             hospital_id: row.try_get("hospital_id")?,
             vendor_id: row.try_get("vendor_id")?,
             national_id: row.try_get("national_id")?,
@@ -128,10 +174,14 @@ impl NewUser {
         if let Some(id) = &self.health_id {
             validate_health_id(id)?;
         }
-        let needs_hospital = matches!(self.role, Role::Practitioner | Role::HospitalAdmin);
-        if needs_hospital != self.hospital_id.is_some() {
+        let needs_hospital = matches!(
+            self.role,
+            Role::Practitioner | Role::HospitalAdmin | Role::Pharmacist
+        );
+        // An assessor may be a hospital's (staff) or the insurer's (none).
+        if self.role != Role::Assessor && needs_hospital != self.hospital_id.is_some() {
             return invalid(
-                "practitioners and hospital admins, and only they, belong to a hospital",
+                "practitioners, pharmacists and hospital admins, and only they, belong to a hospital",
             );
         }
         if (self.role == Role::VendorUser) != self.vendor_id.is_some() {
@@ -236,13 +286,25 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// The hospital a service client acts for (client credentials).
     pub hospital_id: Option<String>,
+    /// The scope its tokens may carry (space-separated); `None`: any.
+    pub scope: Option<String>,
+    /// Revoked clients cannot authenticate; their tokens are refused.
+    pub revoked: bool,
+    /// The secret before the last rotation, valid until the time given.
+    pub(super) previous_secret: Option<(String, i64)>,
 }
 
 impl Client {
     pub(super) fn from_row(row: &AnyRow) -> Result<Self, IdentityError> {
         let kind: String = row.try_get("kind")?;
         let uris: String = row.try_get("redirect_uris")?;
+        let previous: Option<String> = row.try_get("previous_secret_hash")?;
+        let until: Option<i64> = row.try_get("previous_secret_expires_at")?;
+        let revoked: Option<i64> = row.try_get("revoked_at")?;
         Ok(Self {
+            scope: row.try_get("scope")?,
+            revoked: revoked.is_some(),
+            previous_secret: previous.zip(until),
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             confidential: kind == "confidential",
@@ -353,6 +415,17 @@ pub fn demo_accounts() -> Vec<DemoAccount> {
         admin("qt.thaibinh", "Quản trị BVĐK Thái Bình", "bvdk-thai-binh"),
         admin("qt.vuthu", "Quản trị TTYT Vũ Thư", "ttyt-vu-thu"),
         admin("qt.tamquang", "Quản trị TYT Tam Quang", "tyt-xa-tam-quang"),
+        DemoAccount {
+            hospital_id: Some("bach-mai"),
+            specialty: Some("clinical-pharmacy"),
+            title: Some("Dược sĩ"),
+            ..base(
+                "ds.bachmai",
+                "demo-duocsi",
+                "DS. Vũ Thị Mai",
+                Role::Pharmacist,
+            )
+        },
         DemoAccount {
             vendor_id: Some(DEMO_VENDOR.0),
             ..base(

@@ -24,6 +24,8 @@ pub struct PractitionerEntry {
     pub hospital_id: String,
     pub specialty: Option<String>,
     pub title: Option<String>,
+    /// Specialty codes (`runtime/data/specialties.csv`).
+    pub specialties: Vec<String>,
 }
 
 /// What to search for.
@@ -38,6 +40,13 @@ pub struct PractitionerSearch {
     pub specialty: Option<String>,
     /// At most this many (and never more than [`MAX_SEARCH_RESULTS`]).
     pub limit: u32,
+    /// Only practitioners of these hospitals (the directory API's facility,
+    /// tier and province filters); `None`: no such restriction.
+    pub hospitals: Option<Vec<String>>,
+    /// One specialty code that must be among theirs.
+    pub specialty_code: Option<String>,
+    /// Skip this many (paging).
+    pub offset: u32,
 }
 
 /// `s` in lower case without Vietnamese tone marks or other combining
@@ -116,13 +125,34 @@ impl IdentityService {
             .map(fold)
             .filter(|s| !s.is_empty());
         let mut sql = String::from(
-            "SELECT id, display_name, hospital_id, specialty, title FROM identity_users \
-             WHERE role = 'practitioner' AND hospital_id IS NOT NULL",
+            "SELECT id, display_name, hospital_id, specialty, title, specialties FROM identity_users \
+             WHERE (role = 'practitioner' OR roles LIKE '% practitioner %') \
+             AND status = 'active' AND hospital_id IS NOT NULL",
         );
         let mut binds: Vec<String> = Vec::new();
         if let Some(h) = &search.hospital {
             binds.push(h.clone());
             sql.push_str(&format!(" AND hospital_id = ${}", binds.len()));
+        }
+        if let Some(hs) = &search.hospitals {
+            if hs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::with_capacity(hs.len());
+            for h in hs {
+                binds.push(h.clone());
+                marks.push(format!("${}", binds.len()));
+            }
+            sql.push_str(&format!(" AND hospital_id IN ({})", marks.join(", ")));
+        }
+        if let Some(code) = &search.specialty_code {
+            binds.push(code.clone());
+            let n = binds.len();
+            binds.push(contains_pattern(&format!(" {code} ")));
+            sql.push_str(&format!(
+                " AND (specialty = ${n} OR specialties LIKE ${} ESCAPE '\\')",
+                binds.len()
+            ));
         }
         for w in words.iter().take(MAX_QUERY_WORDS) {
             binds.push(contains_pattern(w));
@@ -138,7 +168,10 @@ impl IdentityService {
                 binds.len()
             ));
         }
-        sql.push_str(&format!(" ORDER BY name_folded, id LIMIT {limit}"));
+        let offset = search.offset.min(100_000);
+        sql.push_str(&format!(
+            " ORDER BY name_folded, id LIMIT {limit} OFFSET {offset}"
+        ));
         // Audited: the text is fixed; only placeholders and the bounded
         // limit are formatted into it, every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -154,6 +187,14 @@ impl IdentityService {
                     hospital_id: row.try_get("hospital_id")?,
                     specialty: row.try_get("specialty")?,
                     title: row.try_get("title")?,
+                    specialties: {
+                        let codes: Option<String> = row.try_get("specialties")?;
+                        let specialty: Option<String> = row.try_get("specialty")?;
+                        match codes {
+                            Some(c) => c.split_whitespace().map(str::to_owned).collect(),
+                            None => specialty.into_iter().collect(),
+                        }
+                    },
                 })
             })
             .collect()

@@ -80,18 +80,31 @@ impl IdentityService {
         let hash = token_cache::token_hash(token);
         if let Some((principal, key)) = self.tokens.get(&hash, now_secs()) {
             if self.still_published(&key).await {
+                self.refuse_blocked(&principal).await?;
                 self.tokens.count_hit();
                 return Ok(principal);
             }
             self.tokens.remove(&hash);
         }
         let (principal, claims, key) = self.verify(token).await?;
+        self.refuse_blocked(&principal).await?;
         if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
             let nbf = claims.get("nbf").and_then(Value::as_i64);
             self.tokens
                 .insert(hash, principal.clone(), exp, nbf, key, now_secs());
         }
         Ok(principal)
+    }
+
+    /// Refuse the tokens of a suspended account or a revoked client of
+    /// this issuer, cached or not (see [`Self::is_blocked`]).
+    async fn refuse_blocked(&self, principal: &Principal) -> Result<(), IdentityError> {
+        if principal.issuer == self.issuer && self.is_blocked(&principal.subject).await? {
+            return Err(IdentityError::InvalidToken(
+                "the account is suspended or the client revoked".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the key that verified a cached token would still be found
