@@ -1237,7 +1237,7 @@ function importCard() {
     const errors = e instanceof ApiFailure ? e.body?.error?.details?.errors : null;
     if (!errors) throw e;
     out.replaceChildren(el('p', { class: 'msg error', text: t('fac.import.bad', { n: errors.length }) }),
-      el('ul', { id: 'fac-import-errors' }, errors.map((r) => el('li', { text: t('fac.import.line', { line: r.line, message: r.message }) }))));
+      el('ul', { id: 'fac-import-errors' }, errors.map((r) => el('li', { text: t('fac.import.line', { line: r.line, message: (lang === 'vi' && r.message_vi) || r.message }) }))));
   };
   const changesList = (r) => el('ul', { class: 'plain', id: 'fac-import-changes' }, r.changes.map((c) =>
     el('li', { text: t(`fac.import.change.${c.action}`, { line: c.line, code: c.facility_code, name: c.name, fields: (c.fields || []).map((f) => t(`fac.field.${f}`)).join(', ') }) })));

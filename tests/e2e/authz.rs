@@ -1056,7 +1056,12 @@ impl Fixture {
             .server
             .runtime
             .identity
-            .create_staff(HOSPITAL_A, &new, "test:seed")
+            .create_staff(
+                HOSPITAL_A,
+                &new,
+                "test:seed",
+                vtelehealth_runtime::identity::staff::Creation::Unaudited,
+            )
             .await
             .expect("staff member");
         user.id

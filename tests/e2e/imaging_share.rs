@@ -510,6 +510,18 @@ async fn shares_need_a_health_id_a_series_and_an_endpoint() {
     assert_eq!(status, 422);
     let (status, _) = post(share_body("HS-5", &reviewer, &report, &study)).await;
     assert_eq!(status, 422);
+    // A hospital's own staff with the assessor role (its admin may grant
+    // it) is not a social-insurance assessor: no share goes to them.
+    let (local, _) = user(&server, "gd.noibo", Role::Assessor, Some("bv-a")).await;
+    let (status, reply) = post(share_body("HS-5b", &local, &report2, &study2)).await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a social-insurance assessor"),
+        "{reply}"
+    );
     let (status, _) = post(share_body("HS-6", &x, "no-such-report", &study)).await;
     assert_eq!(status, 422);
     let (status, _) = post(json!({ "claim_id": "HS-7" })).await;

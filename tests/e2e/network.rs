@@ -160,6 +160,14 @@ async fn import_dry_run_reimport_and_bad_rows() {
             .contains("Thái Bình"),
         "{err}"
     );
+    // The console shows the line's message in its language.
+    assert!(
+        errors[0]["message_vi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("tỉnh `Thái Bình` không thuộc 34 tỉnh"),
+        "{err}"
+    );
     assert!(err["error"]["message_vi"].is_string());
     let (_, clinic) = send(
         &server,
@@ -257,6 +265,152 @@ async fn import_dry_run_reimport_and_bad_rows() {
         .await
         .expect("audit");
     assert!(entries.len() >= 2, "{entries:?}");
+}
+
+/// The lines of a 422's rows, and whether each message (in both languages)
+/// has `en` and `vi`.
+fn bad_lines(err: &Value, en: &str, vi: &str) -> Vec<u64> {
+    let rows = err["error"]["details"]["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for r in &rows {
+        let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+        assert!(text("message").contains(en), "{en}: {err}");
+        assert!(text("message_vi").contains(vi), "{vi}: {err}");
+    }
+    rows.iter().filter_map(|r| r["line"].as_u64()).collect()
+}
+
+/// A re-import of the routine file (status empty) or a PUT without status
+/// keeps a suspension; one that names another status is refused, pointing
+/// to suspend/reactivate. Parent cycles, in a file, against the register or
+/// by PUT, are refused with their lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_keep_suspensions_and_refuse_parent_cycles() {
+    let server = server().await;
+    let op = user(&server, "op", Role::Operator, None).await;
+    let csv = network_csv();
+    let (status, report) = import(&server, &op, &csv, false).await;
+    assert_eq!(status, 200, "{report}");
+    let (status, body) = send(
+        &server,
+        "POST",
+        "/api/v1/network/facilities/34113/suspend",
+        &op,
+        Some(json!({ "reason": "giấy phép hoạt động bị thu hồi" })),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The same file again: nothing changes, the station stays suspended.
+    let (status, again) = import(&server, &op, &csv, false).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(counts(&again), (0, 0, 4), "{again}");
+    assert!(server.runtime.hospitals.is_suspended("kcb-34113"));
+    // A PUT without status (a rename) keeps it too.
+    let station = json!({
+        "facility_code": "34113", "name": "Trạm Y tế xã Tam Quang (mới)", "tier": "commune",
+        "level": "primary", "province": "33", "commune": "Xã Tam Quang", "ownership": "public",
+        "parent_code": "34011",
+    });
+    let (status, put) = send(
+        &server,
+        "PUT",
+        "/api/v1/network/facilities/34113",
+        &op,
+        Some(station.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(put["facility"]["status"], json!("suspended"), "{put}");
+    assert!(server.runtime.hospitals.is_suspended("kcb-34113"));
+
+    // Naming another status is refused, the line pointing to reactivate.
+    let lifting = csv.replace(
+        "Xã Tam Quang,public,34011,",
+        "Xã Tam Quang,public,34011,active",
+    );
+    let (status, err) = import(&server, &op, &lifting, true).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(bad_lines(&err, "reactivate", "Khôi phục"), [2]);
+    let mut lift = station.clone();
+    lift["status"] = json!("active");
+    let (status, err) = send(
+        &server,
+        "PUT",
+        "/api/v1/network/facilities/34113",
+        &op,
+        Some(lift),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(server.runtime.hospitals.is_suspended("kcb-34113"));
+    let reactivated = server
+        .runtime
+        .governance
+        .audit
+        .list(&AuditFilter {
+            action_prefix: Some("facility.reactivated".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(reactivated.len(), 0, "{reactivated:?}");
+    // Imposing a suspension by file is refused the same way.
+    let suspending = csv.replace(
+        "Phường Sài Gòn,private,,",
+        "Phường Sài Gòn,private,,suspended",
+    );
+    let (status, err) = import(&server, &op, &suspending, false).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(bad_lines(&err, "suspend", "Đình chỉ"), [5]);
+    assert!(!server.runtime.hospitals.is_suspended("kcb-79555"));
+
+    // A cycle within the file: both lines.
+    let ring = format!(
+        "{HEADER}\n34600,Trạm A,commune,primary,33,,public,34601,\n34601,Trạm B,commune,primary,33,,public,34600,"
+    );
+    let (status, err) = import(&server, &op, &ring, true).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(bad_lines(&err, "cycle", "vòng lặp"), [2, 3]);
+    // Against the register: the provincial hospital under the station
+    // that is (through its health centre) under it.
+    let ring = format!(
+        "{HEADER}\n34001,Bệnh viện Đa khoa tỉnh Thái Bình,provincial,specialised,33,Phường Trần Hưng Đạo,public,34113,"
+    );
+    let (status, err) = import(&server, &op, &ring, false).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(
+        bad_lines(&err, "34001 → 34113 → 34011 → 34001", "vòng lặp"),
+        [2]
+    );
+    // And by PUT.
+    let provincial = json!({
+        "facility_code": "34001", "name": "Bệnh viện Đa khoa tỉnh Thái Bình", "tier": "provincial",
+        "level": "specialised", "province": "33", "commune": "Phường Trần Hưng Đạo",
+        "ownership": "public", "parent_code": "34011",
+    });
+    let (status, err) = send(
+        &server,
+        "PUT",
+        "/api/v1/network/facilities/34001",
+        &op,
+        Some(provincial),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(bad_lines(&err, "cycle", "vòng lặp"), [0]);
+    let top = server
+        .runtime
+        .hospitals
+        .get("kcb-34001")
+        .expect("registered");
+    assert_eq!(top.parent_id, None, "nothing applied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,7 +721,25 @@ fn cli_import_reports_progress_and_bad_lines() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("line 3: unknown ownership `state`"),
+        stderr.contains(
+            "dòng 3: hình thức sở hữu `state` không hợp lệ (public hoặc private) (line 3: unknown ownership `state`"
+        ),
+        "{stderr}"
+    );
+
+    // A spreadsheet's Windows-1258 file: refused, naming the line of the
+    // first byte that is not UTF-8.
+    let mut legacy =
+        format!("{HEADER}\n34500,Trạm,commune,primary,33,,public,,\n34501,Tr").into_bytes();
+    legacy.extend([0xE1, b'm']);
+    legacy.extend(b",commune,primary,33,,public,,");
+    std::fs::write(&file, legacy).expect("write");
+    let out = run(&["network", "import", file_arg, "--db", db_arg]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dòng 3")
+            && stderr.contains("not UTF-8 text: the first bad byte is on line 3"),
         "{stderr}"
     );
 
@@ -737,6 +909,14 @@ async fn the_ministry_console_imports_suspends_and_registers_in_chromium() {
         .await;
     assert!(
         errors.as_str().unwrap_or_default().contains("Dòng 3:"),
+        "{errors}"
+    );
+    // In Vietnamese, as the rest of the screen.
+    assert!(
+        errors
+            .as_str()
+            .unwrap_or_default()
+            .contains("Dòng 3: tỉnh `Thái Bình` không thuộc 34 tỉnh"),
         "{errors}"
     );
     assert!(server.runtime.hospitals.get("kcb-34500").is_none());

@@ -791,3 +791,268 @@ async fn the_login_page_speaks_one_language_offers_the_buttons_and_lists_demo_ac
         "{html}"
     );
 }
+
+/// Bệnh viện A's provider with a licence claim.
+fn hospital_a_with_licence(provider: &TestServer) -> TrustedIssuer {
+    let mut t = hospital_a(provider);
+    if let Some(l) = t.login.as_mut() {
+        l.licence_claim = Some("licence_number".into());
+    }
+    t
+}
+
+/// A practitioner account at the platform, as an admin made it.
+async fn platform_doctor(platform: &TestServer, username: &str, hospital: &str) -> String {
+    let mut doctor = NewUser::new(username, "BS Nguyễn Lan", Role::Practitioner, PASSWORD);
+    doctor.hospital_id = Some(hospital.into());
+    platform
+        .runtime
+        .identity
+        .create_user(doctor)
+        .await
+        .expect("practitioner")
+        .id
+}
+
+#[tokio::test]
+async fn an_account_holding_a_role_the_issuer_may_not_assert_is_refused_and_audited() {
+    let hospital_server = provider().await;
+    provider_user(
+        &hospital_server,
+        "bs.lan",
+        Role::Practitioner,
+        Some("bv-a"),
+        Some(STAFF_CCCD),
+    )
+    .await;
+    let platform = platform(&hospital_server, hospital_a(&hospital_server)).await;
+    // Primary role practitioner, but also the hospital's admin: the
+    // provider may vouch for practitioners only.
+    let id = platform_doctor(&platform, "lan.nguyen", "bv-a").await;
+    set_staff_cccd(&platform, &id, STAFF_CCCD).await;
+    sqlx::query("UPDATE identity_users SET roles = ' practitioner hospital-admin ' WHERE id = $1")
+        .bind(&id)
+        .execute(&platform.runtime.db.pool)
+        .await
+        .expect("roles");
+
+    let back = sign_in_at_provider(&platform, "bs.lan").await;
+    let (status, _, body) = get(&back).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("không được phép xác nhận vai trò `hospital-admin`"),
+        "{body}"
+    );
+    assert_eq!(count(&platform, "external_identities").await, 0);
+    assert_eq!(
+        count(
+            &platform,
+            "audit_events WHERE action = 'identity.login_refused'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn signing_in_through_the_hospital_spends_the_invitation() {
+    let hospital_server = provider().await;
+    provider_user(
+        &hospital_server,
+        "bs.lan",
+        Role::Practitioner,
+        Some("bv-a"),
+        Some(STAFF_CCCD),
+    )
+    .await;
+    let platform = platform(&hospital_server, hospital_a(&hospital_server)).await;
+    let new = vtelehealth_runtime::identity::staff::NewStaff {
+        username: "lan.nguyen".into(),
+        display_name: "BS Nguyễn Lan".into(),
+        national_id: STAFF_CCCD.into(),
+        licence_number: Some("001234/BYT-GPHN".into()),
+        roles: vec!["practitioner".into()],
+        ..Default::default()
+    };
+    let (doctor, invitation) = platform
+        .runtime
+        .identity
+        .create_staff(
+            "bv-a",
+            &new,
+            "test:seed",
+            vtelehealth_runtime::identity::staff::Creation::Unaudited,
+        )
+        .await
+        .expect("invited");
+
+    let back = sign_in_at_provider(&platform, "bs.lan").await;
+    let (status, _, body) = get(&back).await;
+    assert_eq!(status, 303, "{body}");
+
+    // The link no longer sets a password; the account is not pending.
+    let (status, _, body) = get(&invitation.url).await;
+    assert_eq!(status, 410, "{body}");
+    let member = platform
+        .runtime
+        .identity
+        .staff_member("bv-a", &doctor.id)
+        .await
+        .expect("member");
+    assert!(!member.invitation_pending);
+    // And no new link can be issued for it.
+    let mut admin = NewUser::new("qt.a", "Quản trị A", Role::HospitalAdmin, PASSWORD);
+    admin.hospital_id = Some("bv-a".into());
+    let admin = platform
+        .runtime
+        .identity
+        .create_user(admin)
+        .await
+        .expect("admin");
+    let token = platform.runtime.identity.token_for(&admin).expect("token");
+    let resp = platform
+        .client
+        .post(format!(
+            "{}/api/v1/hospitals/bv-a/staff/{}/invitation",
+            platform.base, doctor.id
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("reissue");
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("external identity provider")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_licence_is_matched_as_stored_and_only_at_the_issuers_hospitals() {
+    let hospital_server = provider().await;
+    provider_user(
+        &hospital_server,
+        "bs.lan",
+        Role::Practitioner,
+        Some("bv-a"),
+        Some(STAFF_CCCD),
+    )
+    .await;
+    // The provider writes the licence its own way.
+    sqlx::query(
+        "UPDATE identity_users SET licence_number = ' 001234/byt-gphn ' WHERE username = 'bs.lan'",
+    )
+    .execute(&hospital_server.runtime.db.pool)
+    .await
+    .expect("licence");
+    let platform = platform(&hospital_server, hospital_a_with_licence(&hospital_server)).await;
+    // Another hospital's account holds the same CCCD: not this issuer's.
+    let other = platform_doctor(&platform, "lan.khac", "bv-b").await;
+    set_staff_cccd(&platform, &other, STAFF_CCCD).await;
+    let doctor = platform_doctor(&platform, "lan.nguyen", "bv-a").await;
+    sqlx::query("UPDATE identity_users SET licence_number = '001234/BYT-GPHN' WHERE id = $1")
+        .bind(&doctor)
+        .execute(&platform.runtime.db.pool)
+        .await
+        .expect("licence");
+
+    let back = sign_in_at_provider(&platform, "bs.lan").await;
+    let (status, _, body) = get(&back).await;
+    assert_eq!(status, 303, "{body}");
+    let linked: String = sqlx::query("SELECT user_id FROM external_identities")
+        .fetch_one(&platform.runtime.db.pool)
+        .await
+        .expect("link")
+        .try_get("user_id")
+        .expect("user_id");
+    assert_eq!(linked, doctor);
+}
+
+#[tokio::test]
+async fn a_burst_of_sign_in_starts_from_one_address_gets_429() {
+    let vneid_server = provider().await;
+    let platform = platform_with(
+        &vneid_server,
+        vneid(&vneid_server),
+        LoginLimits {
+            address_free_failures: 3,
+            ..LoginLimits::default()
+        },
+    )
+    .await;
+    let (_, query) = console_request(&platform);
+    let url = format!("{}/oidc/external/0/start?{query}", platform.base);
+    for _ in 0..4 {
+        let (status, _, body) = get(&url).await;
+        assert_eq!(status, 303, "{body}");
+    }
+    let resp = no_redirects().get(&url).send().await.expect("start");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("retry-after").is_some());
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("Quá nhiều lần"), "{body}");
+    assert_eq!(count(&platform, "external_logins").await, 4);
+}
+
+#[tokio::test]
+async fn a_public_client_asking_for_profile_gets_no_national_ids() {
+    let provider = provider().await;
+    provider_user(&provider, "an", Role::Citizen, None, None).await;
+    let (verifier, query) = console_request(&provider);
+    let query = query.replace("scope=openid", "scope=openid%20profile");
+    let authorize = reqwest::Url::parse(&format!("{}/oidc/authorize?{query}", provider.base))
+        .expect("authorize URL");
+    let mut form: Vec<(String, String)> = authorize
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.push(("username".into(), "an".into()));
+    form.push(("password".into(), PASSWORD.into()));
+    let signed = no_redirects()
+        .post(format!("{}/oidc/authorize", provider.base))
+        .form(&form)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(signed.status(), 303);
+    let back = reqwest::Url::parse(&location(&signed)).expect("callback");
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    let tokens: Value = provider
+        .client
+        .post(format!("{}/oidc/token", provider.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", CLIENT_ID),
+            (
+                "redirect_uri",
+                &format!("{}/console/callback", provider.base),
+            ),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("tokens");
+    let id_token = tokens["id_token"].as_str().expect("ID token");
+    let payload = id_token.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64"),
+    )
+    .expect("claims");
+    assert_eq!(claims["roles"], json!(["citizen"]), "{claims}");
+    for claim in ["national_id", "health_id", "licence_number"] {
+        assert!(claims.get(claim).is_none(), "{claim} in {claims}");
+    }
+}

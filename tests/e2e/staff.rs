@@ -1270,3 +1270,200 @@ async fn a_hospital_admin_adds_a_doctor_in_the_console_in_chromium() {
     c.browser.kill().await;
     assert_eq!(sign_in(&server, "bs.hoa", "mat-khau-cua-hoa").await.0, 303);
 }
+
+/// A POST as `token` with its response headers.
+async fn post_raw(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = server
+        .client
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("request")
+}
+
+fn no_store(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-store"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reissues_admin_links_only_while_bootstrapping() {
+    let server = server().await;
+    let operator = token(&server, "vanhanh", Role::Operator, None).await;
+    let first = json!({ "username": "qt.b", "display_name": "Quản trị B", "national_id": "034090000777", "roles": ["hospital-admin"] });
+    let resp = post_raw(
+        &server,
+        "/api/v1/hospitals/bv-b/staff",
+        &operator,
+        Some(first),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    assert!(no_store(&resp), "an invitation link is not cached");
+    let created: Value = resp.json().await.expect("json");
+    let id = created["user"]["id"].as_str().expect("id").to_owned();
+    let reissue = format!("/api/v1/hospitals/bv-b/staff/{id}/invitation");
+
+    // Nobody has taken charge of bv-b yet: the operator may send a new link.
+    let resp = post_raw(&server, &reissue, &operator, None).await;
+    assert_eq!(resp.status(), 200);
+    assert!(no_store(&resp));
+
+    // Once an admin of bv-b signs in with a password, they do it.
+    let admin_b = token(&server, "qt.b.chinh", Role::HospitalAdmin, Some("bv-b")).await;
+    let resp = post_raw(&server, &reissue, &operator, None).await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has a hospital admin who has signed in")),
+        "{body}"
+    );
+    let resp = post_raw(&server, &reissue, &admin_b, None).await;
+    assert_eq!(resp.status(), 200);
+    let url = resp.json::<Value>().await.expect("json")["invitation"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+
+    // A mangled form is answered with a page, not JSON.
+    let resp = server
+        .client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("password")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 400);
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let html = resp.text().await.unwrap_or_default();
+    assert!(
+        html.contains("Không đọc được biểu mẫu") && html.contains("The form sent is not valid"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_linked_to_an_external_identity_gets_no_new_link() {
+    let server = server().await;
+    let admin = token(&server, "qt.a", Role::HospitalAdmin, Some("bv-a")).await;
+    let resp = post_raw(
+        &server,
+        "/api/v1/hospitals/bv-a/staff",
+        &admin,
+        Some(doctor()),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.expect("json");
+    let id = created["user"]["id"].as_str().expect("id").to_owned();
+    sqlx::query(
+        "INSERT INTO external_identities (issuer, subject, user_id, linked_at, last_login_at) \
+         VALUES ('https://idp.bv-a.example', 'sub-1', $1, 0, 0)",
+    )
+    .bind(&id)
+    .execute(&server.runtime.db.pool)
+    .await
+    .expect("link");
+    let (s, body) = send(
+        &server,
+        "POST",
+        &format!("/api/v1/hospitals/bv-a/staff/{id}/invitation"),
+        &admin,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("external identity provider")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_is_checked_again_inside_the_write() {
+    let server = server().await;
+    // An admin appears between the API's check and the write.
+    token(&server, "qt.b", Role::HospitalAdmin, Some("bv-b")).await;
+    let new = vtelehealth_runtime::identity::staff::NewStaff {
+        username: "qt.b2".into(),
+        display_name: "Quản trị B".into(),
+        national_id: "034090000777".into(),
+        roles: vec!["hospital-admin".into()],
+        ..Default::default()
+    };
+    let made = server
+        .runtime
+        .identity
+        .create_staff(
+            "bv-b",
+            &new,
+            "operator",
+            vtelehealth_runtime::identity::staff::Creation::FirstAdmin,
+        )
+        .await;
+    assert!(
+        matches!(
+            made,
+            Err(vtelehealth_runtime::identity::staff::StaffError::Forbidden(
+                _
+            ))
+        ),
+        "{made:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn practitioners_of_a_suspended_facility_leave_the_directory() {
+    let server = server().await;
+    let admin = token(&server, "qt.a", Role::HospitalAdmin, Some("bv-a")).await;
+    invited(&server, &admin, doctor(), "mat-khau-moi-1").await;
+    let citizen = token(&server, "001099000001", Role::Citizen, None).await;
+    let found = |body: &Value| body["practitioners"].as_array().map(Vec::len);
+    let (s, body) = send(
+        &server,
+        "GET",
+        "/api/v1/practitioners?q=lan",
+        &citizen,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!((s, found(&body)), (200, Some(1)), "{body}");
+    sqlx::query("UPDATE hospitals SET status = 'suspended' WHERE id = 'bv-a'")
+        .execute(&server.runtime.db.pool)
+        .await
+        .expect("suspend the facility");
+    for q in ["q=lan", "q=lan&tier=central", "q=lan&province=ha%20noi"] {
+        let (s, body) = send(
+            &server,
+            "GET",
+            &format!("/api/v1/practitioners?{q}"),
+            &citizen,
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!((s, found(&body)), (200, Some(0)), "{q}: {body}");
+    }
+}

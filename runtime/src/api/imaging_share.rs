@@ -127,12 +127,14 @@ async fn create(
         .hospitals
         .get(&hospital)
         .ok_or_else(|| ApiError::NotFound(format!("no hospital `{hospital}`")))?;
-    // Shares go to assessors of the directory only, so a typo shares nothing.
+    // Shares go to the social-insurance assessors of the directory only, so a
+    // typo shares nothing; a hospital's own staff holding the assessor role
+    // (granted by its admin) belong to a hospital and are not BHXH's.
     let assessor = match rt.identity.user(&body.assessor).await? {
         Some(u) => Some(u),
         None => rt.identity.user_by_username(&body.assessor).await?,
     }
-    .filter(|u| u.role == Role::Assessor)
+    .filter(|u| u.role == Role::Assessor && u.hospital_id.is_none())
     .ok_or_else(|| {
         ApiError::Unprocessable(format!(
             "assessor: `{}` is not a social-insurance assessor of the directory",

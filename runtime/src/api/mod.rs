@@ -183,6 +183,17 @@ async fn uniform_errors(req: Request, next: Next) -> Response {
     rebuilt
 }
 
+/// The path as logged: paths that carry a secret keep it out of the logs.
+fn logged_path(path: &str) -> &str {
+    match path {
+        // A plugin frame's path carries its ticket.
+        p if p.starts_with("/console/frame/") => "/console/frame/…",
+        // An invitation's path is its one-time token.
+        p if p.starts_with("/invite/") => "/invite/…",
+        p => p,
+    }
+}
+
 /// Give every request an id and a span, and count its response.
 async fn request_context(State(rt): State<Arc<Runtime>>, mut req: Request, next: Next) -> Response {
     let id = req
@@ -193,11 +204,7 @@ async fn request_context(State(rt): State<Arc<Runtime>>, mut req: Request, next:
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    // A plugin frame's path carries its ticket: keep it out of the logs.
-    let path = match req.uri().path() {
-        p if p.starts_with("/console/frame/") => "/console/frame/…",
-        p => p,
-    };
+    let path = logged_path(req.uri().path());
     let span = tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id,
         status = tracing::field::Empty, ms = tracing::field::Empty);
     let started = Instant::now();
@@ -266,4 +273,16 @@ async fn frame_ancestors(req: Request, next: Next) -> Response {
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logged_path;
+
+    #[test]
+    fn secrets_in_paths_stay_out_of_the_logs() {
+        assert_eq!(logged_path("/invite/abc123secret"), "/invite/…");
+        assert_eq!(logged_path("/console/frame/ticket/x"), "/console/frame/…");
+        assert_eq!(logged_path("/api/v1/me"), "/api/v1/me");
+    }
 }

@@ -148,8 +148,8 @@ async fn import(
         .unwrap_or_default();
     let bytes = read_limited(&parts.headers, body, IMPORT_BODY_LIMIT).await?;
     let text = match mime.as_str() {
-        "text/csv" | "text/plain" | "" => String::from_utf8(bytes.to_vec())
-            .map_err(|_| ApiError::Unprocessable("the file is not UTF-8 text".into()))?,
+        "text/csv" | "text/plain" | "" => crate::network::csv::decode_utf8(bytes.to_vec())
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
         "application/json" => {
             #[derive(Deserialize)]
             struct Body {

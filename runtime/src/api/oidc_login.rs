@@ -63,6 +63,7 @@ fn refusal(e: &LoginError) -> Response {
 /// the query (the same parameters as `/oidc/authorize`).
 async fn start(
     State(rt): State<Arc<Runtime>>,
+    ClientAddr(from): ClientAddr,
     Path(n): Path<String>,
     Query(p): Query<AuthorizeParams>,
 ) -> Response {
@@ -79,7 +80,7 @@ async fn start(
     };
     match rt
         .identity
-        .start_external_login(n, &req, p.state(), Some(locales))
+        .start_external_login(n, &req, p.state(), Some(locales), from)
         .await
     {
         Ok(url) => (

@@ -14,14 +14,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Authenticated;
-use super::extract::{Form, Json, Path, Query};
+use super::extract::{Json, Path, Query};
 use super::{ApiError, ErrorShaped};
 use crate::Runtime;
 use crate::audit::AuditEvent;
 use crate::identity::service_clients::DEFAULT_GRACE_SECS;
 use crate::identity::specialties::{self, SPECIALTY_SYSTEM};
 use crate::identity::staff::{
-    Invitation, LineError, NewStaff, StaffError, StaffPatch, check_staff_roles, parse_staff_csv,
+    Creation, Invitation, LineError, NewStaff, StaffError, StaffPatch, VendorSeat,
+    check_staff_roles, parse_staff_csv,
 };
 use crate::identity::{PractitionerSearch, Principal, Role, fold};
 
@@ -152,6 +153,9 @@ enum Caller {
     Operator,
 }
 
+/// Record a change already committed. A failed append is logged, not
+/// answered with 500: the change (and any secret or link it returns) stands
+/// and must reach the caller.
 async fn audit(
     rt: &Runtime,
     p: &Principal,
@@ -159,19 +163,21 @@ async fn audit(
     target: String,
     hospital: Option<&str>,
     details: Value,
-) -> Result<(), ApiError> {
-    rt.governance
+) {
+    let appended = rt
+        .governance
         .audit
         .append(AuditEvent {
             actor: rt.identity.person(p).into_string(),
             action: action.into(),
-            target,
+            target: target.clone(),
             hospital_id: hospital.map(Into::into),
             details,
         })
-        .await
-        .map(|_| ())
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .await;
+    if let Err(e) = appended {
+        tracing::error!(error = %e, action, target, "cannot audit a committed change");
+    }
 }
 
 /// Record a refusal and return it.
@@ -278,20 +284,28 @@ async fn directory(
     let province = q.province.as_deref().map(fold).filter(|p| !p.is_empty());
     let facility = q.facility.as_deref().filter(|f| !f.is_empty());
     let hospitals = rt.hospitals.list();
-    let restrict = tier.is_some() || province.is_some() || facility.is_some();
-    let hospitals_filter = restrict.then(|| {
-        hospitals
-            .iter()
-            .filter(|h| facility.is_none_or(|f| h.id == f))
-            .filter(|h| tier.is_none_or(|t| h.tier == t))
-            .filter(|h| {
-                province
-                    .as_deref()
-                    .is_none_or(|pr| fold(&h.province).contains(pr))
-            })
-            .map(|h| h.id.clone())
-            .collect::<Vec<_>>()
-    });
+    // A province matches by its code or, tone marks aside, part of its
+    // name: resolved here to the few stored names (one per province).
+    let provinces = q
+        .province
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|raw| {
+            let folded = province.clone().unwrap_or_default();
+            let mut names: Vec<String> = vec![raw.to_owned()];
+            for h in &hospitals {
+                if fold(&h.province).contains(&folded) && !names.contains(&h.province) {
+                    names.push(h.province.clone());
+                }
+            }
+            names
+        });
+    let facilities = crate::identity::FacilityFilter {
+        facility: facility.map(str::to_owned),
+        tier: tier.map(|t| t.as_str().to_owned()),
+        provinces,
+    };
     let limit = q
         .limit
         .unwrap_or(20)
@@ -313,7 +327,7 @@ async fn directory(
             query: q.q,
             specialty: specialty_text,
             specialty_code,
-            hospitals: hospitals_filter,
+            facilities: Some(facilities),
             limit,
             offset,
             ..PractitionerSearch::default()
@@ -362,7 +376,9 @@ async fn create_staff(
 ) -> Result<Response, Fail> {
     let caller = hospital_caller(&rt, &p, &hospital, true).await?;
     let target = format!("hospital:{hospital}");
+    let mut creation = Creation::Audited;
     if caller == Caller::Operator {
+        creation = Creation::FirstAdmin;
         let admin_only =
             !new.roles.is_empty() && new.roles.iter().all(|r| r.trim() == "hospital-admin");
         if !admin_only {
@@ -397,20 +413,17 @@ async fn create_staff(
     }
     let (user, invitation) = rt
         .identity
-        .create_staff(&hospital, &new, &rt.identity.person(&p).into_string())
+        .create_staff(
+            &hospital,
+            &new,
+            &rt.identity.person(&p).into_string(),
+            creation,
+        )
         .await?;
-    audit(
-        &rt,
-        &p,
-        "identity.staff_created",
-        format!("user:{}", user.id),
-        Some(&hospital),
-        json!({ "username": user.username, "roles": user.roles, "specialties": user.specialties }),
-    )
-    .await?;
     let member = rt.identity.staff_member(&hospital, &user.id).await?;
     Ok((
         StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
         Json(json!({ "user": member, "invitation": invitation })),
     )
         .into_response())
@@ -505,21 +518,14 @@ async fn import_staff(
         return Ok(Json(json!({ "dry_run": true, "accounts": accounts })).into_response());
     }
     let mut created = Vec::new();
+    // Each account's entry was written with it (import_staff).
     for (u, invitation) in made {
-        audit(
-            &rt,
-            &p,
-            "identity.staff_created",
-            format!("user:{}", u.id),
-            Some(&hospital),
-            json!({ "username": u.username, "roles": u.roles, "import": true }),
-        )
-        .await?;
         let member = rt.identity.staff_member(&hospital, &u.id).await?;
         created.push(json!({ "user": member, "invitation": invitation }));
     }
     Ok((
         StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
         Json(json!({ "dry_run": false, "created": created })),
     )
         .into_response())
@@ -560,7 +566,7 @@ async fn update_staff(
         json!({ "roles": member.roles, "licence_changed": patch.licence_number.is_some(),
                 "specialties": patch.specialties, "name_changed": patch.display_name.is_some() }),
     )
-    .await?;
+    .await;
     Ok(Json(json!({ "user": member })))
 }
 
@@ -592,7 +598,7 @@ async fn set_status(
         Some(hospital),
         json!({}),
     )
-    .await?;
+    .await;
     Ok(Json(
         json!({ "user": rt.identity.staff_member(hospital, user).await? }),
     ))
@@ -618,14 +624,22 @@ async fn reissue(
     State(rt): State<Arc<Runtime>>,
     Authenticated(p): Authenticated,
     Path((hospital, user)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = hospital_caller(&rt, &p, &hospital, true).await?;
     let target = rt.identity.staff_user(&hospital, &user).await?;
-    // An operator re-issues only the links of the admins they invite.
-    if caller == Caller::Operator && !target.has_role(Role::HospitalAdmin) {
-        return Err(ApiError::Forbidden(
-            "an operator re-issues invitations of hospital admins only".into(),
-        ));
+    // An operator re-issues only the links of the admins they invite, and
+    // only until one of them takes charge of the hospital (bootstrap).
+    if caller == Caller::Operator {
+        if !target.has_role(Role::HospitalAdmin) {
+            return Err(ApiError::Forbidden(
+                "an operator re-issues invitations of hospital admins only".into(),
+            ));
+        }
+        if rt.identity.has_admin_in_charge(&hospital).await? {
+            return Err(ApiError::Forbidden(format!(
+                "`{hospital}` has a hospital admin who has signed in; they re-issue its invitations, not an operator"
+            )));
+        }
     }
     let invitation: Invitation = rt
         .identity
@@ -639,8 +653,12 @@ async fn reissue(
         Some(&hospital),
         json!({}),
     )
-    .await?;
-    Ok(Json(json!({ "invitation": invitation })))
+    .await;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "invitation": invitation })),
+    )
+        .into_response())
 }
 
 // ----- service clients -----
@@ -682,19 +700,11 @@ async fn create_client(
             &rt.identity.person(&p).into_string(),
         )
         .await?;
+    // Audited in the transaction that created it.
     let client = rt
         .identity
         .hospital_client(&hospital, &issued.client_id)
         .await?;
-    audit(
-        &rt,
-        &p,
-        "identity.client_created",
-        format!("client:{}", issued.client_id),
-        Some(&hospital),
-        json!({ "name": client.name, "kind": client.kind, "scope": client.scope }),
-    )
-    .await?;
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
@@ -734,7 +744,7 @@ async fn rotate_client(
         Some(&hospital),
         json!({ "grace_secs": grace }),
     )
-    .await?;
+    .await;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(issued)).into_response())
 }
 
@@ -756,7 +766,7 @@ async fn revoke_client(
         Some(&hospital),
         json!({}),
     )
-    .await?;
+    .await;
     Ok(Json(json!({ "client": revoked })))
 }
 
@@ -847,6 +857,12 @@ async fn create_vendor_user(
     if rt.identity.vendor_name(&vendor).await?.is_none() {
         return Err(ApiError::NotFound(format!("no vendor `{vendor}`")));
     }
+    let seat = match (admin, body.admin) {
+        (_, false) => VendorSeat::Member,
+        (true, true) => VendorSeat::Admin,
+        // An operator (checked above): re-checked in the write.
+        (false, true) => VendorSeat::FirstAdmin,
+    };
     let (user, invitation) = rt
         .identity
         .create_vendor_user(
@@ -854,19 +870,10 @@ async fn create_vendor_user(
             &body.username,
             &body.display_name,
             body.email.as_deref(),
-            body.admin,
+            seat,
             &rt.identity.person(&p).into_string(),
         )
         .await?;
-    audit(
-        &rt,
-        &p,
-        "identity.vendor_user_created",
-        format!("user:{}", user.id),
-        None,
-        json!({ "vendor": vendor, "username": user.username, "admin": body.admin }),
-    )
-    .await?;
     let member = rt
         .identity
         .list_vendor_users(&vendor)
@@ -875,6 +882,7 @@ async fn create_vendor_user(
         .find(|m| m.id == user.id);
     Ok((
         StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
         Json(json!({ "user": member, "invitation": invitation })),
     )
         .into_response())
@@ -1033,8 +1041,18 @@ struct PasswordForm {
 async fn accept_invitation(
     State(rt): State<Arc<Runtime>>,
     axum::extract::Path(token): axum::extract::Path<String>,
-    Form(form): Form<PasswordForm>,
+    form: Result<axum::extract::Form<PasswordForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // A person sent this form: a page, not JSON, whatever went wrong.
+    let Ok(axum::extract::Form(form)) = form else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Lời mời / Invitation",
+            "<h1>Không đọc được biểu mẫu<br><small>The form could not be read</small></h1>\n\
+             <p role=\"alert\">Biểu mẫu gửi lên không hợp lệ. Hãy mở lại đường dẫn trong lời mời và nhập lại mật khẩu.</p>\n\
+             <p>The form sent is not valid. Open the invitation link again and enter the password again.</p>",
+        );
+    };
     let inv = match rt.identity.invitation(&token).await {
         Ok(inv) => inv,
         Err(e) => return error_page(e),

@@ -21,9 +21,10 @@ pub enum AccountsCommand {
         /// Database: an SQLite file path, sqlite://PATH or postgres://...
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
-        /// The public base URL the link starts with (as `serve --issuer`).
+        /// The public base URL the link starts with (as `serve --issuer`);
+        /// required: a link to a default address would reach no one.
         #[arg(long, env = "VTH_ISSUER")]
-        issuer: Option<String>,
+        issuer: String,
     },
     /// Invite a ministry reviewer (thẩm định viên), who approves plugin
     /// versions; prints the link that sets their password.
@@ -36,7 +37,7 @@ pub enum AccountsCommand {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
         #[arg(long, env = "VTH_ISSUER")]
-        issuer: Option<String>,
+        issuer: String,
     },
     /// Invite a hospital's admin; prints the link that sets their password.
     InviteHospitalAdmin {
@@ -53,7 +54,7 @@ pub enum AccountsCommand {
         #[arg(long, default_value = "data/vtelehealth.db", env = "VTH_DATABASE")]
         db: String,
         #[arg(long, env = "VTH_ISSUER")]
-        issuer: Option<String>,
+        issuer: String,
     },
 }
 
@@ -69,7 +70,7 @@ pub async fn run(command: AccountsCommand, database_url: String) -> anyhow::Resu
     let identity = IdentityService::new(
         db,
         IdentityOptions {
-            issuer,
+            issuer: Some(issuer),
             ..IdentityOptions::default()
         },
     )
@@ -104,7 +105,7 @@ pub async fn run(command: AccountsCommand, database_url: String) -> anyhow::Resu
                 ..NewStaff::default()
             };
             let (u, i) = identity
-                .create_staff(&hospital, &new, "cli")
+                .create_staff(&hospital, &new, "cli", super::staff::Creation::Unaudited)
                 .await
                 .with_context(|| format!("inviting `{username}` to `{hospital}`"))?;
             (u, i, Some(hospital))
@@ -125,4 +126,45 @@ pub async fn run(command: AccountsCommand, database_url: String) -> anyhow::Resu
         user.username, user.display_name, invitation.url
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::AccountsCommand;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    }
+
+    #[test]
+    fn a_link_needs_the_public_issuer() {
+        // The environment may name it (VTH_ISSUER): then nothing to check.
+        if std::env::var_os("VTH_ISSUER").is_some() {
+            return;
+        }
+        let base = [
+            "runtime",
+            "add-operator",
+            "--username",
+            "vanhanh",
+            "--name",
+            "V",
+        ];
+        let err = Cli::try_parse_from(base).expect_err("no issuer");
+        assert!(err.to_string().contains("--issuer"), "{err}");
+        let ok = Cli::try_parse_from(
+            base.iter()
+                .copied()
+                .chain(["--issuer", "https://telehealth.example.vn"]),
+        )
+        .expect("with the issuer");
+        assert!(matches!(
+            ok.command,
+            AccountsCommand::AddOperator { ref issuer, .. } if issuer == "https://telehealth.example.vn"
+        ));
+    }
 }

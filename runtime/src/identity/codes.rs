@@ -107,7 +107,14 @@ impl IdentityService {
                 claims["nonce"] = json!(n);
             }
             if scope.split(' ').any(|s| s == "profile") {
-                self.profile_claims(user, &mut claims).await;
+                // National IDs only to a registered relying party (confidential,
+                // no hospital: not a service client), never to a public
+                // client such as a console, whose tokens sit in a browser.
+                let relying_party = self
+                    .client(client_id)
+                    .await?
+                    .is_some_and(|c| c.confidential && c.hospital_id.is_none());
+                self.profile_claims(user, &mut claims, relying_party).await;
             }
             Some(self.sign(&claims, Some("JWT"))?)
         } else {

@@ -379,10 +379,12 @@ impl TrustedIssuer {
     }
 
     fn check_login(&self, login: &LoginConfig) -> Result<(), String> {
+        // Codes, PKCE verifiers and the client secret travel to these:
+        // https only, plain http for this machine's tests and proxies.
         let url = |name: &str, v: &Option<String>| match v {
-            Some(v) if !is_http_url(v) => {
-                Err(format!("`login.{name}` must be an http(s) URL, got `{v}`"))
-            }
+            Some(v) if !is_login_url(v) => Err(format!(
+                "`login.{name}` must be an https:// URL (http:// only for localhost), got `{v}`"
+            )),
             _ => Ok(()),
         };
         url("authorization_endpoint", &login.authorization_endpoint)?;
@@ -486,6 +488,33 @@ fn is_http_url(v: &str) -> bool {
     (v.starts_with("https://") || v.starts_with("http://"))
         && v.len() <= 2048
         && !v.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Whether `v` may be an issuer's authorization or token endpoint: an
+/// https URL, or http to a loopback host (127.0.0.0/8, ::1, localhost).
+pub fn is_login_url(v: &str) -> bool {
+    if !is_http_url(v) {
+        return false;
+    }
+    let Some(rest) = v.strip_prefix("http://") else {
+        return true;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials before `@` would hide the real host.
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, _)) => h,
+            None => return false,
+        },
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// At most 64 characters of an untrusted value, for messages and audit.
@@ -708,6 +737,29 @@ mod allowed_roles_tests {
     }
 
     #[test]
+    fn login_endpoints_are_https_except_on_this_machine() {
+        for ok in [
+            "https://idp.example/authorize",
+            "http://127.0.0.1:8080/token",
+            "http://127.1.2.3/token",
+            "http://localhost:9000/authorize",
+            "http://[::1]:9000/token",
+        ] {
+            assert!(is_login_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://idp.example/token",
+            "http://10.0.0.1/token",
+            "http://127.0.0.1.evil.example/token",
+            "http://localhost@evil.example/token",
+            "http://[::2]/token",
+            "ftp://localhost/token",
+        ] {
+            assert!(!is_login_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn login_sections_are_checked_at_start_and_keep_their_secret() {
         let mut citizen = vneid();
         citizen.national_ids = true;
@@ -750,7 +802,15 @@ mod allowed_roles_tests {
             (login(|l| l.label_vi = " ".into()), "`login.label_vi`"),
             (
                 login(|l| l.token_endpoint = Some("ftp://x".into())),
-                "`login.token_endpoint` must be an http(s) URL",
+                "`login.token_endpoint` must be an https:// URL",
+            ),
+            (
+                login(|l| l.token_endpoint = Some("http://idp.example/token".into())),
+                "`login.token_endpoint` must be an https:// URL",
+            ),
+            (
+                login(|l| l.authorization_endpoint = Some("http://idp.example/authorize".into())),
+                "`login.authorization_endpoint` must be an https:// URL",
             ),
             (
                 login(|l| l.licence_claim = Some("licence".into())),

@@ -68,6 +68,17 @@ pub(super) fn providers(list: &[TrustedIssuer]) -> Result<Vec<Provider>, Identit
             let secret = l.secret().map_err(|m| {
                 IdentityError::Invalid(format!("trusted issuer `{}`: {m}", t.issuer))
             })?;
+            for (name, v) in [
+                ("authorization_endpoint", &l.authorization_endpoint),
+                ("token_endpoint", &l.token_endpoint),
+            ] {
+                if v.as_deref().is_some_and(|u| !super::external::is_login_url(u)) {
+                    return Err(IdentityError::Invalid(format!(
+                        "trusted issuer `{}`: `login.{name}` must be an https:// URL (http:// only for localhost)",
+                        t.issuer
+                    )));
+                }
+            }
             let endpoints = match (&l.authorization_endpoint, &l.token_endpoint) {
                 (Some(a), Some(t)) => Some(Endpoints {
                     authorization: a.clone(),
@@ -223,6 +234,13 @@ fn overreach_vi(what: &str) -> String {
         .unwrap_or_else(|| what.to_owned())
 }
 
+fn throttled(e: IdentityError) -> LoginError {
+    match e {
+        IdentityError::Throttled { retry_after_secs } => LoginError::Throttled { retry_after_secs },
+        other => other.into(),
+    }
+}
+
 fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -256,7 +274,13 @@ impl IdentityService {
         request: &CodeRequest,
         state: &str,
         ui_locales: Option<&str>,
+        from: Option<std::net::IpAddr>,
     ) -> Result<String, LoginError> {
+        // Each start stores a pending login: an address that starts many
+        // without finishing them backs off before anything is written.
+        let keys: Vec<throttle::Key> = from.map(throttle::Key::starts).into_iter().collect();
+        self.throttled(&keys).map_err(throttled)?;
+        self.login_failed(&keys, from).await;
         let p = self.logins.get(index).ok_or(LoginError::UnknownProvider)?;
         let endpoints = self.login_endpoints(p).await?;
         let our_state = people::random_token()?;
@@ -324,18 +348,18 @@ impl IdentityService {
         // Callback floods (guessed states, forged tokens) back off per
         // address like failed passwords.
         let keys: Vec<throttle::Key> = from.map(throttle::Key::address).into_iter().collect();
-        self.throttled(&keys).map_err(|e| match e {
-            IdentityError::Throttled { retry_after_secs } => {
-                LoginError::Throttled { retry_after_secs }
-            }
-            other => other.into(),
-        })?;
+        self.throttled(&keys).map_err(throttled)?;
         let result = self.finish(code, error, state).await;
         if matches!(
             result,
             Err(LoginError::BadState | LoginError::InvalidIdToken(_))
         ) {
             self.login_failed(&keys, from).await;
+        }
+        // A finished sign-in frees its address's starts (a clinic behind one
+        // address signs many people in).
+        if let (Ok(_), Some(ip)) = (&result, from) {
+            self.throttle.succeeded(&throttle::Key::starts(ip));
         }
         result
     }
@@ -421,8 +445,9 @@ impl IdentityService {
             configured
                 .clone()
                 .or_else(|| doc[key].as_str().map(str::to_owned))
-                .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-                .ok_or_else(|| unavailable(&format!("no http(s) `{key}`")))
+                // Discovered endpoints are held to the configured ones' rule.
+                .filter(|u| super::external::is_login_url(u))
+                .ok_or_else(|| unavailable(&format!("no https `{key}`")))
         };
         let e = Endpoints {
             authorization: endpoint(&p.config.authorization_endpoint, "authorization_endpoint")?,
@@ -607,7 +632,7 @@ impl IdentityService {
                 let user = self.user(&id).await?.ok_or_else(|| {
                     LoginError::Conflict("the linked account no longer exists".into())
                 })?;
-                self.check_account(p, cfg, &user, &roles, national_id.as_deref())
+                self.check_account(p, cfg, &user, &roles, national_id.as_deref(), &subject)
                     .await?;
                 if p.config.kind == LoginKind::Citizen {
                     self.store_health_id(&user, claims, &cfg.health_id_claim)
@@ -636,13 +661,14 @@ impl IdentityService {
                             .licence_claim
                             .as_deref()
                             .and_then(|c| opt_str(claims, c));
-                        self.staff_account(national_id.as_deref(), licence.as_deref())
+                        self.staff_account(cfg, national_id.as_deref(), licence.as_deref())
                             .await?
                     }
                 };
-                self.check_account(p, cfg, &user, &roles, national_id.as_deref())
+                self.check_account(p, cfg, &user, &roles, national_id.as_deref(), &subject)
                     .await?;
-                self.insert_link(&p.issuer, &subject, &user).await?;
+                self.insert_link(&p.issuer, &subject, &user, p.config.kind)
+                    .await?;
                 user
             }
         };
@@ -659,6 +685,7 @@ impl IdentityService {
         user: &User,
         roles: &[Role],
         national_id: Option<&str>,
+        subject: &str,
     ) -> Result<(), LoginError> {
         // Read from the row itself (0016's `status`), so a suspension made
         // on another node counts at once.
@@ -689,12 +716,21 @@ impl IdentityService {
                 if !bound || !cfg.allowed_roles.contains(&user.role) {
                     return Err(LoginError::UnknownStaff);
                 }
-                // The provider's own word on who this is must agree.
-                if !roles.is_empty() && !roles.contains(&user.role) {
-                    return Err(LoginError::Conflict(format!(
-                        "the provider does not say `{}`",
-                        user.role
-                    )));
+                // Platform tokens carry every role of the account: each must
+                // be one the issuer may vouch for, not just the primary one.
+                let held = user.roles.iter().chain(std::iter::once(&user.role));
+                for role in held {
+                    if !cfg.allowed_roles.contains(role) {
+                        let what = format!("the role `{role}`");
+                        self.audit_login_refused(&p.issuer, subject, &what).await;
+                        return Err(LoginError::Overreach(what));
+                    }
+                    // The provider's own word on who this is must agree.
+                    if !roles.is_empty() && !roles.contains(role) {
+                        let what = format!("the provider does not say `{role}`");
+                        self.audit_login_refused(&p.issuer, subject, &what).await;
+                        return Err(LoginError::Conflict(what));
+                    }
                 }
             }
         }
@@ -785,12 +821,14 @@ impl IdentityService {
     /// licence number. Never created here.
     async fn staff_account(
         &self,
+        cfg: &TrustedIssuer,
         cccd: Option<&str>,
         licence: Option<&str>,
     ) -> Result<User, LoginError> {
         let cccd = cccd.filter(|n| validate_citizen_id(n).is_ok());
+        // Stored licences are upper case (`validate_licence`).
         let licence = licence
-            .map(str::trim)
+            .map(|l| l.trim().to_uppercase())
             .filter(|l| !l.is_empty() && l.len() <= 64);
         if cccd.is_none() && licence.is_none() {
             return Err(LoginError::UnknownStaff);
@@ -804,10 +842,23 @@ impl IdentityService {
         .fetch_all(&self.db.pool)
         .await
         .map_err(IdentityError::from)?;
+        // Only the issuer's own hospitals' staff: another hospital's account
+        // with the same licence is neither a match nor a conflict.
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let user = User::from_row(row)?;
+            if user
+                .hospital_id
+                .as_ref()
+                .is_some_and(|h| cfg.hospitals.contains(h))
+            {
+                found.push(user);
+            }
+        }
         // CCCD and licence naming two different people is no match.
-        match rows.as_slice() {
-            [one] => Ok(User::from_row(one)?),
-            [] => Err(LoginError::UnknownStaff),
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(LoginError::UnknownStaff),
             _ => Err(LoginError::Conflict(
                 "the citizen ID and the licence name different accounts".into(),
             )),
@@ -819,6 +870,7 @@ impl IdentityService {
         issuer: &str,
         subject: &str,
         user: &User,
+        kind: LoginKind,
     ) -> Result<(), LoginError> {
         let t = now_secs();
         let mut tx = self.db.begin_write().await.map_err(IdentityError::from)?;
@@ -833,7 +885,19 @@ impl IdentityService {
         .execute(&mut *tx.tx)
         .await;
         match inserted {
-            Ok(_) => tx.commit().await.map_err(IdentityError::from)?,
+            Ok(_) => {
+                // A staff member who signs in through their hospital needs no
+                // password: the link spends their invitation.
+                if kind == LoginKind::Staff {
+                    self.spend_invitations_on_link(&mut tx, &user.id)
+                        .await
+                        .map_err(|e| match e {
+                            super::staff::StaffError::Identity(e) => e,
+                            other => IdentityError::Internal(other.to_string()),
+                        })?;
+                }
+                tx.commit().await.map_err(IdentityError::from)?
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(LoginError::Conflict(
                     "the account is already linked to another identity of this provider".into(),
@@ -919,17 +983,20 @@ impl IdentityService {
     }
 
     /// What the built-in provider's ID token says under the `profile`
-    /// scope, so another platform can sign the person in as its relying
-    /// party: roles and hospital; a citizen's CCCD and BHXH number; a staff
-    /// member's own CCCD and licence number (link keys for their hospital).
-    pub(super) async fn profile_claims(&self, user: &User, claims: &mut Value) {
+    /// scope: roles and hospital; and, with `national_ids` (a registered
+    /// relying party: another platform signing the person in), a citizen's
+    /// CCCD and BHXH number, a staff member's own CCCD and licence number
+    /// (link keys for their hospital).
+    pub(super) async fn profile_claims(&self, user: &User, claims: &mut Value, national_ids: bool) {
         let p = user.principal(&self.issuer);
         claims["roles"] = json!(p.roles);
-        for (claim, value) in [
-            ("hospital_id", &p.hospital_id),
-            ("national_id", &p.national_id),
-            ("health_id", &p.health_id),
-        ] {
+        if let Some(h) = &p.hospital_id {
+            claims["hospital_id"] = json!(h);
+        }
+        if !national_ids {
+            return;
+        }
+        for (claim, value) in [("national_id", &p.national_id), ("health_id", &p.health_id)] {
             if let Some(v) = value {
                 claims[claim] = json!(v);
             }

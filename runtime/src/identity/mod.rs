@@ -56,7 +56,8 @@ pub use people::{
 };
 pub use person::PersonRef;
 pub use search::{
-    MAX_SEARCH_QUERY, MAX_SEARCH_RESULTS, PractitionerEntry, PractitionerSearch, fold,
+    FacilityFilter, MAX_SEARCH_QUERY, MAX_SEARCH_RESULTS, PractitionerEntry, PractitionerSearch,
+    fold,
 };
 pub use throttle::LoginLimits;
 

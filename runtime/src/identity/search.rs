@@ -40,13 +40,27 @@ pub struct PractitionerSearch {
     pub specialty: Option<String>,
     /// At most this many (and never more than [`MAX_SEARCH_RESULTS`]).
     pub limit: u32,
-    /// Only practitioners of these hospitals (the directory API's facility,
-    /// tier and province filters); `None`: no such restriction.
-    pub hospitals: Option<Vec<String>>,
+    /// Only practitioners of active facilities of the register matching
+    /// this (the directory API's filters); `None`: no such restriction.
+    pub facilities: Option<FacilityFilter>,
     /// One specialty code that must be among theirs.
     pub specialty_code: Option<String>,
     /// Skip this many (paging).
     pub offset: u32,
+}
+
+/// Which facilities' practitioners a directory search lists: always the
+/// active ones, narrowed by each filter given. A subquery on `hospitals`,
+/// so a national register binds no parameter per facility.
+#[derive(Debug, Clone, Default)]
+pub struct FacilityFilter {
+    /// One facility's id.
+    pub facility: Option<String>,
+    /// `central`, `provincial`, `district` or `commune`.
+    pub tier: Option<String>,
+    /// Province names as stored, or province codes: any of them (a
+    /// province search resolves to the few names it matches).
+    pub provinces: Option<Vec<String>>,
 }
 
 /// `s` in lower case without Vietnamese tone marks or other combining
@@ -134,16 +148,32 @@ impl IdentityService {
             binds.push(h.clone());
             sql.push_str(&format!(" AND hospital_id = ${}", binds.len()));
         }
-        if let Some(hs) = &search.hospitals {
-            if hs.is_empty() {
-                return Ok(Vec::new());
+        if let Some(f) = &search.facilities {
+            sql.push_str(" AND hospital_id IN (SELECT id FROM hospitals WHERE status = 'active'");
+            if let Some(id) = &f.facility {
+                binds.push(id.clone());
+                sql.push_str(&format!(" AND id = ${}", binds.len()));
             }
-            let mut marks = Vec::with_capacity(hs.len());
-            for h in hs {
-                binds.push(h.clone());
-                marks.push(format!("${}", binds.len()));
+            if let Some(t) = &f.tier {
+                binds.push(t.clone());
+                sql.push_str(&format!(" AND tier = ${}", binds.len()));
             }
-            sql.push_str(&format!(" AND hospital_id IN ({})", marks.join(", ")));
+            if let Some(ps) = &f.provinces {
+                // Bounded by the number of provinces, not of facilities.
+                if ps.is_empty() || ps.len() > 200 {
+                    return Ok(Vec::new());
+                }
+                let mut marks = Vec::with_capacity(ps.len());
+                for p in ps {
+                    binds.push(p.clone());
+                    marks.push(format!("${}", binds.len()));
+                }
+                let marks = marks.join(", ");
+                sql.push_str(&format!(
+                    " AND (province IN ({marks}) OR province_code IN ({marks}))"
+                ));
+            }
+            sql.push(')');
         }
         if let Some(code) = &search.specialty_code {
             binds.push(code.clone());

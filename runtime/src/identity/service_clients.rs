@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::staff::StaffError;
-use super::{IdentityService, people};
+use super::{IdentityError, IdentityService, people};
 use crate::time::now_secs;
 
 /// What a service client is.
@@ -168,6 +168,18 @@ impl IdentityService {
             }
             e => e.into(),
         })?;
+        // Recorded in the same transaction: the secret is shown exactly
+        // when the entry exists, never lost to a failed append after commit.
+        let event = crate::audit::AuditEvent {
+            actor: created_by.into(),
+            action: "identity.client_created".into(),
+            target: format!("client:{id}"),
+            hospital_id: Some(hospital.into()),
+            details: serde_json::json!({ "name": name, "kind": kind, "scope": scope }),
+        };
+        crate::audit::AuditLog::append_in(&mut tx, event)
+            .await
+            .map_err(|e| StaffError::Identity(IdentityError::Internal(format!("audit: {e}"))))?;
         tx.commit().await?;
         Ok(IssuedSecret {
             client_id: id,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{IdentityError, IdentityService, Role, User, people, search, sha256_hex, specialties};
+use crate::audit::AuditEvent;
 use crate::time::now_secs;
 
 /// How long an invitation link is valid: 72 hours.
@@ -26,11 +27,18 @@ pub const STAFF_ROLES: [Role; 4] = [
 ];
 /// The stored password of an account that has none yet: no hash matches it.
 const NO_PASSWORD: &str = "!invited";
+/// The stored password of a staff account that signs in through its
+/// hospital's identity provider only: no hash matches it either, but its
+/// invitation is no longer pending.
+const EXTERNAL_ONLY: &str = "!external";
 /// How stale the node's list of suspended subjects may be (other nodes'
 /// suspensions take effect within this; this node's at once).
 const BLOCKED_REFRESH: Duration = Duration::from_secs(5);
 /// A client's `last_used_at` is written at most this often per node.
 const LAST_USED_EVERY: Duration = Duration::from_secs(60);
+/// Counts a hospital's active admins (`$1`: the hospital).
+const ACTIVE_ADMINS: &str = "SELECT COUNT(*) FROM identity_users WHERE hospital_id = $1 AND status = 'active' \
+     AND (role = 'hospital-admin' OR roles LIKE '% hospital-admin %')";
 /// Most accounts one CSV import creates.
 pub const MAX_IMPORT_ROWS: usize = 500;
 
@@ -411,6 +419,38 @@ fn map_insert(e: sqlx::Error) -> StaffError {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
+/// How a staff account is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// The caller records it (the CLI, tests).
+    Unaudited,
+    /// Recorded as `identity.staff_created` by `created_by` in the same
+    /// transaction: the link is returned exactly when the entry exists.
+    Audited,
+    /// As [`Self::Audited`], and only while the hospital has no active
+    /// admin (an operator's first admin), checked in that transaction.
+    FirstAdmin,
+}
+
+/// What a new vendor user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorSeat {
+    Member,
+    /// An admin of the vendor, invited by another admin.
+    Admin,
+    /// The vendor's first admin, by an operator: only while it has no
+    /// active admin, checked in the creating transaction.
+    FirstAdmin,
+}
+
+/// Append `event` in the write transaction `tx`.
+async fn audit_in(tx: &mut crate::db::WriteTx, event: AuditEvent) -> Result<(), StaffError> {
+    crate::audit::AuditLog::append_in(tx, event)
+        .await
+        .map(|_| ())
+        .map_err(|e| StaffError::Identity(IdentityError::Internal(format!("audit: {e}"))))
+}
+
 impl IdentityService {
     // ----- suspended subjects -----
 
@@ -511,13 +551,64 @@ impl IdentityService {
     /// Whether `hospital` has an active hospital admin (an operator may
     /// create the first one only).
     pub async fn has_active_admin(&self, hospital: &str) -> Result<bool, StaffError> {
+        let row = sqlx::query(ACTIVE_ADMINS)
+            .bind(hospital)
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    /// Whether `hospital` has an admin who took charge: set a password or
+    /// linked an external identity. Until then an operator may re-issue
+    /// its admins' links (the bootstrap); after, its admins do.
+    pub async fn has_admin_in_charge(&self, hospital: &str) -> Result<bool, StaffError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) FROM identity_users WHERE hospital_id = $1 AND status = 'active' \
-             AND (role = 'hospital-admin' OR roles LIKE '% hospital-admin %')",
+            "SELECT COUNT(*) FROM identity_users u WHERE u.hospital_id = $1 \
+             AND (u.role = 'hospital-admin' OR u.roles LIKE '% hospital-admin %') \
+             AND (u.password_hash <> $2 \
+                  OR EXISTS (SELECT 1 FROM external_identities e WHERE e.user_id = u.id))",
         )
         .bind(hospital)
+        .bind(NO_PASSWORD)
         .fetch_one(&self.db.pool)
         .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    /// On a staff account's first link to an external identity: its open
+    /// invitations end and it is marked as signing in externally, so it is
+    /// no longer pending (and no link can set a password for it).
+    pub(super) async fn spend_invitations_on_link(
+        &self,
+        tx: &mut crate::db::WriteTx,
+        user_id: &str,
+    ) -> Result<(), StaffError> {
+        let t = now_secs();
+        sqlx::query(
+            "UPDATE identity_invitations SET expires_at = $1 WHERE user_id = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(t)
+        .bind(user_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query(
+            "UPDATE identity_users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+        )
+        .bind(EXTERNAL_ONLY)
+        .bind(t)
+        .bind(user_id)
+        .bind(NO_PASSWORD)
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the account signs in through an external identity.
+    async fn externally_linked(&self, user_id: &str) -> Result<bool, StaffError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM external_identities WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.db.pool)
+            .await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
@@ -611,9 +702,23 @@ impl IdentityService {
         hospital: &str,
         new: &NewStaff,
         created_by: &str,
+        creation: Creation,
     ) -> Result<(User, Invitation), StaffError> {
         let c = check_new(new)?;
         let mut tx = self.db.begin_write().await?;
+        // Re-checked under the write lock: two operators racing both saw
+        // no admin before.
+        if creation == Creation::FirstAdmin {
+            let row = sqlx::query(ACTIVE_ADMINS)
+                .bind(hospital)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+            if row.try_get::<i64, _>(0)? > 0 {
+                return Err(StaffError::Forbidden(format!(
+                    "`{hospital}` already has an active hospital admin, who adds further staff"
+                )));
+            }
+        }
         let (id, invitation) = self
             .insert_invited(
                 &mut tx.tx,
@@ -625,6 +730,9 @@ impl IdentityService {
                 created_by,
             )
             .await?;
+        if creation != Creation::Unaudited {
+            audit_in(&mut tx, staff_created(created_by, hospital, &id, &c, false)).await?;
+        }
         tx.commit().await?;
         let user = self.user(&id).await?.ok_or_else(|| {
             StaffError::Identity(IdentityError::Internal("a created user vanished".into()))
@@ -701,7 +809,14 @@ impl IdentityService {
                 )
                 .await;
             match inserted {
-                Ok(done) => made.push(done),
+                Ok(done) => {
+                    audit_in(
+                        &mut tx,
+                        staff_created(created_by, hospital, &done.0, c, true),
+                    )
+                    .await?;
+                    made.push(done)
+                }
                 // Raced with another writer: still all or nothing.
                 Err(e @ StaffError::Conflict(_)) => {
                     return Err(StaffError::Lines(vec![LineError {
@@ -929,6 +1044,14 @@ impl IdentityService {
             .user(user_id)
             .await?
             .ok_or_else(|| StaffError::NotFound(format!("no account `{user_id}`")))?;
+        // Signing in through the hospital's provider spent the invitation;
+        // a new link would let whoever holds it set a password.
+        if self.externally_linked(&user.id).await? {
+            return Err(StaffError::Conflict(
+                "this person signs in through an external identity provider (VNeID or their hospital's); they need no invitation"
+                    .into(),
+            ));
+        }
         if !self.pending(&user.id).await? {
             return Err(StaffError::Conflict(
                 "this person has already set a password; an invitation is for a first sign-in"
@@ -1023,33 +1146,6 @@ impl IdentityService {
             .ok_or_else(|| StaffError::NotFound("unknown invitation".into()))
     }
 
-    /// Where signing in with an external identity plugs in: spend an open
-    /// invitation for the person `issuer`/`subject` stands for and return
-    /// the account it was for. The link itself (issuer, subject → account)
-    /// is stored by the external sign-in (`identity/login.rs`), which also
-    /// decides that the external identity is this person (by CCCD or
-    /// licence); no password is set.
-    pub async fn accept_invitation_external(
-        &self,
-        token: &str,
-        issuer: &str,
-        subject: &str,
-    ) -> Result<User, StaffError> {
-        if issuer.is_empty() || subject.is_empty() {
-            return Err(invalid(
-                "an external identity needs an issuer and a subject",
-            ));
-        }
-        self.invitation(token).await?;
-        let mut tx = self.db.begin_write().await?;
-        let user_id = self.spend_invitation(&mut tx.tx, token).await?;
-        tx.commit().await?;
-        tracing::info!(issuer, subject, user = %user_id, "invitation accepted with an external identity");
-        self.user(&user_id)
-            .await?
-            .ok_or_else(|| StaffError::NotFound("unknown invitation".into()))
-    }
-
     // ----- vendors' users and operators -----
 
     /// A vendor's users.
@@ -1105,25 +1201,24 @@ impl IdentityService {
 
     /// Whether `vendor` has an active admin (an operator invites the first).
     pub async fn has_vendor_admin(&self, vendor: &str) -> Result<bool, StaffError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM identity_users WHERE vendor_id = $1 AND vendor_admin = 1 AND status = 'active'",
-        )
-        .bind(vendor)
-        .fetch_one(&self.db.pool)
-        .await?;
+        let row = sqlx::query(VENDOR_ADMINS)
+            .bind(vendor)
+            .fetch_one(&self.db.pool)
+            .await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
-    /// Invite a user of `vendor` (an admin of it when `admin`).
+    /// Invite a user of `vendor` as `seat`.
     pub async fn create_vendor_user(
         &self,
         vendor: &str,
         username: &str,
         display_name: &str,
         email: Option<&str>,
-        admin: bool,
+        seat: VendorSeat,
         created_by: &str,
     ) -> Result<(User, Invitation), StaffError> {
+        let admin = seat != VendorSeat::Member;
         let c = Checked {
             username: username.trim().to_owned(),
             display_name: check_name(display_name)?,
@@ -1137,6 +1232,18 @@ impl IdentityService {
         };
         validate_username(&c.username)?;
         let mut tx = self.db.begin_write().await?;
+        // An operator's first admin: re-checked under the write lock.
+        if seat == VendorSeat::FirstAdmin {
+            let row = sqlx::query(VENDOR_ADMINS)
+                .bind(vendor)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+            if row.try_get::<i64, _>(0)? > 0 {
+                return Err(StaffError::Forbidden(
+                    "an operator invites only a vendor's first admin (admin: true); the vendor's admin invites colleagues".into(),
+                ));
+            }
+        }
         let (id, invitation) = self
             .insert_invited(
                 &mut tx.tx,
@@ -1148,6 +1255,14 @@ impl IdentityService {
                 created_by,
             )
             .await?;
+        let event = AuditEvent {
+            actor: created_by.into(),
+            action: "identity.vendor_user_created".into(),
+            target: format!("user:{id}"),
+            hospital_id: None,
+            details: serde_json::json!({ "vendor": vendor, "username": c.username, "admin": admin }),
+        };
+        audit_in(&mut tx, event).await?;
         tx.commit().await?;
         let user = self.user(&id).await?.ok_or_else(|| {
             StaffError::Identity(IdentityError::Internal("a created user vanished".into()))
@@ -1201,6 +1316,26 @@ impl IdentityService {
             StaffError::Identity(IdentityError::Internal("a created user vanished".into()))
         })?;
         Ok((user, invitation))
+    }
+}
+
+/// Counts a vendor's active admins (`$1`: the vendor).
+const VENDOR_ADMINS: &str = "SELECT COUNT(*) FROM identity_users WHERE vendor_id = $1 AND vendor_admin = 1 AND status = 'active'";
+
+/// The audit entry of a created staff account.
+fn staff_created(by: &str, hospital: &str, id: &str, c: &Checked, import: bool) -> AuditEvent {
+    let mut details = serde_json::json!({ "username": c.username, "roles": c.roles });
+    if import {
+        details["import"] = serde_json::json!(true);
+    } else {
+        details["specialties"] = serde_json::json!(c.specialties);
+    }
+    AuditEvent {
+        actor: by.into(),
+        action: "identity.staff_created".into(),
+        target: format!("user:{id}"),
+        hospital_id: Some(hospital.into()),
+        details,
     }
 }
 

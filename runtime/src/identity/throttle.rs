@@ -119,6 +119,8 @@ pub(super) enum Key {
     /// `user:NAME` or `client:ID`.
     Account(String),
     Address(IpAddr),
+    /// External sign-ins started from an address and not finished.
+    Starts(IpAddr),
 }
 
 impl Key {
@@ -138,11 +140,21 @@ impl Key {
         }
     }
 
+    /// The key of external sign-ins started from `ip` (grouped like
+    /// [`Self::address`]).
+    pub fn starts(ip: IpAddr) -> Self {
+        match Self::address(ip) {
+            Self::Address(a) => Self::Starts(a),
+            other => other,
+        }
+    }
+
     /// As shown in audit entries.
     pub fn target(&self) -> String {
         match self {
             Self::Account(a) => a.clone(),
             Self::Address(ip) => format!("address:{ip}"),
+            Self::Starts(ip) => format!("sign-in-starts:{ip}"),
         }
     }
 }
@@ -218,7 +230,7 @@ impl Throttle {
             entry.last = now;
             let free = match key {
                 Key::Account(_) => self.limits.account_free_failures,
-                Key::Address(_) => self.limits.address_free_failures,
+                Key::Address(_) | Key::Starts(_) => self.limits.address_free_failures,
             };
             if entry.failures > free {
                 let doublings = (entry.failures - free - 1).min(30);

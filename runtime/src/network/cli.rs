@@ -56,20 +56,59 @@ async fn open(url: &str) -> Result<(Database, Arc<NetworkRegister>)> {
     Ok((db, register))
 }
 
+/// When to print an import's progress: at most every [`Throttle::EVERY`]
+/// (a 13,000-row file must not print a line per row), and always the end.
+struct Throttle {
+    last: std::time::Instant,
+    ended: bool,
+}
+
+impl Throttle {
+    /// Four lines a second at most.
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn new(now: std::time::Instant) -> Self {
+        Self {
+            last: now,
+            ended: false,
+        }
+    }
+
+    /// Whether to print `done` of `total` now.
+    fn due(&mut self, now: std::time::Instant, done: usize, total: usize) -> bool {
+        if done >= total {
+            // The end once (an empty file reports 0 of 0 twice).
+            if self.ended {
+                return false;
+            }
+            self.ended = true;
+            return true;
+        }
+        if now.duration_since(self.last) < Self::EVERY {
+            return false;
+        }
+        self.last = now;
+        true
+    }
+}
+
 /// Run `command` against the database at `url`.
 pub async fn run(command: NetworkCommand, url: String) -> Result<()> {
     match command {
         NetworkCommand::Import { file, dry_run, .. } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let text = String::from_utf8(bytes)
-                .with_context(|| format!("{} is not UTF-8 text", file.display()))?;
+            let text = match super::csv::decode_utf8(bytes) {
+                Ok(text) => text,
+                Err(e) => {
+                    eprintln!("{}: {}", file.display(), e.message_vi());
+                    bail!("{}: {e}; nothing was imported", file.display());
+                }
+            };
             let (db, register) = open(&url).await?;
-            let mut last = std::time::Instant::now();
+            let mut throttle = Throttle::new(std::time::Instant::now());
             let mut progress = |done: usize, total: usize| {
-                // At most a few lines a second, and the last one.
-                if done == total || last.elapsed().as_millis() >= 250 {
-                    last = std::time::Instant::now();
+                if throttle.due(std::time::Instant::now(), done, total) {
                     let _ = writeln!(std::io::stderr(), "Đang nhập… {done}/{total} rows");
                 }
             };
@@ -124,8 +163,13 @@ pub async fn run(command: NetworkCommand, url: String) -> Result<()> {
                     Ok(())
                 }
                 Err(NetworkError::BadRows(rows)) => {
+                    // Vietnamese first, the English in brackets (as the
+                    // console shows a refusal).
                     for r in &rows {
-                        eprintln!("line {}: {}", r.line, r.message);
+                        eprintln!(
+                            "dòng {}: {} (line {}: {})",
+                            r.line, r.message_vi, r.line, r.message
+                        );
                     }
                     bail!(
                         "{} bad row(s) in {}; nothing was imported",
@@ -160,5 +204,38 @@ pub async fn run(command: NetworkCommand, url: String) -> Result<()> {
             eprintln!("{} of {total} facilities", page.len());
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Throttle;
+
+    #[test]
+    fn progress_prints_at_most_four_lines_a_second_and_the_end_once() {
+        let start = Instant::now();
+        let mut t = Throttle::new(start);
+        let total = 13_000;
+        // A row every 0.1 ms: 1.3 s of rows, reported after every row.
+        let printed: Vec<usize> = (0..=total)
+            .filter(|&done| {
+                t.due(
+                    start + Duration::from_micros(100) * done as u32,
+                    done,
+                    total,
+                )
+            })
+            .collect();
+        assert!(printed.len() <= 1 + 1300 / 250 + 1, "{printed:?}");
+        assert_eq!(printed.last(), Some(&total));
+        assert!(
+            !t.due(start + Duration::from_secs(5), total, total),
+            "the end once"
+        );
+        let mut t = Throttle::new(start);
+        assert!(t.due(start, 0, 0), "an empty file");
+        assert!(!t.due(start, 0, 0), "once");
     }
 }

@@ -14,6 +14,44 @@ pub struct Record {
 pub struct CsvError {
     pub line: usize,
     pub message: String,
+    /// The same in Vietnamese, for the console and the CLI.
+    pub message_vi: String,
+}
+
+/// A file that is not UTF-8: where its first bad byte is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the file is not UTF-8 text: the first bad byte is on line {line} (byte {offset}); \
+     save it as \"CSV UTF-8\""
+)]
+pub struct NotUtf8 {
+    pub line: usize,
+    /// From 0, in the file.
+    pub offset: usize,
+}
+
+impl NotUtf8 {
+    /// The same in Vietnamese.
+    pub fn message_vi(&self) -> String {
+        format!(
+            "tệp không phải văn bản UTF-8: byte lỗi đầu tiên ở dòng {} (byte {}); \
+             hãy lưu lại dưới dạng \"CSV UTF-8\"",
+            self.line, self.offset
+        )
+    }
+}
+
+/// `bytes` as text, or the line of the first byte that is not UTF-8
+/// (spreadsheets often save Vietnamese as Windows-1258).
+pub fn decode_utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let before = e.as_bytes().get(..offset).unwrap_or_default();
+        NotUtf8 {
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+            offset,
+        }
+    })
 }
 
 /// The records of `text` (a leading UTF-8 BOM is skipped); blank lines are
@@ -67,6 +105,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, CsvError> {
                 return Err(CsvError {
                     line,
                     message: "a quote inside an unquoted field (quote the whole field and double the quote)".into(),
+                    message_vi: "dấu nháy kép trong trường không đặt trong nháy (đặt cả trường trong nháy kép và viết dấu nháy hai lần)".into(),
                 });
             }
             ',' => {
@@ -84,6 +123,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, CsvError> {
                 return Err(CsvError {
                     line,
                     message: format!("`{c}` after a closing quote"),
+                    message_vi: format!("`{c}` sau dấu nháy đóng"),
                 });
             }
             c => field.push(c),
@@ -93,6 +133,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, CsvError> {
         return Err(CsvError {
             line: start,
             message: "a quoted field is not closed".into(),
+            message_vi: "trường trong nháy kép không được đóng".into(),
         });
     }
     end_record(&mut fields, &mut field, start);
@@ -132,5 +173,18 @@ mod tests {
         assert_eq!(parse("a\n\"open").unwrap_err().line, 2);
         assert_eq!(parse("\"a\"b").unwrap_err().line, 1);
         assert_eq!(field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_line_of_its_first_bad_byte() {
+        // "Thái" in Windows-1258 on line 4 (`á` is 0xE1 there), after a
+        // quoted field over two lines: lines as an editor counts them.
+        let mut bytes = b"a,b\nx,\"y\nz\"\nTh".to_vec();
+        bytes.extend([0xE1, b'i']);
+        let e = decode_utf8(bytes).expect_err("not UTF-8");
+        assert_eq!((e.line, e.offset), (4, 14));
+        assert!(e.to_string().contains("line 4"), "{e}");
+        assert!(e.message_vi().contains("dòng 4"));
+        assert_eq!(decode_utf8("Hưng Yên".into()).as_deref(), Ok("Hưng Yên"));
     }
 }
