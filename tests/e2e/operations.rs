@@ -300,6 +300,17 @@ async fn from_an_empty_database_to_a_working_hospital() {
     c.click("#bundle-submit").await;
     let msg = c.message("ok").await;
     assert!(msg.contains("his-hl7v2"), "{msg}");
+    // The vendor's admin invites a colleague.
+    c.tab("team").await;
+    c.type_into("#team-username", "dev.lan").await;
+    c.type_into("#team-name", "Hoàng Thị Lan").await;
+    c.clear_message().await;
+    c.click("#team-invite").await;
+    c.wait(
+        "(() => { const o = document.querySelector('#team-once #invitation-link'); return o && o.textContent.includes('/invite/'); })()",
+        "the colleague's invitation link",
+    )
+    .await;
     c.sign_out().await;
 
     // The ministry's reviewer approves it.
@@ -435,6 +446,26 @@ async fn from_an_empty_database_to_a_working_hospital() {
         "{who}"
     );
     c.screenshot("operations-doctor-signed-in").await;
+    // The directory finds colleagues by name, with their hospital by name
+    // and never a national identifier or licence number.
+    c.tab("directory").await;
+    c.type_into("#dir-q", "hoa").await;
+    c.click("#dir-search").await;
+    let found = c
+        .wait(
+            "(() => { const t = document.getElementById('directory-table'); return t && t.innerText.includes('BS. Vũ Thị Hoa') && document.getElementById('main').innerText; })()",
+            "the doctor in the directory",
+        )
+        .await;
+    let found = found.as_str().unwrap_or_default();
+    assert!(
+        found.contains("Bệnh viện Đa khoa tỉnh Ninh Bình"),
+        "{found}"
+    );
+    assert!(
+        !found.contains("036185005678") && !found.contains("001234/NB-GPHN"),
+        "no national id or licence in the directory: {found}"
+    );
     c.sign_out().await;
 
     // The ministry counts the hospital as connected.

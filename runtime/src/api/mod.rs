@@ -7,6 +7,7 @@ mod error;
 pub mod extract;
 pub mod fhir;
 mod governance;
+mod html;
 mod imaging_share;
 mod network;
 mod notify;

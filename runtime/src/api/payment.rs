@@ -49,13 +49,7 @@ impl From<PaymentError> for ApiError {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use super::html::escape;
 
 /// The sandbox gateway as an actor of the audit trail.
 const SANDBOX: &str = "gateway:sandbox";

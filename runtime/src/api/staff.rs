@@ -890,20 +890,7 @@ async fn create_vendor_user(
 
 // ----- the invitation page -----
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::html::escape;
 
 /// A page in the built-in login page's look (api/oidc.rs).
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
