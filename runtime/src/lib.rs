@@ -32,6 +32,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod network;
 pub mod notify;
+pub mod outbound;
 pub mod payment;
 pub mod plugins;
 pub mod query;

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("imaging", 13),
     ("payment", 14),
     ("video", 15),
+    ("outbound", 16),
     // What plugins reach: the WIT bindings, then one module per interface.
     ("bindings", 19),
     ("capabilities", 20),
