@@ -325,6 +325,8 @@ async function signOut() {
 let signInOptions = null;
 
 function showSignIn() {
+  shown += 1;
+  $('main').removeAttribute('aria-busy');
   $('tabs').replaceChildren();
   $('who').textContent = '';
   $('sign-out').hidden = true;
@@ -438,18 +440,24 @@ async function openTab(name, keepMessages = false) {
 }
 
 // Render what `build` returns into <main>; remembered for the language switch.
+// A view that answers after a newer one, or after signing out, is dropped:
+// it must not cover what the person now sees.
+let shown = 0;
 async function show(build) {
+  const mine = ++shown;
   rerender = () => show(build);
   const main = $('main');
   main.setAttribute('aria-busy', 'true');
   try {
     const content = await build();
-    main.replaceChildren(...[content].flat().filter((x) => x != null));
+    if (mine === shown) main.replaceChildren(...[content].flat().filter((x) => x != null));
   } catch (e) {
-    if (!(e instanceof SessionExpired)) say(errorText(e), 'error');
+    if (mine === shown && !(e instanceof SessionExpired)) say(errorText(e), 'error');
   } finally {
-    main.removeAttribute('aria-busy');
-    main.dataset.view = currentTab || '';
+    if (mine === shown) {
+      main.removeAttribute('aria-busy');
+      main.dataset.view = currentTab || '';
+    }
   }
 }
 

@@ -451,6 +451,12 @@ async fn from_an_empty_database_to_a_working_hospital() {
     c.tab("directory").await;
     c.type_into("#dir-q", "hoa").await;
     c.click("#dir-search").await;
+    // The search has answered: its button is enabled again and the view idle.
+    c.wait(
+        "(() => { const b = document.getElementById('dir-search'); return !!b && !b.disabled && !document.querySelector('main[aria-busy]'); })()",
+        "the directory search's answer",
+    )
+    .await;
     let found = c
         .wait(
             "(() => { const t = document.getElementById('directory-table'); return t && t.innerText.includes('BS. Vũ Thị Hoa') && document.getElementById('main').innerText; })()",
